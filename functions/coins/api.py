@@ -1,0 +1,164 @@
+"""HTTP glue shared by every entry point: method, auth, body, validation, idempotency
+key, logging, and the mapping of errors to responses. Entry points stay one call long."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable
+
+import flask
+import pydantic
+
+from . import clients, config, errors, logs
+from .auth import Caller, authenticate
+from .ledger import Idempotency, Response
+
+
+class Access(Enum):
+    PUBLIC = "public"
+    USER = "user"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a handler gets: the authenticated caller and the validated input."""
+
+    caller: Caller | None
+    body: Any
+    query: Any
+    idempotency: Idempotency | None
+
+    @property
+    def db(self):
+        return clients.firestore()
+
+    @property
+    def uid(self) -> str:
+        assert self.caller is not None
+        return self.caller.uid
+
+
+Handler = Callable[[Call], "dict[str, Any] | Response"]
+
+
+def endpoint(
+    method: str,
+    *,
+    access: Access,
+    body: type[pydantic.BaseModel] | None = None,
+    query: type[pydantic.BaseModel] | None = None,
+    idempotent: bool = False,
+) -> Callable[[Handler], Callable[[flask.Request], flask.Response]]:
+    """Wraps a handler into an HTTP function. `idempotent` means the request moves money
+    and needs an Idempotency-Key."""
+
+    def decorate(handler: Handler) -> Callable[[flask.Request], flask.Response]:
+        name = handler.__name__
+
+        @functools.wraps(handler)
+        def entry(request: flask.Request) -> flask.Response:
+            started = time.perf_counter()
+            logs.bind_trace(request.headers.get("X-Cloud-Trace-Context"), config.settings().project_id)
+            caller: Caller | None = None
+            try:
+                if request.method != method:
+                    raise errors.MethodNotAllowed(allowed=[method])
+                if access is not Access.PUBLIC:
+                    caller = authenticate(request.headers.get("Authorization"), clients.firebase_app())
+                    if access is Access.ADMIN and not caller.admin:
+                        raise errors.Forbidden("This needs an admin.")
+                raw = _json_body(request) if body is not None else None
+                call = Call(
+                    caller=caller,
+                    body=_validate(body, raw) if body is not None else None,
+                    query=_validate(query, _query_args(request)) if query is not None else None,
+                    idempotency=_idempotency(request, caller, name, raw) if idempotent else None,
+                )
+                result = handler(call)
+                response = result if isinstance(result, Response) else Response(200, result)
+            except errors.CoinsError as error:
+                response = Response(error.status, error.to_body())
+            except Exception:  # noqa: BLE001 - the last line of defence: log, never leak
+                logs.error("unhandled error", function=name, traceback=traceback.format_exc())
+                response = Response(500, errors.CoinsError().to_body())
+            latency_ms = round((time.perf_counter() - started) * 1000, 1)
+            logs.log(
+                "ERROR" if response.status >= 500 else "WARNING" if response.status >= 400 else "INFO",
+                f"{request.method} {name} {response.status}",
+                function=name,
+                method=request.method,
+                status=response.status,
+                latency_ms=latency_ms,
+                uid=caller.uid if caller else None,
+                error_code=response.body.get("error", {}).get("code") if response.status >= 400 else None,
+            )
+            return _to_flask(response, method)
+
+        return entry
+
+    return decorate
+
+
+def _to_flask(response: Response, method: str) -> flask.Response:
+    result = flask.Response(json.dumps(response.body, separators=(",", ":")), response.status, mimetype="application/json")
+    if response.status == 405:
+        result.headers["Allow"] = method
+    if response.status in (429, 503):
+        result.headers["Retry-After"] = "1"
+    return result
+
+
+def _json_body(request: flask.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > config.BODY_BYTES_MAX:
+        raise errors.BodyTooLarge(limit_bytes=config.BODY_BYTES_MAX)
+    data = request.stream.read(config.BODY_BYTES_MAX + 1)
+    if len(data) > config.BODY_BYTES_MAX:
+        raise errors.BodyTooLarge(limit_bytes=config.BODY_BYTES_MAX)
+    if request.mimetype != "application/json":
+        raise errors.InvalidRequest("Send JSON with Content-Type: application/json.")
+    try:
+        parsed = json.loads(data, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise errors.InvalidRequest("The body is not valid JSON.") from None
+    if not isinstance(parsed, dict):
+        raise errors.InvalidRequest("The body must be a JSON object.")
+    return parsed
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _query_args(request: flask.Request) -> dict[str, str]:
+    repeated = sorted(key for key, values in request.args.lists() if len(values) > 1)
+    if repeated:
+        raise errors.ValidationFailed(fields=[{"field": key, "message": "given more than once"} for key in repeated])
+    return request.args.to_dict()
+
+
+def _validate(model: type[pydantic.BaseModel], data: dict[str, Any]) -> pydantic.BaseModel:
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as error:
+        # Field paths and messages only: never the input, which may be huge or sensitive.
+        fields = [
+            {"field": ".".join(str(part) for part in item["loc"]) or "body", "message": item["msg"]}
+            for item in error.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        raise errors.ValidationFailed(fields=fields) from None
+
+
+def _idempotency(request: flask.Request, caller: Caller | None, name: str, raw: dict[str, Any] | None) -> Idempotency:
+    key = request.headers.get("Idempotency-Key", "")
+    if not 1 <= len(key) <= config.IDEMPOTENCY_KEY_LENGTH_MAX or not all(" " <= c <= "~" for c in key):
+        raise errors.InvalidRequest(
+            f"An Idempotency-Key header of 1 to {config.IDEMPOTENCY_KEY_LENGTH_MAX} printable characters is required."
+        )
+    assert caller is not None, "money moves only for authenticated callers"
+    return Idempotency.of(scope=caller.uid, key=key, operation=name, body=raw or {})

@@ -1,0 +1,38 @@
+"""The one place that creates clients, lazily, once per process. Services never create
+clients; entry points pass these in, and tests pass their own."""
+
+from __future__ import annotations
+
+import functools
+
+from . import config
+
+
+@functools.cache
+def firestore():
+    from google.cloud import firestore as firestore_module
+
+    return firestore_module.Client(project=config.settings().project_id)
+
+
+@functools.cache
+def firebase_app():
+    import firebase_admin
+    from firebase_admin import credentials
+
+    class EmulatorCredential(credentials.Base):
+        """Anonymous credentials: with FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin
+        verifies the Auth emulator's unsigned tokens and needs no service account."""
+
+        def get_credential(self):
+            import google.auth.credentials
+
+            return google.auth.credentials.AnonymousCredentials()
+
+    settings = config.settings()
+    name = "guild-coins"
+    try:
+        return firebase_admin.get_app(name)
+    except ValueError:
+        credential = EmulatorCredential() if settings.auth_emulator_host else credentials.ApplicationDefault()
+        return firebase_admin.initialize_app(credential, {"projectId": settings.project_id}, name=name)

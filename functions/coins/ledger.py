@@ -1,0 +1,399 @@
+"""THE transaction module: every balance change in GUILD Coins goes through `execute`.
+
+One call runs one Firestore transaction (retried as a whole on contention) that:
+1. reads the idempotency record, then every document it will change (all reads first);
+2. asks the operation what to do (pure, from what was read) and validates it: postings
+   balance per tier, no user account ends below zero in any tier;
+3. writes the accounts, the journal entry, the business documents and the idempotency
+   record holding the response, all in the same commit.
+
+Accounts: `user:{uid}` (the coins of `wallets/{uid}`), `treasury` (the issuer) and
+`platform:fees`. The last two are hot and are never documents written here: their
+balances are derived from the ledger (every tier of every entry sums to zero, so the
+treasury is the negative of everything outstanding). Each wallet numbers its own entries
+(`seq`); there is no global counter, which would cap the whole system at about one
+write a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Mapping
+
+from . import catalog, config, errors, logs
+
+TREASURY = "treasury"
+PLATFORM_FEES = "platform:fees"
+USER_PREFIX = "user:"
+
+WALLETS = "wallets"
+LEDGER = "ledger"
+IDEMPOTENCY = "idempotency"
+
+ENTRY_TYPES = frozenset(
+    {
+        "purchase_issue",
+        "escrow_lock",
+        "escrow_release",
+        "escrow_refund",
+        "withdrawal_hold",
+        "withdrawal_paid",
+        "withdrawal_rejected",
+        "admin_adjust",
+    }
+)
+KYC_STATUSES = ("none", "pending", "verified", "rejected")
+
+
+def user_account(uid: str) -> str:
+    return USER_PREFIX + uid
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# What callers hand in.
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A request's Idempotency-Key, scoped to its caller, and the fingerprint of what it asked."""
+
+    scope: str
+    key: str
+    fingerprint: str
+
+    @staticmethod
+    def of(scope: str, key: str, operation: str, body: Mapping[str, Any]) -> "Idempotency":
+        canonical = json.dumps({"operation": operation, "body": body}, sort_keys=True, separators=(",", ":"))
+        return Idempotency(scope=scope, key=key, fingerprint=hashlib.sha256(canonical.encode()).hexdigest())
+
+    @property
+    def document_id(self) -> str:
+        # Hashed: keys are caller-chosen text, document ids have rules of their own.
+        return hashlib.sha256(f"{self.scope}\n{self.key}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Posting:
+    """`count` coins of `tier` move from one account to another."""
+
+    tier: str
+    count: int
+    source: str
+    destination: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    type: str
+    postings: tuple[Posting, ...]
+    refs: Mapping[str, str] = field(default_factory=dict)
+    memo: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Response:
+    """What the caller gets, and what a replay of the same key gets again."""
+
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `Plan.respond` sees after the writes are decided."""
+
+    entry_id: str | None
+    wallets: Mapping[str, dict[str, Any]]
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An operation's decision: at most one journal entry, the business documents it
+    writes (created or merged), and the response built from the outcome."""
+
+    entry: Entry | None
+    respond: Callable[[Outcome], Response]
+    documents: Mapping[Any, dict[str, Any]] = field(default_factory=dict)
+
+
+class Reader:
+    """The reads of one transaction attempt. Every document the ledger writes is read
+    through here first, so all reads precede all writes."""
+
+    def __init__(self, db, transaction, now: datetime) -> None:
+        self.db = db
+        self.transaction = transaction
+        self.now = now
+        self._wallets: dict[str, dict[str, Any]] = {}
+        self._existing: set[str] = set()
+
+    def wallet(self, uid: str) -> dict[str, Any]:
+        """The wallet document (an empty one if it does not exist yet). Do not mutate."""
+        if uid not in self._wallets:
+            snapshot = self.db.collection(WALLETS).document(uid).get(transaction=self.transaction)
+            if snapshot.exists:
+                self._existing.add(uid)
+                self._wallets[uid] = snapshot.to_dict()
+            else:
+                self._wallets[uid] = empty_wallet(uid, self.now)
+        return self._wallets[uid]
+
+    def wallet_exists(self, uid: str) -> bool:
+        self.wallet(uid)
+        return uid in self._existing
+
+    def document(self, ref) -> dict[str, Any] | None:
+        snapshot = ref.get(transaction=self.transaction)
+        return snapshot.to_dict() if snapshot.exists else None
+
+
+Operation = Callable[[Reader], Plan]
+
+
+def empty_wallet(uid: str, now: datetime) -> dict[str, Any]:
+    return {
+        "user_id": uid,
+        "coins": {},
+        "balance_dirhams": 0,
+        "held_dirhams": 0,
+        "kyc_status": "none",
+        "stats": {},
+        "seq": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+# The one entry point.
+
+
+def execute(
+    db,
+    operation: Operation,
+    *,
+    idempotency: Idempotency | None,
+    actor: str,
+    clock: Callable[[], datetime] = now_utc,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Response:
+    """Runs `operation` in one transaction, retried on contention; see the module doc.
+
+    A domain error raised by the operation is stored under the idempotency key (so a
+    replay gets the same 4xx) and then raised. A replay returns the stored response.
+    """
+    from google.api_core import exceptions as api_exceptions
+
+    entry_id = db.collection(LEDGER).document().id
+    if idempotency is not None:
+        stored = _stored_response(db.collection(IDEMPOTENCY).document(idempotency.document_id).get(), idempotency, clock())
+        if stored is not None:
+            return stored
+    for attempt in range(config.TRANSACTION_ATTEMPTS_MAX):
+        transaction = db.transaction(max_attempts=1)
+        try:
+            result = _attempt(db, transaction, operation, idempotency, actor, entry_id, clock())
+        except api_exceptions.Aborted:
+            pass  # a read waited too long for a lock another transaction holds
+        except ValueError as error:
+            # A single-attempt commit that aborted is reported as ValueError from Aborted.
+            if not isinstance(error.__cause__, api_exceptions.Aborted):
+                raise
+        else:
+            if isinstance(result, errors.CoinsError):
+                raise result
+            return result
+        backoff = min(config.TRANSACTION_BACKOFF_CAP_SECONDS, config.TRANSACTION_BACKOFF_BASE_SECONDS * 2**attempt)
+        sleep(random.uniform(0, backoff))
+    logs.warning("transaction contention exhausted", attempts=config.TRANSACTION_ATTEMPTS_MAX, actor=actor)
+    raise errors.Unavailable()
+
+
+def _attempt(db, transaction, operation, idempotency, actor, entry_id, now) -> Response | errors.CoinsError:
+    from google.cloud import firestore
+
+    @firestore.transactional
+    def body(transaction) -> Response | errors.CoinsError:
+        reader = Reader(db, transaction, now)
+        idempotency_ref = None
+        if idempotency is not None:
+            idempotency_ref = db.collection(IDEMPOTENCY).document(idempotency.document_id)
+            stored = _stored_response(idempotency_ref.get(transaction=transaction), idempotency, now)
+            if stored is not None:
+                return stored
+        try:
+            plan = operation(reader)
+            writes, outcome = _apply(reader, plan, entry_id, actor, now)
+            response = plan.respond(outcome)
+        except errors.CoinsError as error:
+            if error.status >= 500:
+                raise
+            if idempotency_ref is not None:
+                _store_response(transaction, idempotency_ref, idempotency, Response(error.status, error.to_body()), now)
+            return error
+        for ref, (data, merge) in writes.items():
+            transaction.set(ref, data, merge=merge)
+        if idempotency_ref is not None:
+            _store_response(transaction, idempotency_ref, idempotency, response, now)
+        if plan.entry is not None:
+            committed.append(plan.entry)
+        return response
+
+    committed: list[Entry] = []
+    result = body(transaction)
+    for entry in committed[-1:]:
+        # After the commit, so that a logged movement is one that happened.
+        logs.info(
+            "ledger entry",
+            entry_id=entry_id,
+            entry_type=entry.type,
+            accounts=sorted({p.source for p in entry.postings} | {p.destination for p in entry.postings}),
+            actor=actor,
+        )
+    return result
+
+
+def _apply(reader: Reader, plan: Plan, entry_id: str, actor: str, now: datetime):
+    """Validates the plan against what was read and computes every write. Pure given the reads."""
+    writes: dict[Any, tuple[dict[str, Any], bool]] = {}
+    wallets_after: dict[str, dict[str, Any]] = {}
+    entry = plan.entry
+    if entry is not None:
+        deltas = _validate(entry)
+        users: dict[str, dict[str, Any]] = {}
+        for account, delta in deltas.items():
+            if not account.startswith(USER_PREFIX):
+                continue  # treasury and platform:fees are derived from the ledger
+            uid = account[len(USER_PREFIX) :]
+            before = reader.wallet(uid)
+            coins_after = catalog.add(before.get("coins", {}), delta)
+            negative = {symbol: count for symbol, count in coins_after.items() if count < 0}
+            if negative:
+                shortfall = -sum(catalog.TIER_BY_SYMBOL[s].value_dirhams * c for s, c in negative.items())
+                raise errors.InsufficientFunds(user_id=uid, missing_coins=negative, shortfall_dirhams=shortfall)
+            balance_after = catalog.value_dirhams(coins_after)
+            seq = before.get("seq", 0) + 1
+            wallet = {**before, "coins": coins_after, "balance_dirhams": balance_after, "seq": seq, "updated_at": now}
+            wallets_after[uid] = wallet
+            writes[reader.db.collection(WALLETS).document(uid)] = (wallet, False)
+            users[uid] = {
+                "coins_delta": catalog.normalize(delta),
+                "amount_dirhams": catalog.value_dirhams(delta),
+                "balance_after_dirhams": balance_after,
+                "coins_after": coins_after,
+                "seq": seq,
+            }
+        writes[reader.db.collection(LEDGER).document(entry_id)] = (
+            {
+                "id": entry_id,
+                "type": entry.type,
+                "postings": [
+                    {"tier": p.tier, "count": p.count, "from": p.source, "to": p.destination} for p in entry.postings
+                ],
+                "accounts": sorted(deltas),
+                "user_ids": sorted(users),
+                "users": users,
+                "refs": dict(entry.refs),
+                "memo": dict(entry.memo),
+                "actor": actor,
+                "created_at": now,
+            },
+            False,
+        )
+    for ref, data in plan.documents.items():
+        writes[ref] = (data, True)
+    return writes, Outcome(entry_id=entry_id if entry is not None else None, wallets=wallets_after, now=now)
+
+
+def _validate(entry: Entry) -> dict[str, dict[str, int]]:
+    """Signed per-tier deltas per account. A posting moves a positive count between two
+    different accounts, so every tier of the entry sums to zero by construction; the
+    assertion below keeps it that way."""
+    assert entry.type in ENTRY_TYPES, entry.type
+    assert entry.postings, "an entry moves something"
+    deltas: dict[str, dict[str, int]] = {}
+    for posting in entry.postings:
+        assert posting.tier in catalog.TIER_BY_SYMBOL, posting.tier
+        assert isinstance(posting.count, int) and posting.count > 0, posting
+        assert posting.source != posting.destination, posting
+        for account, sign in ((posting.source, -1), (posting.destination, 1)):
+            tiers = deltas.setdefault(account, {})
+            tiers[posting.tier] = tiers.get(posting.tier, 0) + sign * posting.count
+    for symbol in catalog.SYMBOLS:
+        assert sum(tiers.get(symbol, 0) for tiers in deltas.values()) == 0, "unbalanced entry"
+    return deltas
+
+
+# Idempotency records: `idempotency/{sha256(scope, key)}`, deleted by a TTL policy on
+# `expires_at` (firestore.indexes.json). An expired record that TTL has not yet removed
+# counts as absent.
+
+
+def _stored_response(snapshot, idempotency: Idempotency, now: datetime) -> Response | None:
+    if not snapshot.exists:
+        return None
+    record = snapshot.to_dict()
+    if record["expires_at"] <= now:
+        return None
+    if record["fingerprint"] != idempotency.fingerprint:
+        raise errors.IdempotencyKeyReused()
+    if record["state"] != "done":
+        raise errors.RequestInProgress()
+    return Response(record["status"], json.loads(record["response_json"]))
+
+
+def _store_response(transaction, ref, idempotency: Idempotency, response: Response, now: datetime) -> None:
+    transaction.set(
+        ref,
+        {
+            "scope": idempotency.scope,
+            "fingerprint": idempotency.fingerprint,
+            "state": "done",
+            "status": response.status,
+            # Stored as text, so that a replay returns exactly the same body.
+            "response_json": json.dumps(response.body, separators=(",", ":")),
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=config.IDEMPOTENCY_TTL_SECONDS),
+        },
+    )
+
+
+# Posting builders shared by the operations.
+
+
+def issue(uid: str, coins: Mapping[str, int]) -> tuple[Posting, ...]:
+    """Coins enter circulation: treasury -> user."""
+    return tuple(Posting(s, c, TREASURY, user_account(uid)) for s, c in catalog.normalize(coins).items())
+
+
+def retire(uid: str, coins: Mapping[str, int]) -> tuple[Posting, ...]:
+    """Coins leave circulation: user -> treasury."""
+    return tuple(Posting(s, c, user_account(uid), TREASURY) for s, c in catalog.normalize(coins).items())
+
+
+# Replay: the whole ledger recomputed, for reconciliation and the tests' conservation check.
+
+
+def replay(db, page_size: int = 500) -> dict[str, dict[str, int]]:
+    """Every account's balance per tier, from every entry of the ledger, read in pages."""
+    balances: dict[str, dict[str, int]] = {}
+    query = db.collection(LEDGER).order_by("__name__").limit(page_size)
+    last = None
+    while True:
+        page = list((query.start_after(last) if last is not None else query).stream())
+        for snapshot in page:
+            for posting in snapshot.get("postings"):
+                for account, sign in ((posting["from"], -1), (posting["to"], 1)):
+                    tiers = balances.setdefault(account, {})
+                    tiers[posting["tier"]] = tiers.get(posting["tier"], 0) + sign * posting["count"]
+        if len(page) < page_size:
+            return {account: catalog.normalize(tiers) for account, tiers in balances.items()}
+        last = page[-1]

@@ -1,0 +1,72 @@
+"""Request bodies and query strings, validated at the edge. Unknown fields are refused and
+types are strict: "500" is not an amount and neither is 500.0 nor true."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from . import catalog, config
+from .ledger import ENTRY_TYPES
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Query(BaseModel):
+    # Query strings are text: "20" must become 20 here, so these are not strict.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _on_grid(amount: int) -> int:
+    if not catalog.is_on_grid(amount):
+        raise ValueError(f"must be a positive multiple of {catalog.GRID_DIRHAMS} dirhams (5 QAR)")
+    return amount
+
+
+def _known_tiers(coins: dict[str, int]) -> dict[str, int]:
+    unknown = sorted(set(coins) - set(catalog.SYMBOLS))
+    if unknown:
+        raise ValueError(f"unknown tiers {unknown}; tiers are {list(catalog.SYMBOLS)}")
+    return coins
+
+
+def _signed_nonzero_counts(coins: dict[str, int]) -> dict[str, int]:
+    if not any(coins.values()):
+        raise ValueError("must change at least one tier by a non-zero count")
+    return catalog.normalize(coins)
+
+
+AmountDirhams = Annotated[int, AfterValidator(_on_grid)]
+DocumentId = Annotated[
+    str, StringConstraints(min_length=1, max_length=config.ID_LENGTH_MAX, pattern=r"^[A-Za-z0-9_\-]+$")
+]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=config.REASON_LENGTH_MAX)]
+SignedCount = Annotated[int, Field(ge=-config.ADJUST_COUNT_MAX, le=config.ADJUST_COUNT_MAX)]
+
+
+class CheckBalance(Body):
+    amount_dirhams: AmountDirhams
+
+
+class AdjustBalance(Body):
+    user_id: DocumentId
+    coins: Annotated[dict[str, SignedCount], AfterValidator(_known_tiers), AfterValidator(_signed_nonzero_counts)]
+    reason: Reason
+
+
+class Page(Query):
+    limit: int = Field(default=config.PAGE_LIMIT_DEFAULT, ge=1, le=config.PAGE_LIMIT_MAX)
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
+def _entry_type(value: str) -> str:
+    if value not in ENTRY_TYPES:
+        raise ValueError(f"must be one of {sorted(ENTRY_TYPES)}")
+    return value
+
+
+class TransactionsPage(Page):
+    type: Annotated[str, AfterValidator(_entry_type)] | None = None

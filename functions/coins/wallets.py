@@ -1,0 +1,136 @@
+"""Wallets: reading them, their transaction history, balance checks, admin adjustments."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from . import catalog, errors, ledger
+from .auth import Caller
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def render_wallet(wallet: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "user_id": wallet["user_id"],
+        "coins": catalog.normalize(wallet.get("coins", {})),
+        "balance_dirhams": wallet.get("balance_dirhams", 0),
+        "held_dirhams": wallet.get("held_dirhams", 0),
+        "kyc_status": wallet.get("kyc_status", "none"),
+        "stats": wallet.get("stats", {}),
+        "updated_at": rfc3339(wallet["updated_at"]),
+    }
+
+
+def get_wallet(db, uid: str) -> dict[str, Any]:
+    """The caller's wallet, created empty on first read."""
+    from google.api_core import exceptions as api_exceptions
+
+    ref = db.collection(ledger.WALLETS).document(uid)
+    snapshot = ref.get()
+    if not snapshot.exists:
+        try:
+            ref.create(ledger.empty_wallet(uid, ledger.now_utc()))
+        except api_exceptions.Conflict:
+            pass  # created by a concurrent first read or a first payment
+        snapshot = ref.get()
+    return render_wallet(snapshot.to_dict())
+
+
+def list_transactions(db, uid: str, *, limit: int, cursor: str | None, entry_type: str | None) -> dict[str, Any]:
+    """The user's ledger entries, newest first. The cursor is the id of the last entry of
+    the previous page; it must be one of this user's entries."""
+    from google.cloud import firestore
+
+    entries = db.collection(ledger.LEDGER)
+    query = entries.where(filter=firestore.FieldFilter("user_ids", "array_contains", uid))
+    if entry_type is not None:
+        query = query.where(filter=firestore.FieldFilter("type", "==", entry_type))
+    query = query.order_by("created_at", direction="DESCENDING").order_by("__name__", direction="DESCENDING")
+    if cursor is not None:
+        last = entries.document(_decode_cursor(cursor)).get()
+        if not last.exists or uid not in (last.get("user_ids") or []):
+            raise errors.ValidationFailed(fields=[{"field": "cursor", "message": "unknown cursor"}])
+        query = query.start_after(last)
+    page = list(query.limit(limit + 1).stream())
+    items = [render_transaction(snapshot.to_dict(), uid) for snapshot in page[:limit]]
+    next_cursor = _encode_cursor(page[limit - 1].id) if len(page) > limit else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def render_transaction(entry: Mapping[str, Any], uid: str) -> dict[str, Any]:
+    mine = entry["users"][uid]
+    return {
+        "id": entry["id"],
+        "type": entry["type"],
+        "coins_delta": mine["coins_delta"],
+        "amount_dirhams": mine["amount_dirhams"],
+        "balance_after_dirhams": mine["balance_after_dirhams"],
+        "refs": entry.get("refs", {}),
+        "created_at": rfc3339(entry["created_at"]),
+    }
+
+
+def _encode_cursor(entry_id: str) -> str:
+    return base64.urlsafe_b64encode(entry_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        entry_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        entry_id = ""
+    if not entry_id.isalnum():
+        raise errors.ValidationFailed(fields=[{"field": "cursor", "message": "unknown cursor"}])
+    return entry_id
+
+
+def check_balance(db, uid: str, amount_dirhams: int) -> dict[str, Any]:
+    """Whether the wallet can pay `amount_dirhams`, and with which coins and change."""
+    snapshot = db.collection(ledger.WALLETS).document(uid).get()
+    coins = snapshot.get("coins") if snapshot.exists else {}
+    balance = catalog.value_dirhams(coins)
+    selection = catalog.select(coins, amount_dirhams)
+    return {
+        "sufficient": selection is not None,
+        "balance_dirhams": balance,
+        "shortfall_dirhams": max(0, amount_dirhams - balance),
+        "pay_with": selection.pay if selection else {},
+        "change": selection.change if selection else {},
+    }
+
+
+def adjust_balance(
+    db, admin: Caller, *, user_id: str, coins: Mapping[str, int], reason: str, idempotency: ledger.Idempotency
+) -> ledger.Response:
+    """An admin correction: positive counts are issued from the treasury, negative ones
+    retired to it. Never drives a wallet below zero (409 insufficient_funds)."""
+    added = {symbol: count for symbol, count in coins.items() if count > 0}
+    removed = {symbol: -count for symbol, count in coins.items() if count < 0}
+    entry = ledger.Entry(
+        type="admin_adjust",
+        postings=ledger.issue(user_id, added) + ledger.retire(user_id, removed),
+        memo={"reason": reason},
+    )
+
+    def operation(reader: ledger.Reader) -> ledger.Plan:
+        def respond(outcome: ledger.Outcome) -> ledger.Response:
+            return ledger.Response(
+                200,
+                {
+                    "entry_id": outcome.entry_id,
+                    "user_id": user_id,
+                    "coins_delta": catalog.normalize(coins),
+                    "amount_dirhams": catalog.value_dirhams(coins),
+                    "reason": reason,
+                    "wallet": render_wallet(outcome.wallets[user_id]),
+                },
+            )
+
+        return ledger.Plan(entry=entry, respond=respond)
+
+    return ledger.execute(db, operation, idempotency=idempotency, actor=admin.uid)

@@ -1,0 +1,76 @@
+"""One WSGI app serving every function of functions/main.py, each under its own name
+(`/coins_wallet`) and under the paths firebase.json's hosting rewrites give it. The
+rewrites are read from firebase.json: it is the single source of routing truth."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE = ROOT / "functions" / "main.py"
+FIREBASE_JSON = ROOT / "firebase.json"
+
+
+def function_names(source: Path = SOURCE) -> list[str]:
+    """Every function main.py decorates with functions_framework, read without running it."""
+    tree = ast.parse(source.read_text())
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            for decorator in node.decorator_list:
+                target = decorator.func if isinstance(decorator, ast.Call) else decorator
+                if isinstance(target, ast.Attribute) and getattr(target.value, "id", None) == "functions_framework":
+                    names.append(node.name)
+    return names
+
+
+def glob_to_regex(glob: str) -> re.Pattern:
+    """Firebase Hosting globs: `**` spans segments, `*` stays within one."""
+    pattern = re.escape(glob).replace(r"\*\*", "\0").replace(r"\*", "[^/]*").replace("\0", ".*")
+    return re.compile(f"^{pattern}$")
+
+
+def rewrites(firebase_json: Path = FIREBASE_JSON) -> list[tuple[re.Pattern, str]]:
+    config = json.loads(firebase_json.read_text())
+    routes = []
+    for rule in config.get("hosting", {}).get("rewrites", []):
+        function = rule.get("function")
+        name = function.get("functionId") if isinstance(function, dict) else function
+        if name:
+            routes.append((glob_to_regex(rule["source"]), name))
+    return routes
+
+
+class Gateway:
+    """Dispatches by path: a hosting rewrite first, then `/{function name}[/...]`."""
+
+    def __init__(self, apps: dict, routes: list[tuple[re.Pattern, str]]) -> None:
+        self.apps = apps
+        self.routes = routes
+        missing = sorted({name for _, name in routes} - set(apps))
+        if missing:
+            raise ValueError(f"firebase.json rewrites to functions main.py does not define: {missing}")
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO") or "/"
+        for pattern, name in self.routes:
+            if pattern.match(path):
+                return self.apps[name](environ, start_response)
+        name, _, rest = path.lstrip("/").partition("/")
+        if name in self.apps:
+            # Served under its own name, as Cloud Functions does: the function sees the rest.
+            environ = {**environ, "SCRIPT_NAME": environ.get("SCRIPT_NAME", "") + "/" + name, "PATH_INFO": "/" + rest}
+            return self.apps[name](environ, start_response)
+        body = json.dumps({"error": {"code": "not_found", "message": "No function serves this path.", "details": {}}})
+        start_response("404 Not Found", [("Content-Type", "application/json")])
+        return [body.encode()]
+
+
+def build() -> Gateway:
+    from functions_framework import create_app
+
+    apps = {name: create_app(target=name, source=str(SOURCE)) for name in function_names()}
+    return Gateway(apps, rewrites())

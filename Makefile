@@ -1,0 +1,30 @@
+# GUILD Coins. `make dev` runs the local stack, `make test` the whole suite; both set up
+# .venv from requirements.txt first when it is missing or older than the requirements.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: dev test token bench clean
+
+$(STAMP): requirements.txt functions/requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $(STAMP)
+
+dev: $(STAMP)
+	$(PY) -m local.stack
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+token: $(STAMP)
+	@test -n "$(uid)" || { echo "usage: make token uid=alice [admin=1]" >&2; exit 2; }
+	@$(PY) -m local.tokens "$(uid)" $(if $(admin),--admin)
+
+bench: $(STAMP)
+	$(PY) -m bench.ledger
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

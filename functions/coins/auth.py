@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from . import errors
+
+
+# Tokens issued by a clock slightly ahead of ours are still good.
+TOKEN_CLOCK_SKEW_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,14 @@ def authenticate(authorization: str | None, app) -> Caller:
     except (ValueError, firebase_auth.InvalidIdTokenError):
         # Malformed, wrong project, wrong issuer, bad signature: all the same to a caller.
         raise errors.Unauthenticated() from None
+    # firebase-admin skips the time checks for the Auth emulator's unsigned tokens (it
+    # checks audience and issuer only), so they are checked here, in every mode.
+    now = time.time()
+    expires, issued = claims.get("exp"), claims.get("iat")
+    if not isinstance(expires, (int, float)) or expires <= now:
+        raise errors.Unauthenticated("The ID token has expired.")
+    if not isinstance(issued, (int, float)) or issued > now + TOKEN_CLOCK_SKEW_SECONDS:
+        raise errors.Unauthenticated()
     uid = claims.get("uid") or claims.get("sub")
     if not isinstance(uid, str) or not uid:
         raise errors.Unauthenticated()

@@ -42,3 +42,6 @@ def settings() -> Settings:
         project_id=os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT") or "demo-guild",
         auth_emulator_host=os.environ.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
     )
+# How long a request may hold its idempotency key before another request with the same
+# key may take over: longer than any request runs (Cloud Functions' default timeout is 60 s).
+IDEMPOTENCY_LEASE_SECONDS = 120

@@ -21,6 +21,7 @@ import hashlib
 import json
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
@@ -187,37 +188,47 @@ def execute(
 ) -> Response:
     """Runs `operation` in one transaction, retried on contention; see the module doc.
 
-    A domain error raised by the operation is stored under the idempotency key (so a
-    replay gets the same 4xx) and then raised. A replay returns the stored response.
+    With an idempotency key the work has two atomic phases (as in Stripe's design): the
+    key is first claimed with a plain create, so that of many concurrent requests with
+    one key exactly one works and the others answer at once (stored response, or 409
+    request_in_progress); the work transaction then checks that it still owns the claim
+    and stores the response in the same commit as the work. A domain error raised by the
+    operation is stored too (a replay gets the same 4xx) and then raised.
     """
     from google.api_core import exceptions as api_exceptions
 
     entry_id = db.collection(LEDGER).document().id
+    claim = None
     if idempotency is not None:
-        stored = _stored_response(db.collection(IDEMPOTENCY).document(idempotency.document_id).get(), idempotency, clock())
-        if stored is not None:
-            return stored
-    for attempt in range(config.TRANSACTION_ATTEMPTS_MAX):
-        transaction = db.transaction(max_attempts=1)
-        try:
-            result = _attempt(db, transaction, operation, idempotency, actor, entry_id, clock())
-        except api_exceptions.Aborted:
-            pass  # a read waited too long for a lock another transaction holds
-        except ValueError as error:
-            # A single-attempt commit that aborted is reported as ValueError from Aborted.
-            if not isinstance(error.__cause__, api_exceptions.Aborted):
-                raise
-        else:
-            if isinstance(result, errors.CoinsError):
-                raise result
-            return result
-        backoff = min(config.TRANSACTION_BACKOFF_CAP_SECONDS, config.TRANSACTION_BACKOFF_BASE_SECONDS * 2**attempt)
-        sleep(random.uniform(0, backoff))
-    logs.warning("transaction contention exhausted", attempts=config.TRANSACTION_ATTEMPTS_MAX, actor=actor)
-    raise errors.Unavailable()
+        claim = _claim(db, idempotency, clock())
+        if isinstance(claim, Response):
+            return claim
+    try:
+        for attempt in range(config.TRANSACTION_ATTEMPTS_MAX):
+            transaction = db.transaction(max_attempts=1)
+            try:
+                result = _attempt(db, transaction, operation, idempotency, claim, actor, entry_id, clock())
+            except api_exceptions.Aborted:
+                pass  # a read waited too long for a lock another transaction holds
+            except ValueError as error:
+                # A single-attempt commit that aborted is reported as ValueError from Aborted.
+                if not isinstance(error.__cause__, api_exceptions.Aborted):
+                    raise
+            else:
+                claim = None  # settled in the same commit as the work
+                if isinstance(result, errors.CoinsError):
+                    raise result
+                return result
+            backoff = min(config.TRANSACTION_BACKOFF_CAP_SECONDS, config.TRANSACTION_BACKOFF_BASE_SECONDS * 2**attempt)
+            sleep(random.uniform(0, backoff))
+        logs.warning("transaction contention exhausted", attempts=config.TRANSACTION_ATTEMPTS_MAX, actor=actor)
+        raise errors.Unavailable()
+    finally:
+        if claim is not None:
+            _release(db, idempotency, claim)
 
 
-def _attempt(db, transaction, operation, idempotency, actor, entry_id, now) -> Response | errors.CoinsError:
+def _attempt(db, transaction, operation, idempotency, claim, actor, entry_id, now) -> Response | errors.CoinsError:
     from google.cloud import firestore
 
     @firestore.transactional
@@ -226,9 +237,10 @@ def _attempt(db, transaction, operation, idempotency, actor, entry_id, now) -> R
         idempotency_ref = None
         if idempotency is not None:
             idempotency_ref = db.collection(IDEMPOTENCY).document(idempotency.document_id)
-            stored = _stored_response(idempotency_ref.get(transaction=transaction), idempotency, now)
-            if stored is not None:
-                return stored
+            record = idempotency_ref.get(transaction=transaction).to_dict() or {}
+            if record.get("owner") != claim:
+                # Our claim lapsed and another request took the key over: it does the work.
+                raise errors.RequestInProgress()
         try:
             plan = operation(reader)
             writes, outcome = _apply(reader, plan, entry_id, actor, now)
@@ -334,20 +346,63 @@ def _validate(entry: Entry) -> dict[str, dict[str, int]]:
 
 # Idempotency records: `idempotency/{sha256(scope, key)}`, deleted by a TTL policy on
 # `expires_at` (firestore.indexes.json). An expired record that TTL has not yet removed
-# counts as absent.
+# counts as absent. A record is `in_progress` (claimed by `owner` until `locked_until`)
+# or `done` (holding the response).
 
 
-def _stored_response(snapshot, idempotency: Idempotency, now: datetime) -> Response | None:
-    if not snapshot.exists:
-        return None
-    record = snapshot.to_dict()
-    if record["expires_at"] <= now:
-        return None
-    if record["fingerprint"] != idempotency.fingerprint:
-        raise errors.IdempotencyKeyReused()
-    if record["state"] != "done":
-        raise errors.RequestInProgress()
-    return Response(record["status"], json.loads(record["response_json"]))
+def _claim(db, idempotency: Idempotency, now: datetime) -> str | Response:
+    """Claims the key for this request (returns the owner token), or answers for it: the
+    stored response if the key is done, 409 if another request holds it, 422 if the key
+    was used for another request."""
+    from google.api_core import exceptions as api_exceptions
+
+    ref = db.collection(IDEMPOTENCY).document(idempotency.document_id)
+    owner = uuid.uuid4().hex
+    claim = {
+        "scope": idempotency.scope,
+        "fingerprint": idempotency.fingerprint,
+        "state": "in_progress",
+        "owner": owner,
+        "locked_until": now + timedelta(seconds=config.IDEMPOTENCY_LEASE_SECONDS),
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=config.IDEMPOTENCY_TTL_SECONDS),
+    }
+    for _ in range(config.TRANSACTION_ATTEMPTS_MAX):
+        try:
+            ref.create(claim)
+            return owner
+        except api_exceptions.Conflict:
+            pass
+        snapshot = ref.get()
+        if not snapshot.exists:
+            continue  # released between our create and our read
+        record = snapshot.to_dict()
+        lapsed = record["expires_at"] <= now or (record["state"] == "in_progress" and record["locked_until"] <= now)
+        if not lapsed:
+            if record["fingerprint"] != idempotency.fingerprint:
+                raise errors.IdempotencyKeyReused()
+            if record["state"] != "done":
+                raise errors.RequestInProgress()
+            return Response(record["status"], json.loads(record["response_json"]))
+        try:
+            # Clear an expired record or a crashed request's claim, unless someone else
+            # changed it since we read it; then compete for the key with a create again.
+            ref.delete(option=db.write_option(last_update_time=snapshot.update_time))
+        except (api_exceptions.FailedPrecondition, api_exceptions.Conflict, api_exceptions.NotFound):
+            pass
+    raise errors.Unavailable()
+
+
+def _release(db, idempotency: Idempotency, owner: str) -> None:
+    """Gives up a claim after a failure that stored nothing, so that a retry with the
+    same key can run. Best effort: the lease runs out anyway."""
+    ref = db.collection(IDEMPOTENCY).document(idempotency.document_id)
+    try:
+        snapshot = ref.get()
+        if snapshot.exists and snapshot.get("owner") == owner and snapshot.get("state") == "in_progress":
+            ref.delete(option=db.write_option(last_update_time=snapshot.update_time))
+    except Exception as error:  # noqa: BLE001 - the original failure is what matters
+        logs.warning("could not release an idempotency claim", error=type(error).__name__)
 
 
 def _store_response(transaction, ref, idempotency: Idempotency, response: Response, now: datetime) -> None:

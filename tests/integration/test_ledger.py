@@ -128,12 +128,70 @@ def test_a_refusal_is_stored_and_replayed_even_after_the_balance_changes(db):
 def test_a_record_being_worked_on_answers_request_in_progress(db):
     key = ledger.Idempotency.of("a", "slow", "op", {})
     # What a two-phase operation (work around a gateway call) leaves while it runs.
-    db.collection("idempotency").document(key.document_id).set(
-        {"fingerprint": key.fingerprint, "state": "in_progress", "expires_at": ledger.now_utc() + timedelta(hours=1)}
-    )
+    now = ledger.now_utc()
+    claim = {
+        "fingerprint": key.fingerprint,
+        "state": "in_progress",
+        "owner": "another-request",
+        "locked_until": now + timedelta(seconds=60),
+        "expires_at": now + timedelta(hours=24),
+    }
+    db.collection("idempotency").document(key.document_id).set(claim)
     with pytest.raises(errors.RequestInProgress):
         ledger.execute(db, issue_plan(fresh_id(), {"GBC": 1}), idempotency=key, actor="a")
     assert len(list(db.collection("ledger").stream())) == 0
+
+
+def test_a_crashed_requests_claim_is_taken_over_once_its_lease_runs_out(db):
+    alice = fresh_id()
+    key = ledger.Idempotency.of("a", "crashed", "op", {})
+    now = ledger.now_utc()
+    db.collection("idempotency").document(key.document_id).set(
+        {
+            "fingerprint": key.fingerprint,
+            "state": "in_progress",
+            "owner": "a-request-that-died",
+            "locked_until": now - timedelta(seconds=1),
+            "expires_at": now + timedelta(hours=24),
+        }
+    )
+    response = ledger.execute(db, issue_plan(alice, {"GBC": 1}), idempotency=key, actor="a")
+    assert response.status == 200
+    assert db.collection("wallets").document(alice).get().get("coins") == {"GBC": 1}
+    record = db.collection("idempotency").document(key.document_id).get().to_dict()
+    assert record["state"] == "done"
+
+
+def test_a_request_whose_claim_was_taken_over_does_no_work(db):
+    alice = fresh_id()
+    key = ledger.Idempotency.of("a", "slow-one", "op", {})
+    ticks = []
+
+    def clock():
+        # The first tick is the claim; before the work starts, the lease lapses and
+        # another request with the same key takes the claim over.
+        ticks.append(ledger.now_utc())
+        if len(ticks) == 2:
+            db.collection("idempotency").document(key.document_id).update({"owner": "the-other-request"})
+        return ticks[-1]
+
+    with pytest.raises(errors.RequestInProgress):
+        ledger.execute(db, issue_plan(alice, {"GBC": 1}), idempotency=key, actor="a", clock=clock)
+    assert not db.collection("wallets").document(alice).get().exists
+    assert db.collection("idempotency").document(key.document_id).get().get("owner") == "the-other-request"
+
+
+def test_a_failure_that_stored_nothing_releases_the_key_for_a_retry(db):
+    alice = fresh_id()
+    key = ledger.Idempotency.of("a", "retry-me", "op", {})
+
+    def broken(reader):
+        raise errors.Unavailable()
+
+    with pytest.raises(errors.Unavailable):
+        ledger.execute(db, broken, idempotency=key, actor="a")
+    assert not db.collection("idempotency").document(key.document_id).get().exists
+    assert ledger.execute(db, issue_plan(alice, {"GBC": 1}), idempotency=key, actor="a").status == 200
 
 
 def test_an_expired_record_no_longer_binds_its_key(db):

@@ -36,7 +36,12 @@ def configure_environment(firestore_address: str) -> None:
 
 
 def serve(port: int, firestore_address: str | None, firestore_port: int) -> None:
+    import logging
+
     from werkzeug.serving import make_server
+
+    # Each function logs one structured line per request; werkzeug's own line is noise.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     emulator = None
     if firestore_address is None:

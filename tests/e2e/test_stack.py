@@ -1,0 +1,109 @@
+"""The local stack over real HTTP, as a person with curl would use it: start it, mint a
+token, adjust a balance as admin, read the wallet and transactions, check a balance."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from local.emulator import free_port
+from local.tokens import mint
+from tests.conftest import ROOT
+
+READY_TIMEOUT_SECONDS = 60
+
+
+def start_stack(*args: str) -> tuple[subprocess.Popen, list[str]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.stack", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines = []
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip())
+        if line.strip() == "ready":
+            return process, lines
+    process.kill()
+    raise AssertionError("the stack never said ready:\n" + "\n".join(lines))
+
+
+def stop_stack(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=30)
+
+
+@pytest.fixture
+def stack(emulator):
+    port = free_port()
+    process, lines = start_stack("--port", str(port), "--firestore", emulator.address)
+    yield f"http://127.0.0.1:{port}", lines
+    assert stop_stack(process) == 0
+
+
+def test_a_person_can_fund_a_wallet_and_read_it_back_over_http(stack):
+    base, lines = stack
+    assert any("/api/coins/wallet" in line for line in lines), "the URLs are printed"
+    admin = {"Authorization": f"Bearer {mint('ops', admin=True)}"}
+    alice = {"Authorization": f"Bearer {mint('alice')}"}
+
+    catalog = requests.get(f"{base}/api/coins/catalog", timeout=10)
+    assert catalog.status_code == 200 and len(catalog.json()["packs"]) == 6
+
+    adjust = requests.post(
+        f"{base}/api/admin/coins/adjust-balance",
+        json={"user_id": "alice", "coins": {"GRC": 1, "GDC": 3}, "reason": "welcome"},
+        headers={**admin, "Idempotency-Key": "e2e-1"},
+        timeout=10,
+    )
+    assert adjust.status_code == 200, adjust.text
+
+    wallet = requests.get(f"{base}/api/coins/wallet", headers=alice, timeout=10).json()
+    assert wallet["coins"] == {"GDC": 3, "GRC": 1}
+    assert wallet["balance_dirhams"] == 110_000
+
+    history = requests.get(f"{base}/api/coins/transactions", headers=alice, timeout=10).json()
+    assert [(i["type"], i["amount_dirhams"]) for i in history["items"]] == [("admin_adjust", 110_000)]
+
+    check = requests.post(f"{base}/api/coins/check-balance", json={"amount_dirhams": 60_000}, headers=alice, timeout=10)
+    assert check.json()["pay_with"] == {"GDC": 3}
+
+    # Every function is also served under its own name.
+    by_name = requests.get(f"{base}/coins_wallet", headers=alice, timeout=10)
+    assert by_name.json()["balance_dirhams"] == 110_000
+    assert requests.get(f"{base}/api/coins/nowhere", timeout=10).status_code == 404
+
+
+def test_the_stack_starts_its_own_emulator_and_leaves_nothing_behind(tmp_path):
+    port, firestore_port = free_port(), free_port()
+    process, lines = start_stack("--port", str(port), "--firestore-port", str(firestore_port))
+    assert any(f"127.0.0.1:{firestore_port}" in line for line in lines)
+    assert requests.get(f"http://127.0.0.1:{firestore_port}/", timeout=5).text.strip() == "Ok"
+    assert requests.get(f"http://127.0.0.1:{port}/api/coins/catalog", timeout=10).status_code == 200
+    assert stop_stack(process) == 0
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{firestore_port}/", timeout=5)
+    orphans = subprocess.run(["pgrep", "-f", f"--port={firestore_port}"], capture_output=True, text=True).stdout
+    assert orphans.strip() == "", "no java left running"
+
+
+def test_a_missing_emulator_is_reported_with_how_to_get_it():
+    env = {**os.environ, "PATH": "/nonexistent"}
+    result = subprocess.run(
+        [sys.executable, "-m", "local.stack", "--port", str(free_port())],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2
+    assert "java was not found" in result.stderr
+    assert "google-cloud-cli-firestore-emulator" in result.stderr

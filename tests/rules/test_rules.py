@@ -1,0 +1,97 @@
+"""firestore.rules on the real emulator, called over its REST API as an end user with the
+emulator's unsigned ID tokens (no Node needed). Clients read their own wallet and ledger
+entries and nothing else; no client writes anything."""
+
+import pytest
+import requests
+
+from local.emulator import PROJECT_ID
+from local.tokens import mint
+
+ALICE, BOB = "alice", "bob"
+
+
+@pytest.fixture(autouse=True)
+def seeded(emulator, db):
+    emulator.clear()
+    for uid in (ALICE, BOB):
+        db.collection("wallets").document(uid).set({"user_id": uid, "coins": {}, "balance_dirhams": 0})
+    db.collection("ledger").document("entry-alice").set({"id": "entry-alice", "type": "admin_adjust", "user_ids": [ALICE]})
+    db.collection("ledger").document("entry-bob").set({"id": "entry-bob", "type": "admin_adjust", "user_ids": [BOB]})
+    db.collection("idempotency").document("some-key").set({"scope": ALICE, "state": "done"})
+
+
+@pytest.fixture
+def rest(emulator):
+    base = f"{emulator.url}/v1/projects/{PROJECT_ID}/databases/(default)/documents"
+
+    def call(method, path, uid=None, admin=False, json=None):
+        headers = {"Authorization": f"Bearer {mint(uid, admin=admin)}"} if uid else {}
+        return requests.request(method, f"{base}{path}", headers=headers, json=json, timeout=10)
+
+    return call
+
+
+def test_a_user_reads_their_own_wallet(rest):
+    response = rest("GET", "/wallets/alice", uid=ALICE)
+    assert response.status_code == 200
+    assert response.json()["fields"]["user_id"]["stringValue"] == ALICE
+
+
+@pytest.mark.parametrize("uid, admin", [(BOB, False), (None, False), (BOB, True)], ids=["other-user", "anonymous", "admin-claim"])
+def test_nobody_else_reads_a_wallet(rest, uid, admin):
+    response = rest("GET", "/wallets/alice", uid=uid, admin=admin)
+    assert response.status_code == 403
+    assert response.json()["error"]["status"] == "PERMISSION_DENIED"
+
+
+def test_a_user_reads_their_own_ledger_entries_and_no_others(rest):
+    assert rest("GET", "/ledger/entry-alice", uid=ALICE).status_code == 200
+    assert rest("GET", "/ledger/entry-bob", uid=ALICE).status_code == 403
+    assert rest("GET", "/ledger/entry-alice").status_code == 403
+
+
+def test_a_user_lists_their_own_ledger_entries_with_array_contains(rest):
+    def query(uid, asked_for):
+        body = {
+            "structuredQuery": {
+                "from": [{"collectionId": "ledger"}],
+                "where": {"fieldFilter": {"field": {"fieldPath": "user_ids"}, "op": "ARRAY_CONTAINS", "value": {"stringValue": asked_for}}},
+            }
+        }
+        return rest("POST", ":runQuery", uid=uid, json=body)
+
+    own = query(ALICE, ALICE)
+    assert own.status_code == 200
+    assert [r["document"]["name"].rsplit("/", 1)[1] for r in own.json() if "document" in r] == ["entry-alice"]
+    assert query(ALICE, BOB).status_code == 403
+
+
+def test_a_user_cannot_list_all_wallets(rest):
+    assert rest("GET", "/wallets", uid=ALICE).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("PATCH", "/wallets/alice", {"fields": {"balance_dirhams": {"integerValue": "999999"}}}),
+        ("PATCH", "/wallets/carol", {"fields": {"user_id": {"stringValue": "carol"}}}),
+        ("DELETE", "/wallets/alice", None),
+        ("PATCH", "/ledger/forged", {"fields": {"user_ids": {"arrayValue": {"values": [{"stringValue": "alice"}]}}}}),
+        ("DELETE", "/ledger/entry-alice", None),
+        ("PATCH", "/idempotency/some-key", {"fields": {"state": {"stringValue": "in_progress"}}}),
+        ("PATCH", "/purchases/p1", {"fields": {"user_id": {"stringValue": "alice"}}}),
+        ("PATCH", "/escrows/e1", {"fields": {"client_id": {"stringValue": "alice"}}}),
+        ("PATCH", "/withdrawals/w1", {"fields": {"user_id": {"stringValue": "alice"}}}),
+    ],
+)
+@pytest.mark.parametrize("admin", [False, True], ids=["user", "admin-claim"])
+def test_no_client_writes_anything(rest, db, method, path, body, admin):
+    before = db.document(path.lstrip("/")).get().to_dict()
+    response = rest(method, path, uid=ALICE, admin=admin, json=body)
+    assert response.status_code == 403
+    assert db.document(path.lstrip("/")).get().to_dict() == before
+
+
+def test_idempotency_records_are_not_readable_by_clients(rest):
+    assert rest("GET", "/idempotency/some-key", uid=ALICE).status_code == 403

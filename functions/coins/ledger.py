@@ -48,7 +48,6 @@ ENTRY_TYPES = frozenset(
         "admin_adjust",
     }
 )
-KYC_STATUSES = ("none", "pending", "verified", "rejected")
 
 
 def user_account(uid: str) -> str:
@@ -130,27 +129,20 @@ class Reader:
     """The reads of one transaction attempt. Every document the ledger writes is read
     through here first, so all reads precede all writes."""
 
-    def __init__(self, db, transaction, now: datetime) -> None:
+    def __init__(self, db, transaction, now: datetime, entry_id: str) -> None:
         self.db = db
         self.transaction = transaction
         self.now = now
+        # The id the journal entry will have, for business documents that refer to it.
+        self.entry_id = entry_id
         self._wallets: dict[str, dict[str, Any]] = {}
-        self._existing: set[str] = set()
 
     def wallet(self, uid: str) -> dict[str, Any]:
         """The wallet document (an empty one if it does not exist yet). Do not mutate."""
         if uid not in self._wallets:
             snapshot = self.db.collection(WALLETS).document(uid).get(transaction=self.transaction)
-            if snapshot.exists:
-                self._existing.add(uid)
-                self._wallets[uid] = snapshot.to_dict()
-            else:
-                self._wallets[uid] = empty_wallet(uid, self.now)
+            self._wallets[uid] = snapshot.to_dict() if snapshot.exists else empty_wallet(uid, self.now)
         return self._wallets[uid]
-
-    def wallet_exists(self, uid: str) -> bool:
-        self.wallet(uid)
-        return uid in self._existing
 
     def document(self, ref) -> dict[str, Any] | None:
         snapshot = ref.get(transaction=self.transaction)
@@ -233,7 +225,7 @@ def _attempt(db, transaction, operation, idempotency, claim, actor, entry_id, no
 
     @firestore.transactional
     def body(transaction) -> Response | errors.CoinsError:
-        reader = Reader(db, transaction, now)
+        reader = Reader(db, transaction, now, entry_id)
         idempotency_ref = None
         if idempotency is not None:
             idempotency_ref = db.collection(IDEMPOTENCY).document(idempotency.document_id)

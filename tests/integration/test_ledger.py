@@ -246,3 +246,30 @@ def test_twenty_concurrent_calls_with_one_key_do_the_work_once(db):
     assert len({r.body["entry_id"] for r in responses}) == 1, "every response is the one stored"
     assert db.collection("wallets").document(alice).get().get("coins") == {"GPC": 1}
     assert len(list(db.collection("ledger").stream())) == 1
+
+
+def test_the_business_document_changes_state_in_the_same_transaction_as_the_money(db):
+    alice = fresh_id()
+    purchase = db.collection("purchases").document(fresh_id("p"))
+    purchase.set({"user_id": alice, "status": "pending", "coins": {"GGC": 2}})
+
+    def pay(reader):
+        doc = reader.document(purchase)
+        if doc["status"] != "pending":
+            raise errors.InvalidState(status=doc["status"])
+        entry = ledger.Entry("purchase_issue", ledger.issue(alice, doc["coins"]), refs={"purchase_id": purchase.id})
+        return ledger.Plan(
+            entry=entry,
+            documents={purchase: {"status": "paid", "entry_id": reader.entry_id}},
+            respond=lambda outcome: ledger.Response(200, {"entry_id": outcome.entry_id}),
+        )
+
+    first = ledger.execute(db, pay, idempotency=None, actor="webhook")
+    with pytest.raises(errors.InvalidState):
+        ledger.execute(db, pay, idempotency=None, actor="webhook")
+    assert purchase.get().to_dict() == {
+        "user_id": alice, "status": "paid", "coins": {"GGC": 2}, "entry_id": first.body["entry_id"],
+    }
+    entry = db.collection("ledger").document(first.body["entry_id"]).get().to_dict()
+    assert entry["refs"] == {"purchase_id": purchase.id}
+    assert db.collection("wallets").document(alice).get().get("coins") == {"GGC": 2}

@@ -17,11 +17,15 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
 # Lists: API.md's limits.
 PAGE_LIMIT_DEFAULT = 20
 PAGE_LIMIT_MAX = 100
-# Contention: single-attempt transactions retried with full-jitter exponential backoff.
-# Eight attempts ride out several of the emulator's 2 s lock timeouts.
-TRANSACTION_ATTEMPTS_MAX = 8
-TRANSACTION_BACKOFF_BASE_SECONDS = 0.05
-TRANSACTION_BACKOFF_CAP_SECONDS = 2.0
+# Contention: single-attempt transactions retried with full-jitter exponential backoff,
+# until either limit is reached. The emulator takes shared locks on reads and times a
+# writer's wait out after 2 s, so writers that overlap on one document deadlock for 2 s
+# and all but one abort; under CPU starvation such deadlocks have been seen to chain for
+# tens of seconds. The budget is in seconds, below Cloud Functions' 60 s request timeout.
+TRANSACTION_ATTEMPTS_MAX = 25
+TRANSACTION_DEADLINE_SECONDS = 45.0
+TRANSACTION_BACKOFF_BASE_SECONDS = 0.2
+TRANSACTION_BACKOFF_CAP_SECONDS = 3.0
 # Free text (reasons, notes) is kept short: it is shown to admins and stored forever.
 REASON_LENGTH_MAX = 500
 # Document ids chosen by callers (user ids, job ids): Firebase uids are at most 128.

@@ -195,8 +195,11 @@ def execute(
         claim = _claim(db, idempotency, clock())
         if isinstance(claim, Response):
             return claim
+    deadline = time.monotonic() + config.TRANSACTION_DEADLINE_SECONDS
     try:
         for attempt in range(config.TRANSACTION_ATTEMPTS_MAX):
+            if attempt > 0 and time.monotonic() > deadline:
+                break
             transaction = db.transaction(max_attempts=1)
             try:
                 result = _attempt(db, transaction, operation, idempotency, claim, actor, entry_id, clock())
@@ -213,7 +216,7 @@ def execute(
                 return result
             backoff = min(config.TRANSACTION_BACKOFF_CAP_SECONDS, config.TRANSACTION_BACKOFF_BASE_SECONDS * 2**attempt)
             sleep(random.uniform(0, backoff))
-        logs.warning("transaction contention exhausted", attempts=config.TRANSACTION_ATTEMPTS_MAX, actor=actor)
+        logs.warning("transaction contention exhausted", attempts=attempt + 1, actor=actor)
         raise errors.Unavailable()
     finally:
         if claim is not None:

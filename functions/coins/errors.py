@@ -13,6 +13,9 @@ class CoinsError(Exception):
     status: int = 500
     code: str = "internal"
     message: str = "Something went wrong on our side."
+    # A final answer is stored under the request's idempotency key and replayed; a
+    # transient one (503) is not, so that a retry with the same key does the work.
+    final: bool = True
 
     def __init__(self, message: str | None = None, **details: Any) -> None:
         super().__init__(message or self.message)
@@ -88,3 +91,4 @@ class Unavailable(CoinsError):
     same Idempotency-Key, since nothing was committed."""
 
     status, code, message = 503, "unavailable", "Temporarily unavailable; retry with the same Idempotency-Key."
+    final = False

@@ -173,8 +173,9 @@ def execute(
     db,
     operation: Operation,
     *,
-    idempotency: Idempotency | None,
     actor: str,
+    idempotency: Idempotency | None = None,
+    claim: "Claim | None" = None,
     clock: Callable[[], datetime] = now_utc,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Response:
@@ -186,54 +187,60 @@ def execute(
     request_in_progress); the work transaction then checks that it still owns the claim
     and stores the response in the same commit as the work. A domain error raised by the
     operation is stored too (a replay gets the same 4xx) and then raised.
+
+    Work that spans an outside call (a payment gateway) claims the key itself with
+    `claim`, runs its phases, and passes the claim to the last `execute`, which settles it.
     """
+    if idempotency is not None:
+        assert claim is None, "give the key or a claim on it, not both"
+        claimed = claim_key(db, idempotency, clock())
+        if isinstance(claimed, Response):
+            return claimed
+        try:
+            return execute(db, operation, actor=actor, claim=claimed, clock=clock, sleep=sleep)
+        finally:
+            release(db, claimed)
+    return _run(db, operation, actor, claim, clock, sleep)
+
+
+def _run(db, operation, actor, claim, clock, sleep) -> Response:
     from google.api_core import exceptions as api_exceptions
 
     entry_id = db.collection(LEDGER).document().id
-    claim = None
-    if idempotency is not None:
-        claim = _claim(db, idempotency, clock())
-        if isinstance(claim, Response):
-            return claim
     deadline = time.monotonic() + config.TRANSACTION_DEADLINE_SECONDS
-    try:
-        for attempt in range(config.TRANSACTION_ATTEMPTS_MAX):
-            if attempt > 0 and time.monotonic() > deadline:
-                break
-            transaction = db.transaction(max_attempts=1)
-            try:
-                result = _attempt(db, transaction, operation, idempotency, claim, actor, entry_id, clock())
-            except api_exceptions.Aborted:
-                pass  # a read waited too long for a lock another transaction holds
-            except ValueError as error:
-                # A single-attempt commit that aborted is reported as ValueError from Aborted.
-                if not isinstance(error.__cause__, api_exceptions.Aborted):
-                    raise
-            else:
-                claim = None  # settled in the same commit as the work
-                if isinstance(result, errors.CoinsError):
-                    raise result
-                return result
-            backoff = min(config.TRANSACTION_BACKOFF_CAP_SECONDS, config.TRANSACTION_BACKOFF_BASE_SECONDS * 2**attempt)
-            sleep(random.uniform(0, backoff))
-        logs.warning("transaction contention exhausted", attempts=attempt + 1, actor=actor)
-        raise errors.Unavailable()
-    finally:
-        if claim is not None:
-            _release(db, idempotency, claim)
+    for attempt in range(config.TRANSACTION_ATTEMPTS_MAX):
+        if attempt > 0 and time.monotonic() > deadline:
+            break
+        transaction = db.transaction(max_attempts=1)
+        try:
+            result = _attempt(db, transaction, operation, claim, actor, entry_id, clock())
+        except api_exceptions.Aborted:
+            pass  # a read waited too long for a lock another transaction holds
+        except ValueError as error:
+            # A single-attempt commit that aborted is reported as ValueError from Aborted.
+            if not isinstance(error.__cause__, api_exceptions.Aborted):
+                raise
+        else:
+            if isinstance(result, errors.CoinsError):
+                raise result
+            return result
+        backoff = min(config.TRANSACTION_BACKOFF_CAP_SECONDS, config.TRANSACTION_BACKOFF_BASE_SECONDS * 2**attempt)
+        sleep(random.uniform(0, backoff))
+    logs.warning("transaction contention exhausted", attempts=attempt + 1, actor=actor)
+    raise errors.Unavailable()
 
 
-def _attempt(db, transaction, operation, idempotency, claim, actor, entry_id, now) -> Response | errors.CoinsError:
+def _attempt(db, transaction, operation, claim, actor, entry_id, now) -> Response | errors.CoinsError:
     from google.cloud import firestore
 
     @firestore.transactional
     def body(transaction) -> Response | errors.CoinsError:
         reader = Reader(db, transaction, now, entry_id)
         idempotency_ref = None
-        if idempotency is not None:
-            idempotency_ref = db.collection(IDEMPOTENCY).document(idempotency.document_id)
+        if claim is not None:
+            idempotency_ref = db.collection(IDEMPOTENCY).document(claim.idempotency.document_id)
             record = idempotency_ref.get(transaction=transaction).to_dict() or {}
-            if record.get("owner") != claim:
+            if record.get("state") != "in_progress" or record.get("owner") != claim.owner:
                 # Our claim lapsed and another request took the key over: it does the work.
                 raise errors.RequestInProgress()
         try:
@@ -241,15 +248,15 @@ def _attempt(db, transaction, operation, idempotency, claim, actor, entry_id, no
             writes, outcome = _apply(reader, plan, entry_id, actor, now)
             response = plan.respond(outcome)
         except errors.CoinsError as error:
-            if error.status >= 500:
+            if not error.final:
                 raise
-            if idempotency_ref is not None:
-                _store_response(transaction, idempotency_ref, idempotency, Response(error.status, error.to_body()), now)
+            if claim is not None:
+                _store_response(transaction, idempotency_ref, claim.idempotency, Response(error.status, error.to_body()), now)
             return error
         for ref, (data, merge) in writes.items():
             transaction.set(ref, data, merge=merge)
-        if idempotency_ref is not None:
-            _store_response(transaction, idempotency_ref, idempotency, response, now)
+        if claim is not None:
+            _store_response(transaction, idempotency_ref, claim.idempotency, response, now)
         if plan.entry is not None:
             committed.append(plan.entry)
         return response
@@ -345,10 +352,18 @@ def _validate(entry: Entry) -> dict[str, dict[str, int]]:
 # or `done` (holding the response).
 
 
-def _claim(db, idempotency: Idempotency, now: datetime) -> str | Response:
-    """Claims the key for this request (returns the owner token), or answers for it: the
-    stored response if the key is done, 409 if another request holds it, 422 if the key
-    was used for another request."""
+@dataclass(frozen=True)
+class Claim:
+    """The right to do the work of one idempotency key, until the lease runs out."""
+
+    idempotency: Idempotency
+    owner: str
+
+
+def claim_key(db, idempotency: Idempotency, now: datetime | None = None) -> Claim | Response:
+    """Claims the key for this request, or answers for it: the stored response if the key
+    is done, 409 if another request holds it, 422 if the key was used for another request."""
+    now = now or now_utc()
     from google.api_core import exceptions as api_exceptions
 
     ref = db.collection(IDEMPOTENCY).document(idempotency.document_id)
@@ -365,7 +380,7 @@ def _claim(db, idempotency: Idempotency, now: datetime) -> str | Response:
     for _ in range(config.TRANSACTION_ATTEMPTS_MAX):
         try:
             ref.create(claim)
-            return owner
+            return Claim(idempotency, owner)
         except api_exceptions.Conflict:
             pass
         snapshot = ref.get()
@@ -388,13 +403,13 @@ def _claim(db, idempotency: Idempotency, now: datetime) -> str | Response:
     raise errors.Unavailable()
 
 
-def _release(db, idempotency: Idempotency, owner: str) -> None:
-    """Gives up a claim after a failure that stored nothing, so that a retry with the
-    same key can run. Best effort: the lease runs out anyway."""
-    ref = db.collection(IDEMPOTENCY).document(idempotency.document_id)
+def release(db, claim: Claim) -> None:
+    """Gives up a claim that no response settled (after a failure that stored nothing),
+    so that a retry with the same key can run. Best effort: the lease runs out anyway."""
+    ref = db.collection(IDEMPOTENCY).document(claim.idempotency.document_id)
     try:
         snapshot = ref.get()
-        if snapshot.exists and snapshot.get("owner") == owner and snapshot.get("state") == "in_progress":
+        if snapshot.exists and snapshot.get("state") == "in_progress" and snapshot.get("owner") == claim.owner:
             ref.delete(option=db.write_option(last_update_time=snapshot.update_time))
     except Exception as error:  # noqa: BLE001 - the original failure is what matters
         logs.warning("could not release an idempotency claim", error=type(error).__name__)

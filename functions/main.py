@@ -3,7 +3,7 @@ then calls one function of the `coins` package; coins.api does the HTTP glue."""
 
 import functions_framework
 
-from coins import catalog, models, wallets
+from coins import catalog, clients, models, purchases, wallets
 from coins.api import Access, Call, endpoint
 
 
@@ -39,3 +39,43 @@ def admin_adjust_balance(call: Call):
     return wallets.adjust_balance(
         call.db, call.caller, user_id=body.user_id, coins=body.coins, reason=body.reason, idempotency=call.idempotency
     )
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.USER, body=models.PurchaseCreate, idempotent=True)
+def coins_purchase_create(call: Call):
+    language = "ar" if call.headers.get("Accept-Language", "").lower().startswith("ar") else "en"
+    return purchases.create(
+        call.db,
+        clients.fatora(),
+        call.caller,
+        coins=call.body.coins_to_buy(),
+        pack_id=call.body.pack_id,
+        language=language,
+        idempotency=call.idempotency,
+    )
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.USER, path="/api/coins/purchase/{id}")
+def coins_purchase_get(call: Call):
+    return purchases.get(call.db, call.caller, call.params["id"])
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.USER, query=models.PurchasesPage)
+def coins_purchases_list(call: Call):
+    page = call.query
+    return purchases.list_for(call.db, call.caller, user_id=page.user_id, limit=page.limit, cursor=page.cursor)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.PUBLIC, raw_body=True)
+def coins_fatora_webhook(call: Call):
+    return purchases.receive_webhook(call.db, clients.fatora, raw_body=call.raw_body, headers=call.headers)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.SERVICE)
+def purchases_reconcile(call: Call):
+    return purchases.reconcile_pending(call.db, clients.fatora())

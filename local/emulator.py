@@ -22,6 +22,8 @@ PROJECT_ID = "demo-guild"
 # Measured start is about 1.5 s; a loaded CI machine gets twenty times that.
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
+# Locks of transactions in flight expire after the emulator's 2 s lock timeout.
+CLEAR_TIMEOUT_SECONDS = 10.0
 
 HOW_TO_GET_IT = (
     "The Firestore emulator needs Java (17+) and the gcloud component "
@@ -168,8 +170,17 @@ class FirestoreEmulator:
             return response.read()
 
     def clear(self) -> None:
-        """Deletes every document; rules and trigger registrations survive."""
-        self._request("DELETE", f"/emulator/v1/projects/{self.project_id}/databases/(default)/documents")
+        """Deletes every document; rules and trigger registrations survive. The emulator
+        refuses (409) while a transaction holds locks, so this waits a little for them."""
+        deadline = time.monotonic() + CLEAR_TIMEOUT_SECONDS
+        while True:
+            try:
+                self._request("DELETE", f"/emulator/v1/projects/{self.project_id}/databases/(default)/documents")
+                return
+            except urllib.error.HTTPError as error:
+                if error.code != 409 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def set_rules(self, source: str) -> None:
         body = {"rules": {"files": [{"name": "firestore.rules", "content": source}]}}

@@ -1,17 +1,18 @@
 """The local stack in the foreground: the Firestore emulator (with firestore.rules, and
-document events pointed at this server) and every function on one port.
+document events pointed at this server), the Fatora sandbox, and every function on one
+port.
 
-    python -m local.stack [--port 5000] [--firestore-port 8080] [--firestore HOST:PORT]
+    python -m local.stack [--port 5000] [--firestore-port 8080] [--fatora-port 5002]
+                          [--firestore HOST:PORT]
 
 Prints the URLs, then `ready`. Ctrl-C or SIGTERM stops everything it started.
-Later capabilities (the ledger trigger, the task dispatcher, the Fatora sandbox) join
-here as more `Service`s.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # firebase-admin only needs the variable to accept the emulator's unsigned tokens;
 # nothing has to listen there.
 AUTH_EMULATOR_HOST = "127.0.0.1:9099"
+WEBHOOK_PATH = "/api/coins/webhook/fatora"
 
 
 def configure_environment(firestore_address: str) -> None:
@@ -35,13 +37,40 @@ def configure_environment(firestore_address: str) -> None:
         sys.path.insert(0, functions_dir)
 
 
-def serve(port: int, firestore_address: str | None, firestore_port: int) -> None:
+def start_fatora_sandbox(functions_base_url: str, port: int = 0):
+    """Starts the Fatora sandbox with fresh credentials and points the functions at it."""
+    from local.fatora_sandbox import FatoraSandbox
+
+    sandbox = FatoraSandbox(
+        api_key=secrets.token_urlsafe(16),
+        webhook_url=functions_base_url + WEBHOOK_PATH,
+        webhook_secret=secrets.token_urlsafe(24),
+    ).serve(port)
+    os.environ["FATORA_BASE_URL"] = sandbox.api_url
+    os.environ["FATORA_API_KEY"] = sandbox.api_key
+    os.environ["FATORA_WEBHOOK_SECRET"] = sandbox.webhook_secret
+    os.environ["PURCHASE_SUCCESS_URL"] = sandbox.base_url + "/returned?result=paid"
+    os.environ["PURCHASE_FAILURE_URL"] = sandbox.base_url + "/returned?result=declined"
+    return sandbox
+
+
+def serve_functions(port: int = 0):
+    """Every function on one port, in a background thread. Returns the server."""
     import logging
 
     from werkzeug.serving import make_server
 
+    from local import gateway
+
     # Each function logs one structured line per request; werkzeug's own line is noise.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = make_server("127.0.0.1", port, gateway.build(), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True, name="functions").start()
+    return server
+
+
+def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_port: int) -> None:
+    from local import gateway
 
     emulator = None
     if firestore_address is None:
@@ -52,29 +81,30 @@ def serve(port: int, firestore_address: str | None, firestore_port: int) -> None
             log_path=ROOT / ".firestore-emulator.log",
         ).start()
         firestore_address = emulator.address
+    sandbox = server = None
     try:
         configure_environment(firestore_address)
-        from local import gateway
-
-        app = gateway.build()
-        server = make_server("127.0.0.1", port, app, threaded=True)
-        stop = threading.Event()
-
-        def shutdown(signum, frame):
-            stop.set()
-            threading.Thread(target=server.shutdown, daemon=True).start()
-
-        signal.signal(signal.SIGTERM, shutdown)
-        signal.signal(signal.SIGINT, shutdown)
         base = f"http://127.0.0.1:{port}"
+        os.environ["LOCAL_SERVICE_SECRET"] = secrets.token_urlsafe(24)
+        sandbox = start_fatora_sandbox(base, fatora_port)
+        server = serve_functions(port)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
         print(f"Firestore emulator  http://{firestore_address}", flush=True)
+        print(f"Fatora sandbox      {sandbox.base_url}  (webhooks to {base}{WEBHOOK_PATH})", flush=True)
         for pattern, name in gateway.rewrites():
-            print(f"  {base}{pattern.pattern.strip('^$').replace(chr(92), '')}  ->  {name}", flush=True)
-        print(f"Functions           {base}/<function name>: {', '.join(app.apps)}", flush=True)
+            print(f"  {base}{pattern.pattern.strip('^$').replace(chr(92), '').replace('[^/]*', '{id}')}  ->  {name}", flush=True)
+        print(f"Functions           {base}/<function name>: {', '.join(gateway.function_names())}", flush=True)
         print("Token               make token uid=alice [admin=1]", flush=True)
+        print(f"Scheduler calls     -H 'X-Local-Service-Secret: {os.environ['LOCAL_SERVICE_SECRET']}'", flush=True)
         print("ready", flush=True)
-        server.serve_forever()
+        stop.wait()
     finally:
+        if server is not None:
+            server.shutdown()
+        if sandbox is not None:
+            sandbox.stop()
         if emulator is not None:
             emulator.stop()
 
@@ -83,10 +113,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="GUILD Coins local stack")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
     parser.add_argument("--firestore-port", type=int, default=int(os.environ.get("FIRESTORE_PORT", "8080")))
+    parser.add_argument("--fatora-port", type=int, default=int(os.environ.get("FATORA_PORT", "5002")))
     parser.add_argument("--firestore", help="use a running emulator at HOST:PORT instead of starting one")
     args = parser.parse_args()
     try:
-        serve(args.port, args.firestore, args.firestore_port)
+        serve(args.port, args.firestore, args.firestore_port, args.fatora_port)
     except EmulatorNotFound as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

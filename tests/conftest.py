@@ -51,3 +51,34 @@ def api(emulator):
     from tests.money import Api
 
     return Api(str(ROOT / "functions" / "main.py"))
+
+
+@pytest.fixture(scope="session")
+def functions_server(emulator):
+    """Every function over real HTTP (the gateway of the local stack), for callers that
+    are other processes in production: Fatora's webhooks, Cloud Tasks."""
+    from local.stack import serve_functions
+
+    server = serve_functions(0)
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sandbox_session(functions_server):
+    from local.stack import start_fatora_sandbox
+
+    sandbox = start_fatora_sandbox(functions_server)
+    os.environ["LOCAL_SERVICE_SECRET"] = "tests-local-service-secret"
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture
+def fatora(sandbox_session):
+    """The Fatora sandbox, with no faults and no orders, its webhooks going to the functions."""
+    sandbox_session.reset()
+    yield sandbox_session
+    # Deliveries still in flight would land in the next test.
+    sandbox_session.faults.webhooks_enabled = False
+    sandbox_session.drain()

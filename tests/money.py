@@ -95,3 +95,17 @@ class Api:
             key=key or fresh_id("k"),
             body={"user_id": user_id, "coins": coins, "reason": reason},
         )
+
+
+def wait_for(condition, timeout_seconds: float = 15.0, interval_seconds: float = 0.05):
+    """Polls `condition` until it returns something truthy (for webhooks and tasks, which
+    arrive on their own schedule); fails the test at the timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval_seconds)
+    raise AssertionError(f"condition not met within {timeout_seconds} s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 import traceback
 from dataclasses import dataclass
@@ -15,14 +16,15 @@ import flask
 import pydantic
 
 from . import clients, config, errors, logs
-from .auth import Caller, authenticate
+from .auth import Caller, authenticate, authenticate_service
 from .ledger import Idempotency, Response
 
 
 class Access(Enum):
-    PUBLIC = "public"
-    USER = "user"
-    ADMIN = "admin"
+    PUBLIC = "public"  # anyone; the handler may check more (the webhook's signature)
+    USER = "user"  # a Firebase ID token
+    ADMIN = "admin"  # a Firebase ID token with the custom claim admin: true
+    SERVICE = "service"  # Cloud Scheduler or Cloud Tasks (OIDC), or the local stack
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class Call:
     body: Any
     query: Any
     idempotency: Idempotency | None
+    params: dict[str, str]
+    headers: Any
+    raw_body: bytes | None = None
 
     @property
     def db(self):
@@ -54,12 +59,17 @@ def endpoint(
     body: type[pydantic.BaseModel] | None = None,
     query: type[pydantic.BaseModel] | None = None,
     idempotent: bool = False,
+    path: str | None = None,
+    raw_body: bool = False,
 ) -> Callable[[Handler], Callable[[flask.Request], flask.Response]]:
     """Wraps a handler into an HTTP function. `idempotent` means the request moves money
-    and needs an Idempotency-Key."""
+    and needs an Idempotency-Key. `path` names the ids in the URL, as API.md writes them
+    (`/api/coins/purchase/{id}`); under the function's own name they follow it
+    (`/coins_purchase_get/{id}`). `raw_body` hands the handler the bytes, unparsed."""
 
     def decorate(handler: Handler) -> Callable[[flask.Request], flask.Response]:
         name = handler.__name__
+        route = _Route(path) if path else None
 
         @functools.wraps(handler)
         def entry(request: flask.Request) -> flask.Response:
@@ -69,7 +79,10 @@ def endpoint(
             try:
                 if request.method != method:
                     raise errors.MethodNotAllowed(allowed=[method])
-                if access is not Access.PUBLIC:
+                params = route.match(request.path) if route else {}
+                if access is Access.SERVICE:
+                    caller = _authenticate_service(request)
+                elif access is not Access.PUBLIC:
                     caller = authenticate(request.headers.get("Authorization"), clients.firebase_app())
                     if access is Access.ADMIN and not caller.admin:
                         raise errors.Forbidden("This needs an admin.")
@@ -78,7 +91,10 @@ def endpoint(
                     caller=caller,
                     body=_validate(body, raw) if body is not None else None,
                     query=_validate(query, _query_args(request)) if query is not None else None,
-                    idempotency=_idempotency(request, caller, name, raw) if idempotent else None,
+                    idempotency=_idempotency(request, caller, name, {"params": params, "body": raw}) if idempotent else None,
+                    params=params,
+                    headers=request.headers,
+                    raw_body=_read_body(request) if raw_body else None,
                 )
                 result = handler(call)
                 response = result if isinstance(result, Response) else Response(200, result)
@@ -114,12 +130,44 @@ def _to_flask(response: Response, method: str) -> flask.Response:
     return result
 
 
-def _json_body(request: flask.Request) -> dict[str, Any]:
+class _Route:
+    """Pulls the ids out of a path written like `/api/coins/escrow/{id}/release`."""
+
+    def __init__(self, pattern: str) -> None:
+        self.names = re.findall(r"\{(\w+)\}", pattern)
+        segment = r"([A-Za-z0-9_\-]{1,%d})" % config.ID_LENGTH_MAX
+        self.full = re.compile("^" + re.sub(r"\\\{\w+\\\}", segment, re.escape(pattern)) + "/?$")
+        self.own_name = re.compile("^" + "".join("/" + segment for _ in self.names) + "/?$")
+
+    def match(self, path: str) -> dict[str, str]:
+        found = self.full.match(path) or self.own_name.match(path)
+        if found is None:
+            raise errors.NotFound("No such resource.")
+        return dict(zip(self.names, found.groups()))
+
+
+def _authenticate_service(request: flask.Request) -> Caller:
+    settings = config.settings()
+    account = authenticate_service(
+        request.headers,
+        audience=settings.service_audience,
+        accounts=settings.service_accounts,
+        local_secret=settings.local_service_secret,
+    )
+    return Caller(uid=account)
+
+
+def _read_body(request: flask.Request) -> bytes:
     if request.content_length is not None and request.content_length > config.BODY_BYTES_MAX:
         raise errors.BodyTooLarge(limit_bytes=config.BODY_BYTES_MAX)
     data = request.stream.read(config.BODY_BYTES_MAX + 1)
     if len(data) > config.BODY_BYTES_MAX:
         raise errors.BodyTooLarge(limit_bytes=config.BODY_BYTES_MAX)
+    return data
+
+
+def _json_body(request: flask.Request) -> dict[str, Any]:
+    data = _read_body(request)
     if request.mimetype != "application/json":
         raise errors.InvalidRequest("Send JSON with Content-Type: application/json.")
     try:

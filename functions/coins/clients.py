@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from . import config
+from . import config, errors
 
 
 @functools.cache
@@ -36,3 +36,18 @@ def firebase_app():
     except ValueError:
         credential = EmulatorCredential() if settings.auth_emulator_host else credentials.ApplicationDefault()
         return firebase_admin.initialize_app(credential, {"projectId": settings.project_id}, name=name)
+
+
+def fatora():
+    """The gateway client for the current configuration (one per base URL and key)."""
+    settings = config.settings()
+    if not settings.fatora_api_key:
+        raise errors.Unavailable("The payment gateway is not configured (FATORA_API_KEY).")
+    return _fatora(settings.fatora_base_url, settings.fatora_api_key)
+
+
+@functools.cache
+def _fatora(base_url: str, api_key: str):
+    from .fatora import FatoraClient
+
+    return FatoraClient(base_url, api_key)

@@ -34,17 +34,51 @@ ID_LENGTH_MAX = 128
 ADJUST_COUNT_MAX = 10_000
 
 
+# Purchases: a pending purchase is re-verified by the sweeper after 15 minutes (a lost
+# webhook), and one that Fatora still reports unpaid after 24 hours expires.
+PURCHASE_SWEEP_AFTER_SECONDS = 15 * 60
+PURCHASE_EXPIRE_AFTER_SECONDS = 24 * 60 * 60
+# Purchases one sweeper run re-verifies: each is a Fatora call of up to ~20 s worst case,
+# and Cloud Scheduler runs it every 15 minutes.
+PURCHASE_SWEEP_BATCH_MAX = 50
+
+
 @dataclass(frozen=True)
 class Settings:
     project_id: str
     # Set in development and tests: ID tokens are then the Auth emulator's unsigned ones.
     auth_emulator_host: str | None
+    fatora_base_url: str
+    fatora_api_key: str | None
+    # Where configured, webhooks must carry an HMAC-SHA256 of their body made with it.
+    fatora_webhook_secret: str | None
+    # Where Fatora sends the payer's browser after checkout (the app's return pages).
+    purchase_success_url: str | None
+    purchase_failure_url: str | None
+    # Scheduler and Cloud Tasks calls: Google-signed OIDC tokens for this audience from
+    # these service accounts, in production.
+    service_audience: str | None
+    service_accounts: frozenset[str]
+    # Development only: the local stack's shared secret in place of an OIDC token.
+    local_service_secret: str | None
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
 
 
 def settings() -> Settings:
     return Settings(
-        project_id=os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT") or "demo-guild",
-        auth_emulator_host=os.environ.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
+        project_id=_env("GOOGLE_CLOUD_PROJECT") or _env("GCLOUD_PROJECT") or "demo-guild",
+        auth_emulator_host=_env("FIREBASE_AUTH_EMULATOR_HOST"),
+        fatora_base_url=_env("FATORA_BASE_URL") or "https://api.fatora.io/v1",
+        fatora_api_key=_env("FATORA_API_KEY"),
+        fatora_webhook_secret=_env("FATORA_WEBHOOK_SECRET"),
+        purchase_success_url=_env("PURCHASE_SUCCESS_URL"),
+        purchase_failure_url=_env("PURCHASE_FAILURE_URL"),
+        service_audience=_env("SERVICE_AUDIENCE"),
+        service_accounts=frozenset(filter(None, (_env("SERVICE_ACCOUNTS") or "").split(","))),
+        local_service_secret=_env("LOCAL_SERVICE_SECRET"),
     )
 # How long a request may hold its idempotency key before another request with the same
 # key may take over: longer than any request runs (Cloud Functions' default timeout is 60 s).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from . import catalog, config
 from .ledger import ENTRY_TYPES
@@ -70,3 +70,53 @@ def _entry_type(value: str) -> str:
 
 class TransactionsPage(Page):
     type: Annotated[str, AfterValidator(_entry_type)] | None = None
+
+
+def _known_pack(pack_id: str) -> str:
+    if pack_id not in catalog.PACK_BY_ID:
+        raise ValueError(f"unknown pack; packs are {list(catalog.PACK_BY_ID)}")
+    return pack_id
+
+
+def _purchasable_coins(coins: dict[str, int]) -> dict[str, int]:
+    if not coins:
+        raise ValueError("must hold at least one coin")
+    value = catalog.value_dirhams(coins)
+    if value > catalog.CUSTOM_MAX_DIRHAMS:
+        raise ValueError(f"worth {value} dirhams; one purchase buys at most {catalog.CUSTOM_MAX_DIRHAMS}")
+    return catalog.normalize(coins)
+
+
+def _custom_amount(amount: int) -> int:
+    if not catalog.CUSTOM_MIN_DIRHAMS <= amount <= catalog.CUSTOM_MAX_DIRHAMS:
+        raise ValueError(f"must be from {catalog.CUSTOM_MIN_DIRHAMS} to {catalog.CUSTOM_MAX_DIRHAMS} dirhams")
+    return amount
+
+
+PositiveCount = Annotated[int, Field(ge=1, le=catalog.CUSTOM_MAX_DIRHAMS // catalog.GRID_DIRHAMS)]
+
+
+class PurchaseCreate(Body):
+    """Exactly one of a pack, explicit coins, or a custom amount (fewest coins)."""
+
+    pack_id: Annotated[str, AfterValidator(_known_pack)] | None = None
+    coins: Annotated[dict[str, PositiveCount], AfterValidator(_known_tiers), AfterValidator(_purchasable_coins)] | None = None
+    amount_dirhams: Annotated[AmountDirhams, AfterValidator(_custom_amount)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "PurchaseCreate":
+        given = [name for name in ("pack_id", "coins", "amount_dirhams") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of pack_id, coins, amount_dirhams")
+        return self
+
+    def coins_to_buy(self) -> dict[str, int]:
+        if self.pack_id is not None:
+            return dict(catalog.PACK_BY_ID[self.pack_id].coins)
+        if self.coins is not None:
+            return dict(self.coins)
+        return catalog.fewest_coins(self.amount_dirhams)
+
+
+class PurchasesPage(Page):
+    user_id: DocumentId | None = None

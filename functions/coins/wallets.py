@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from . import catalog, errors, ledger
+from . import catalog, ledger
 from .auth import Caller
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+from .pages import page_of, rfc3339
 
 
 def render_wallet(wallet: Mapping[str, Any]) -> dict[str, Any]:
@@ -42,24 +37,21 @@ def get_wallet(db, uid: str) -> dict[str, Any]:
 
 
 def list_transactions(db, uid: str, *, limit: int, cursor: str | None, entry_type: str | None) -> dict[str, Any]:
-    """The user's ledger entries, newest first. The cursor is the id of the last entry of
-    the previous page; it must be one of this user's entries."""
+    """The user's ledger entries, newest first, optionally of one type."""
     from google.cloud import firestore
 
     entries = db.collection(ledger.LEDGER)
     query = entries.where(filter=firestore.FieldFilter("user_ids", "array_contains", uid))
     if entry_type is not None:
         query = query.where(filter=firestore.FieldFilter("type", "==", entry_type))
-    query = query.order_by("created_at", direction="DESCENDING").order_by("__name__", direction="DESCENDING")
-    if cursor is not None:
-        last = entries.document(_decode_cursor(cursor)).get()
-        if not last.exists or uid not in (last.get("user_ids") or []):
-            raise errors.ValidationFailed(fields=[{"field": "cursor", "message": "unknown cursor"}])
-        query = query.start_after(last)
-    page = list(query.limit(limit + 1).stream())
-    items = [render_transaction(snapshot.to_dict(), uid) for snapshot in page[:limit]]
-    next_cursor = _encode_cursor(page[limit - 1].id) if len(page) > limit else None
-    return {"items": items, "next_cursor": next_cursor}
+    return page_of(
+        entries,
+        query,
+        limit=limit,
+        cursor=cursor,
+        owns=lambda entry: uid in (entry.get("user_ids") or []),
+        render=lambda entry: render_transaction(entry, uid),
+    )
 
 
 def render_transaction(entry: Mapping[str, Any], uid: str) -> dict[str, Any]:
@@ -73,20 +65,6 @@ def render_transaction(entry: Mapping[str, Any], uid: str) -> dict[str, Any]:
         "refs": entry.get("refs", {}),
         "created_at": rfc3339(entry["created_at"]),
     }
-
-
-def _encode_cursor(entry_id: str) -> str:
-    return base64.urlsafe_b64encode(entry_id.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        entry_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        entry_id = ""
-    if not entry_id.isalnum():
-        raise errors.ValidationFailed(fields=[{"field": "cursor", "message": "unknown cursor"}])
-    return entry_id
 
 
 def check_balance(db, uid: str, amount_dirhams: int) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def stop_stack(process: subprocess.Popen) -> int:
 @pytest.fixture
 def stack(emulator):
     port = free_port()
-    process, lines = start_stack("--port", str(port), "--firestore", emulator.address)
+    process, lines = start_stack("--port", str(port), "--firestore", emulator.address, "--fatora-port", str(free_port()))
     yield f"http://127.0.0.1:{port}", lines
     assert stop_stack(process) == 0
 
@@ -87,7 +87,7 @@ def test_a_person_can_fund_a_wallet_and_read_it_back_over_http(stack):
 
 def test_the_stack_starts_its_own_emulator_and_leaves_nothing_behind(tmp_path):
     port, firestore_port = free_port(), free_port()
-    process, lines = start_stack("--port", str(port), "--firestore-port", str(firestore_port))
+    process, lines = start_stack("--port", str(port), "--firestore-port", str(firestore_port), "--fatora-port", str(free_port()))
     assert any(f"127.0.0.1:{firestore_port}" in line for line in lines)
     assert requests.get(f"http://127.0.0.1:{firestore_port}/", timeout=5).text.strip() == "Ok"
     assert requests.get(f"http://127.0.0.1:{port}/api/coins/catalog", timeout=10).status_code == 200

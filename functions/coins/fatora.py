@@ -94,6 +94,7 @@ class FatoraClient:
         *,
         session=None,
         sleep: Callable[[float], None] = time.sleep,
+        timeouts: tuple[float, float] = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
     ) -> None:
         import requests
 
@@ -101,6 +102,7 @@ class FatoraClient:
         self.api_key = api_key
         self.session = session or requests.Session()
         self.sleep = sleep
+        self.timeouts = timeouts
 
     def checkout(
         self,
@@ -162,7 +164,7 @@ class FatoraClient:
                     self.base_url + path,
                     json=body,
                     headers={"api_key": self.api_key, "Accept": "application/json"},
-                    timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
+                    timeout=self.timeouts,
                 )
             except requests.RequestException as error:
                 last = FatoraUnavailable(f"{path}: {type(error).__name__}")

@@ -13,6 +13,7 @@ import requests
 from local.emulator import free_port
 from local.tokens import mint
 from tests.conftest import ROOT
+from tests.money import wait_for
 
 READY_TIMEOUT_SECONDS = 60
 
@@ -83,6 +84,33 @@ def test_a_person_can_fund_a_wallet_and_read_it_back_over_http(stack):
     by_name = requests.get(f"{base}/coins_wallet", headers=alice, timeout=10)
     assert by_name.json()["balance_dirhams"] == 110_000
     assert requests.get(f"{base}/api/coins/nowhere", timeout=10).status_code == 404
+
+
+def test_a_person_can_buy_coins_through_the_sandbox_checkout(stack):
+    """The README's sequence: a token, a purchase with curl, the checkout page in a
+    browser, the Pay button, and the wallet grows (the sandbox's webhook, verified)."""
+    base, lines = stack
+    alice = {"Authorization": f"Bearer {mint('buyer')}"}
+    created = requests.post(
+        f"{base}/api/coins/purchase",
+        json={"pack_id": "elite"},
+        headers={**alice, "Idempotency-Key": "e2e-buy-1"},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    purchase = created.json()
+    page = requests.get(purchase["checkout_url"], timeout=10)
+    assert "Pay 550.00 QAR" in page.text
+    action = page.text.split('<form method="post" action="')[1].split('"')[0]
+    paid = requests.post(purchase["checkout_url"].split("/checkout/")[0] + action, timeout=10)
+    assert paid.status_code == 200 and "Payment paid" in paid.text  # followed to the return page
+
+    def wallet_grew():
+        return requests.get(f"{base}/api/coins/wallet", headers=alice, timeout=10).json()["coins"] == {"GRC": 1}
+
+    wait_for(wallet_grew)
+    status = requests.get(f"{base}/api/coins/purchase/{purchase['id']}", headers=alice, timeout=10).json()["status"]
+    assert status == "paid"
 
 
 def test_the_stack_starts_its_own_emulator_and_leaves_nothing_behind(tmp_path):

@@ -19,6 +19,8 @@ def seeded(emulator, db):
     db.collection("ledger").document("entry-alice").set({"id": "entry-alice", "type": "admin_adjust", "user_ids": [ALICE]})
     db.collection("ledger").document("entry-bob").set({"id": "entry-bob", "type": "admin_adjust", "user_ids": [BOB]})
     db.collection("idempotency").document("some-key").set({"scope": ALICE, "state": "done"})
+    db.collection("purchases").document("purchase-alice").set({"id": "purchase-alice", "user_id": ALICE, "status": "paid"})
+    db.collection("purchases").document("purchase-alice").collection("events").document("e1").set({"outcome": "paid"})
 
 
 @pytest.fixture
@@ -95,3 +97,10 @@ def test_no_client_writes_anything(rest, db, method, path, body, admin):
 
 def test_idempotency_records_are_not_readable_by_clients(rest):
     assert rest("GET", "/idempotency/some-key", uid=ALICE).status_code == 403
+
+
+def test_a_buyer_reads_their_own_purchase_and_nobody_else_does(rest):
+    assert rest("GET", "/purchases/purchase-alice", uid=ALICE).status_code == 200
+    assert rest("GET", "/purchases/purchase-alice", uid=BOB).status_code == 403
+    assert rest("GET", "/purchases/purchase-alice").status_code == 403
+    assert rest("GET", "/purchases/purchase-alice/events/e1", uid=ALICE).status_code == 403

@@ -1,0 +1,82 @@
+"""Who may call what: one row per endpoint of the project, every kind of caller, the
+status API.md documents. A new endpoint adds a row here."""
+
+import json
+
+import pytest
+
+from local.tokens import mint
+from tests.money import fresh_id
+
+OWNER, STRANGER, ADMIN = "owner-user", "stranger-user", "admin-user"
+SERVICE_HEADERS = {"X-Local-Service-Secret": "tests-local-service-secret"}
+
+# Callers: no credentials; an expired token of the owner; another user; the owner; an admin.
+CALLERS = ("anonymous", "expired", "stranger", "owner", "admin")
+
+# function, method, path (None: the function's root), body, expected status per caller.
+MATRIX = [
+    ("coins_catalog", "GET", None, None, (200, 200, 200, 200, 200)),
+    ("coins_wallet", "GET", None, None, (401, 401, 200, 200, 200)),
+    ("coins_transactions", "GET", None, None, (401, 401, 200, 200, 200)),
+    ("coins_check_balance", "POST", None, {"amount_dirhams": 500}, (401, 401, 200, 200, 200)),
+    ("admin_adjust_balance", "POST", None, {"user_id": OWNER, "coins": {"GBC": 1}, "reason": "m"}, (401, 401, 403, 403, 200)),
+    ("coins_purchase_create", "POST", None, {"pack_id": "starter"}, (401, 401, 201, 201, 201)),
+    ("coins_purchase_get", "GET", "/api/coins/purchase/{purchase}", None, (401, 401, 404, 200, 200)),
+    ("coins_purchases_list", "GET", None, None, (401, 401, 200, 200, 200)),
+    # Fatora's webhook carries no token: without the body's signature it is refused.
+    ("coins_fatora_webhook", "POST", None, {"order_id": "{purchase}"}, (401, 401, 401, 401, 401)),
+    # Scheduler targets take only the scheduler (the local stack's secret here).
+    ("purchases_reconcile", "POST", None, None, (401, 401, 401, 401, 401)),
+]
+
+
+@pytest.fixture
+def owners_purchase(api, fatora):
+    response = api.call("coins_purchase_create", "POST", uid=OWNER, key=fresh_id("k"), body={"pack_id": "basic"})
+    assert response.status_code == 201
+    return response.get_json()["id"]
+
+
+def token_of(caller):
+    return {
+        "anonymous": None,
+        "expired": mint(OWNER, expires_in=-1),
+        "stranger": mint(STRANGER),
+        "owner": mint(OWNER),
+        "admin": mint(ADMIN, admin=True),
+    }[caller]
+
+
+def call(api, function, method, path, body, token, purchase_id):
+    client = api.client(function)
+    headers = {"Idempotency-Key": fresh_id("k")}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).replace("{purchase}", purchase_id) if body is not None else None
+    url = (path or "/").replace("{purchase}", purchase_id)
+    return client.open(url, method=method, headers=headers, data=data, content_type="application/json")
+
+
+@pytest.mark.parametrize("function, method, path, body, expected", MATRIX, ids=[row[0] for row in MATRIX])
+@pytest.mark.parametrize("caller", CALLERS)
+def test_each_caller_gets_the_documented_status(api, owners_purchase, function, method, path, body, expected, caller):
+    response = call(api, function, method, path, body, token_of(caller), owners_purchase)
+    want = expected[CALLERS.index(caller)]
+    assert response.status_code == want, response.get_json()
+    if want >= 400:
+        assert response.get_json()["error"]["code"] == {401: "unauthenticated", 403: "forbidden", 404: "not_found"}[want]
+
+
+@pytest.mark.parametrize("function, method, path, body, expected", MATRIX, ids=[row[0] for row in MATRIX])
+def test_a_wrong_method_is_405_whoever_calls(api, owners_purchase, function, method, path, body, expected):
+    for wrong in {"GET", "POST", "PUT", "DELETE", "PATCH"} - {method}:
+        response = call(api, function, wrong, path, body, token_of("admin"), owners_purchase)
+        assert response.status_code == 405
+        assert response.get_json()["error"]["code"] == "method_not_allowed"
+        assert response.headers["Allow"] == method
+
+
+def test_the_scheduler_target_takes_the_local_secret(api, fatora):
+    response = api.call("purchases_reconcile", "POST", headers=SERVICE_HEADERS)
+    assert response.status_code == 200

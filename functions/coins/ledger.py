@@ -198,8 +198,10 @@ def execute(
             return claimed
         try:
             return execute(db, operation, actor=actor, claim=claimed, clock=clock, sleep=sleep)
-        finally:
+        except BaseException:
+            # A stored refusal settled the claim already; anything else gives it back.
             release(db, claimed)
+            raise
     return _run(db, operation, actor, claim, clock, sleep)
 
 
@@ -214,12 +216,14 @@ def _run(db, operation, actor, claim, clock, sleep) -> Response:
         transaction = db.transaction(max_attempts=1)
         try:
             result = _attempt(db, transaction, operation, claim, actor, entry_id, clock())
-        except api_exceptions.Aborted:
-            pass  # a read waited too long for a lock another transaction holds
+        except api_exceptions.Aborted as error:
+            # A read waited too long for a lock another transaction holds.
+            logs.info("transaction aborted", attempt=attempt, at="read", reason=str(error)[:120])
         except ValueError as error:
             # A single-attempt commit that aborted is reported as ValueError from Aborted.
             if not isinstance(error.__cause__, api_exceptions.Aborted):
                 raise
+            logs.info("transaction aborted", attempt=attempt, at="commit", reason=str(error.__cause__)[:120])
         else:
             if isinstance(result, errors.CoinsError):
                 raise result

@@ -99,8 +99,9 @@ def create(
             return _write(db, ref, failed, actor=caller.uid, claim=claim, response=response)
         opened = {**purchase, "checkout_url": checkout_url}
         return _write(db, ref, opened, actor=caller.uid, claim=claim, response=ledger.Response(201, render(opened)))
-    finally:
-        ledger.release(db, claim)
+    except BaseException:
+        ledger.release(db, claim)  # unless a response settled it
+        raise
 
 
 def _write(db, ref, purchase, *, actor, claim=None, response=None) -> ledger.Response:

@@ -3,7 +3,7 @@ then calls one function of the `coins` package; coins.api does the HTTP glue."""
 
 import functions_framework
 
-from coins import catalog, clients, models, purchases, wallets
+from coins import catalog, clients, effects, escrow, models, purchases, wallets
 from coins.api import Access, Call, endpoint
 
 
@@ -79,3 +79,59 @@ def coins_fatora_webhook(call: Call):
 @endpoint("POST", access=Access.SERVICE)
 def purchases_reconcile(call: Call):
     return purchases.reconcile_pending(call.db, clients.fatora())
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.USER, body=models.JobPayment, idempotent=True)
+def coins_job_payment(call: Call):
+    body = call.body
+    return escrow.lock(
+        call.db,
+        call.caller,
+        job_id=body.job_id,
+        freelancer_id=body.freelancer_id,
+        amount_dirhams=body.amount_dirhams,
+        idempotency=call.idempotency,
+    )
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.USER, path="/api/coins/escrow/{id}")
+def coins_escrow_get(call: Call):
+    return escrow.get(call.db, call.caller, call.params["id"])
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/release", idempotent=True)
+def coins_escrow_release(call: Call):
+    return escrow.release(call.db, call.caller, call.params["id"], idempotency=call.idempotency)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/refund", idempotent=True)
+def coins_escrow_refund(call: Call):
+    return escrow.refund(call.db, call.caller, call.params["id"], idempotency=call.idempotency)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/dispute", body=models.Dispute)
+def coins_escrow_dispute(call: Call):
+    return escrow.dispute(call.db, call.caller, call.params["id"], reason=call.body.reason)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.SERVICE, body=models.AutoRelease)
+def escrow_auto_release(call: Call):
+    return {"outcome": escrow.auto_release(call.db, call.body.escrow_id)}
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.SERVICE)
+def escrows_sweep(call: Call):
+    return escrow.sweep(call.db)
+
+
+@functions_framework.cloud_event
+def ledger_on_create(cloud_event):
+    """Eventarc: google.cloud.firestore.document.v1.created on ledger/{entryId}."""
+    effects.handle_event(clients.firestore(), clients.scheduler, cloud_event.data)

@@ -56,6 +56,9 @@ class Gateway:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO") or "/"
+        trigger = EMULATOR_TRIGGER.match(path)
+        if trigger and trigger.group(1) in self.apps:
+            return self.apps[trigger.group(1)](emulator_event(environ), start_response)
         for pattern, name in self.routes:
             if pattern.match(path):
                 return self.apps[name](environ, start_response)
@@ -67,6 +70,21 @@ class Gateway:
         body = json.dumps({"error": {"code": "not_found", "message": "No function serves this path.", "details": {}}})
         start_response("404 Not Found", [("Content-Type", "application/json")])
         return [body.encode()]
+
+
+# Where the Firestore emulator delivers document events (`--functions_emulator`).
+EMULATOR_TRIGGER = re.compile(r"^/functions/projects/[^/]+/triggers/([A-Za-z0-9_]+)$")
+
+
+def emulator_event(environ):
+    """Dev-only adapter: the emulator sends the DocumentEventData protobuf as base64 text
+    where Eventarc sends raw bytes. Decoded here, the production handler runs unchanged."""
+    import base64
+    import io
+
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = base64.b64decode(environ["wsgi.input"].read(length))
+    return {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)), "PATH_INFO": "/", "SCRIPT_NAME": ""}
 
 
 def build() -> Gateway:

@@ -54,6 +54,15 @@ def start_fatora_sandbox(functions_base_url: str, port: int = 0):
     return sandbox
 
 
+def configure_tasks(functions_base_url: str) -> None:
+    """Escrow timers in development: the in-process queue, delivering to this server."""
+    os.environ["LOCAL_TASKS_TARGET_URL"] = functions_base_url + "/escrow_auto_release"
+    os.environ.setdefault("LOCAL_SERVICE_SECRET", secrets.token_urlsafe(24))
+
+
+LEDGER_TRIGGER = ("ledger_on_create", "google.cloud.firestore.document.v1.created", "ledger/{entryId}")
+
+
 def serve_functions(port: int = 0):
     """Every function on one port, in a background thread. Returns the server."""
     import logging
@@ -86,13 +95,20 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
         configure_environment(firestore_address)
         base = f"http://127.0.0.1:{port}"
         os.environ["LOCAL_SERVICE_SECRET"] = secrets.token_urlsafe(24)
+        configure_tasks(base)
         sandbox = start_fatora_sandbox(base, fatora_port)
         server = serve_functions(port)
+        if emulator is not None:
+            # The emulator delivers ledger events to this server (a running emulator
+            # given with --firestore delivers wherever it was started to).
+            emulator.register_trigger(*LEDGER_TRIGGER)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
         print(f"Firestore emulator  http://{firestore_address}", flush=True)
         print(f"Fatora sandbox      {sandbox.base_url}  (webhooks to {base}{WEBHOOK_PATH})", flush=True)
+        print(f"Ledger trigger      ledger_on_create; escrow timers in-process, "
+              f"auto-release after {os.environ.get('ESCROW_AUTO_RELEASE_SECONDS', '259200')} s", flush=True)
         for pattern, name in gateway.rewrites():
             print(f"  {base}{pattern.pattern.strip('^$').replace(chr(92), '').replace('[^/]*', '{id}')}  ->  {name}", flush=True)
         print(f"Functions           {base}/<function name>: {', '.join(gateway.function_names())}", flush=True)

@@ -51,3 +51,36 @@ def _fatora(base_url: str, api_key: str):
     from .fatora import FatoraClient
 
     return FatoraClient(base_url, api_key)
+
+
+def scheduler():
+    """The timer service: Cloud Tasks, or the local queue where LOCAL_TASKS_TARGET_URL is set."""
+    settings = config.settings()
+    if settings.local_tasks_target_url:
+        return _local_tasks(settings.local_tasks_target_url, settings.local_service_secret or "")
+    if not (settings.escrow_auto_release_url and settings.tasks_service_account):
+        raise errors.Unavailable("Cloud Tasks is not configured (ESCROW_AUTO_RELEASE_URL, TASKS_SERVICE_ACCOUNT).")
+    return _cloud_tasks(
+        settings.project_id,
+        settings.tasks_location,
+        settings.tasks_queue,
+        settings.escrow_auto_release_url,
+        settings.tasks_service_account,
+    )
+
+
+@functools.cache
+def _cloud_tasks(project: str, location: str, queue: str, target_url: str, service_account: str):
+    from .tasks import CloudTasksScheduler
+
+    return CloudTasksScheduler(
+        project=project, location=location, queue=queue, target_url=target_url, service_account_email=service_account
+    )
+
+
+@functools.cache
+def _local_tasks(target_url: str, secret: str):
+    from .auth import LOCAL_SERVICE_SECRET_HEADER
+    from .tasks import LocalTaskQueue
+
+    return LocalTaskQueue(target_url, headers={LOCAL_SERVICE_SECRET_HEADER: secret})

@@ -43,6 +43,14 @@ PURCHASE_EXPIRE_AFTER_SECONDS = 24 * 60 * 60
 PURCHASE_SWEEP_BATCH_MAX = 50
 
 
+# Escrows: released automatically 72 hours after locking unless disputed (configurable,
+# ESCROW_AUTO_RELEASE_SECONDS). The sweeper releases at most this many per run.
+ESCROW_AUTO_RELEASE_SECONDS_DEFAULT = 72 * 60 * 60
+ESCROW_SWEEP_BATCH_MAX = 100
+# Free text of a dispute.
+DISPUTE_REASON_LENGTH_MAX = 1000
+
+
 @dataclass(frozen=True)
 class Settings:
     project_id: str
@@ -61,6 +69,14 @@ class Settings:
     service_accounts: frozenset[str]
     # Development only: the local stack's shared secret in place of an OIDC token.
     local_service_secret: str | None
+    escrow_auto_release_seconds: int
+    # Cloud Tasks: the queue and the auto-release target, called with an OIDC token of
+    # this service account. Or, in development, the local queue's target.
+    tasks_location: str
+    tasks_queue: str
+    escrow_auto_release_url: str | None
+    tasks_service_account: str | None
+    local_tasks_target_url: str | None
 
 
 def _env(name: str) -> str | None:
@@ -79,6 +95,12 @@ def settings() -> Settings:
         service_audience=_env("SERVICE_AUDIENCE"),
         service_accounts=frozenset(filter(None, (_env("SERVICE_ACCOUNTS") or "").split(","))),
         local_service_secret=_env("LOCAL_SERVICE_SECRET"),
+        escrow_auto_release_seconds=int(_env("ESCROW_AUTO_RELEASE_SECONDS") or ESCROW_AUTO_RELEASE_SECONDS_DEFAULT),
+        tasks_location=_env("TASKS_LOCATION") or "me-central1",
+        tasks_queue=_env("TASKS_QUEUE") or "escrow-auto-release",
+        escrow_auto_release_url=_env("ESCROW_AUTO_RELEASE_URL"),
+        tasks_service_account=_env("TASKS_SERVICE_ACCOUNT"),
+        local_tasks_target_url=_env("LOCAL_TASKS_TARGET_URL"),
     )
 # How long a request may hold its idempotency key before another request with the same
 # key may take over: longer than any request runs (Cloud Functions' default timeout is 60 s).

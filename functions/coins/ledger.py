@@ -33,6 +33,8 @@ PLATFORM_FEES = "platform:fees"
 USER_PREFIX = "user:"
 
 WALLETS = "wallets"
+# Holds keep their coins on their business document: `escrow:{id}` on escrows/{id}.
+HOLDING_COLLECTIONS = {"escrow": "escrows", "withdrawal": "withdrawals"}
 LEDGER = "ledger"
 IDEMPOTENCY = "idempotency"
 
@@ -88,6 +90,8 @@ class Posting:
     count: int
     source: str
     destination: str
+    # Change made by the treasury inside a payment (coins broken into smaller ones).
+    change: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,9 @@ class Entry:
     postings: tuple[Posting, ...]
     refs: Mapping[str, str] = field(default_factory=dict)
     memo: Mapping[str, Any] = field(default_factory=dict)
+    # Users the entry concerns beyond those whose wallets it moves (for notifications):
+    # a freelancer when the client's coins are locked for their job.
+    parties: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,7 @@ class Reader:
         # The id the journal entry will have, for business documents that refer to it.
         self.entry_id = entry_id
         self._wallets: dict[str, dict[str, Any]] = {}
+        self._documents: dict[str, dict[str, Any] | None] = {}
 
     def wallet(self, uid: str) -> dict[str, Any]:
         """The wallet document (an empty one if it does not exist yet). Do not mutate."""
@@ -145,8 +153,11 @@ class Reader:
         return self._wallets[uid]
 
     def document(self, ref) -> dict[str, Any] | None:
-        snapshot = ref.get(transaction=self.transaction)
-        return snapshot.to_dict() if snapshot.exists else None
+        """A document (None if missing), read once per attempt. Do not mutate."""
+        if ref.path not in self._documents:
+            snapshot = ref.get(transaction=self.transaction)
+            self._documents[ref.path] = snapshot.to_dict() if snapshot.exists else None
+        return self._documents[ref.path]
 
 
 Operation = Callable[[Reader], Plan]
@@ -257,7 +268,7 @@ def _attempt(db, transaction, operation, claim, actor, entry_id, now) -> Respons
             if claim is not None:
                 _store_response(transaction, idempotency_ref, claim.idempotency, Response(error.status, error.to_body()), now)
             return error
-        for ref, (data, merge) in writes.items():
+        for ref, data, merge in writes.values():
             transaction.set(ref, data, merge=merge)
         if claim is not None:
             _store_response(transaction, idempotency_ref, claim.idempotency, response, now)
@@ -280,45 +291,59 @@ def _attempt(db, transaction, operation, claim, actor, entry_id, now) -> Respons
 
 
 def _apply(reader: Reader, plan: Plan, entry_id: str, actor: str, now: datetime):
-    """Validates the plan against what was read and computes every write. Pure given the reads."""
-    writes: dict[Any, tuple[dict[str, Any], bool]] = {}
+    """Validates the plan against what was read and computes every write, keyed by
+    document path. Pure given the reads."""
+    writes: dict[str, tuple[Any, dict[str, Any], bool]] = {}
+    for ref, data in plan.documents.items():
+        writes[ref.path] = (ref, dict(data), True)
     wallets_after: dict[str, dict[str, Any]] = {}
     entry = plan.entry
     if entry is not None:
         deltas = _validate(entry)
         users: dict[str, dict[str, Any]] = {}
         for account, delta in deltas.items():
-            if not account.startswith(USER_PREFIX):
-                continue  # treasury and platform:fees are derived from the ledger
-            uid = account[len(USER_PREFIX) :]
-            before = reader.wallet(uid)
-            coins_after = catalog.add(before.get("coins", {}), delta)
-            negative = {symbol: count for symbol, count in coins_after.items() if count < 0}
-            if negative:
-                shortfall = -sum(catalog.TIER_BY_SYMBOL[s].value_dirhams * c for s, c in negative.items())
-                raise errors.InsufficientFunds(user_id=uid, missing_coins=negative, shortfall_dirhams=shortfall)
-            balance_after = catalog.value_dirhams(coins_after)
-            seq = before.get("seq", 0) + 1
-            wallet = {**before, "coins": coins_after, "balance_dirhams": balance_after, "seq": seq, "updated_at": now}
-            wallets_after[uid] = wallet
-            writes[reader.db.collection(WALLETS).document(uid)] = (wallet, False)
-            users[uid] = {
-                "coins_delta": catalog.normalize(delta),
-                "amount_dirhams": catalog.value_dirhams(delta),
-                "balance_after_dirhams": balance_after,
-                "coins_after": coins_after,
-                "seq": seq,
-            }
-        writes[reader.db.collection(LEDGER).document(entry_id)] = (
+            if account.startswith(USER_PREFIX):
+                uid = account[len(USER_PREFIX) :]
+                before = reader.wallet(uid)
+                coins_after = _non_negative(account, before.get("coins", {}), delta)
+                balance_after = catalog.value_dirhams(coins_after)
+                seq = before.get("seq", 0) + 1
+                wallet = {**before, "coins": coins_after, "balance_dirhams": balance_after, "seq": seq, "updated_at": now}
+                wallets_after[uid] = wallet
+                ref = reader.db.collection(WALLETS).document(uid)
+                writes[ref.path] = (ref, wallet, False)
+                users[uid] = {
+                    "coins_delta": catalog.normalize(delta),
+                    "amount_dirhams": catalog.value_dirhams(delta),
+                    "balance_after_dirhams": balance_after,
+                    "coins_after": coins_after,
+                    "seq": seq,
+                }
+            elif account.split(":", 1)[0] in HOLDING_COLLECTIONS:
+                # A hold (escrow, withdrawal) keeps its coins on its business document.
+                kind, hold_id = account.split(":", 1)
+                ref = reader.db.collection(HOLDING_COLLECTIONS[kind]).document(hold_id)
+                _, data, _ = writes.get(ref.path, (ref, {}, True))
+                before = reader.document(ref) or {}
+                data["coins"] = _non_negative(account, before.get("coins", {}), delta)
+                writes[ref.path] = (ref, data, True)
+            else:
+                # treasury and platform:fees are derived from the ledger, never written.
+                assert account in (TREASURY, PLATFORM_FEES), account
+        ref = reader.db.collection(LEDGER).document(entry_id)
+        writes[ref.path] = (
+            ref,
             {
                 "id": entry_id,
                 "type": entry.type,
                 "postings": [
-                    {"tier": p.tier, "count": p.count, "from": p.source, "to": p.destination} for p in entry.postings
+                    {"tier": p.tier, "count": p.count, "from": p.source, "to": p.destination, "change": p.change}
+                    for p in entry.postings
                 ],
                 "accounts": sorted(deltas),
                 "user_ids": sorted(users),
                 "users": users,
+                "parties": sorted(set(entry.parties) | set(users)),
                 "refs": dict(entry.refs),
                 "memo": dict(entry.memo),
                 "actor": actor,
@@ -326,9 +351,16 @@ def _apply(reader: Reader, plan: Plan, entry_id: str, actor: str, now: datetime)
             },
             False,
         )
-    for ref, data in plan.documents.items():
-        writes[ref] = (data, True)
     return writes, Outcome(entry_id=entry_id if entry is not None else None, wallets=wallets_after, now=now)
+
+
+def _non_negative(account: str, before: Mapping[str, int], delta: Mapping[str, int]) -> dict[str, int]:
+    after = catalog.add(before, delta)
+    negative = {symbol: count for symbol, count in after.items() if count < 0}
+    if negative:
+        shortfall = -sum(catalog.TIER_BY_SYMBOL[s].value_dirhams * c for s, c in negative.items())
+        raise errors.InsufficientFunds(account=account, missing_coins=negative, shortfall_dirhams=shortfall)
+    return after
 
 
 def _validate(entry: Entry) -> dict[str, dict[str, int]]:
@@ -438,14 +470,42 @@ def _store_response(transaction, ref, idempotency: Idempotency, response: Respon
 # Posting builders shared by the operations.
 
 
+def transfer(source: str, destination: str, coins: Mapping[str, int], *, change: bool = False) -> tuple[Posting, ...]:
+    return tuple(Posting(s, c, source, destination, change) for s, c in catalog.normalize(coins).items())
+
+
 def issue(uid: str, coins: Mapping[str, int]) -> tuple[Posting, ...]:
     """Coins enter circulation: treasury -> user."""
-    return tuple(Posting(s, c, TREASURY, user_account(uid)) for s, c in catalog.normalize(coins).items())
+    return transfer(TREASURY, user_account(uid), coins)
 
 
 def retire(uid: str, coins: Mapping[str, int]) -> tuple[Posting, ...]:
     """Coins leave circulation: user -> treasury."""
-    return tuple(Posting(s, c, user_account(uid), TREASURY) for s, c in catalog.normalize(coins).items())
+    return transfer(user_account(uid), TREASURY, coins)
+
+
+def pay(
+    source: str, destination: str, held: Mapping[str, int], amount_dirhams: int, *, change_to: str | None = None
+) -> tuple[tuple[Posting, ...], dict[str, int]]:
+    """Postings that move exactly `amount_dirhams` from `source` (holding `held`) to
+    `destination`, and the coins taken from `source`. Coins are chosen by the catalog's
+    selection; when no exact combination exists the treasury makes change: it takes the
+    coins, gives the destination the fewest coins of the amount and `change_to` (the
+    source unless said otherwise) the difference. Value is conserved exactly."""
+    if amount_dirhams == 0:
+        return (), {}
+    selection = catalog.select(held, amount_dirhams)
+    if selection is None:
+        balance = catalog.value_dirhams(held)
+        raise errors.InsufficientFunds(balance_dirhams=balance, shortfall_dirhams=amount_dirhams - balance)
+    if not selection.change:
+        return transfer(source, destination, selection.pay), selection.pay
+    postings = (
+        transfer(source, TREASURY, selection.pay, change=True)
+        + transfer(TREASURY, destination, catalog.fewest_coins(amount_dirhams), change=True)
+        + transfer(TREASURY, change_to or source, selection.change, change=True)
+    )
+    return postings, selection.pay
 
 
 # Replay: the whole ledger recomputed, for reconciliation and the tests' conservation check.

@@ -120,3 +120,17 @@ class PurchaseCreate(Body):
 
 class PurchasesPage(Page):
     user_id: DocumentId | None = None
+
+
+class JobPayment(Body):
+    job_id: DocumentId
+    freelancer_id: DocumentId
+    amount_dirhams: AmountDirhams
+
+
+class Dispute(Body):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=config.DISPUTE_REASON_LENGTH_MAX)]
+
+
+class AutoRelease(Body):
+    escrow_id: DocumentId

@@ -57,7 +57,7 @@ def test_an_admin_adjustment_issues_and_retires_coins_through_the_ledger(api, db
     assert entry["type"] == "admin_adjust"
     assert entry["memo"] == {"reason": "duplicate bonus"}
     assert entry["actor"] == ADMIN
-    assert entry["postings"] == [{"tier": "GBC", "count": 1, "from": f"user:{alice}", "to": "treasury"}]
+    assert entry["postings"] == [{"tier": "GBC", "count": 1, "from": f"user:{alice}", "to": "treasury", "change": False}]
 
 
 def test_an_adjustment_never_drives_a_wallet_below_zero(api, db):

@@ -16,11 +16,16 @@ sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 from local.emulator import PROJECT_ID, FirestoreEmulator  # noqa: E402
 from local.stack import configure_environment  # noqa: E402
 
+LOCAL_SERVICE_SECRET = "tests-local-service-secret"
+SERVICE_HEADERS = {"X-Local-Service-Secret": LOCAL_SERVICE_SECRET}
+
 
 @pytest.fixture(scope="session")
 def emulator():
     with FirestoreEmulator(rules_path=ROOT / "firestore.rules") as emu:
         configure_environment(emu.address)
+        # Scheduler and task targets take this in place of an OIDC token, as in the stack.
+        os.environ["LOCAL_SERVICE_SECRET"] = LOCAL_SERVICE_SECRET
         yield emu
 
 
@@ -69,7 +74,6 @@ def sandbox_session(functions_server):
     from local.stack import start_fatora_sandbox
 
     sandbox = start_fatora_sandbox(functions_server)
-    os.environ["LOCAL_SERVICE_SECRET"] = "tests-local-service-secret"
     yield sandbox
     sandbox.stop()
 
@@ -82,3 +86,15 @@ def fatora(sandbox_session):
     # Deliveries still in flight would land in the next test.
     sandbox_session.faults.webhooks_enabled = False
     sandbox_session.drain()
+
+
+@pytest.fixture(scope="session")
+def task_queue(functions_server):
+    """The escrow timers of this process: the local queue, delivering to the functions."""
+    from coins import clients
+    from local.stack import configure_tasks
+
+    configure_tasks(functions_server)
+    queue = clients.scheduler()
+    yield queue
+    queue.stop()

@@ -28,10 +28,30 @@ def assert_conserved(db) -> dict[str, dict[str, int]]:
         assert catalog.normalize(wallet["coins"]) == replayed, f"wallet {snapshot.id} differs from its replay"
         assert wallet["balance_dirhams"] == catalog.value_dirhams(replayed), f"wallet {snapshot.id} balance"
         assert all(count >= 0 for count in replayed.values()), f"wallet {snapshot.id} below zero"
+    for kind, collection in ledger.HOLDING_COLLECTIONS.items():
+        for snapshot in db.collection(collection).stream():
+            replayed = balances.get(f"{kind}:{snapshot.id}", {})
+            assert catalog.normalize(snapshot.to_dict().get("coins", {})) == replayed, f"{kind} {snapshot.id} differs from its replay"
     for account, tiers in balances.items():
         if account != ledger.TREASURY:
             assert all(count >= 0 for count in tiers.values()), f"{account} below zero: {tiers}"
     return balances
+
+
+def assert_vault_matches_ledger(db) -> None:
+    """The trigger's sharded running totals equal the replay of the ledger, class by class:
+    the derived balances of the treasury and platform:fees among them."""
+    from coins import effects
+
+    balances = ledger.replay(db)
+    expected: dict[str, dict[str, int]] = {}
+    for account, tiers in balances.items():
+        merged = expected.setdefault(effects.account_class(account), {})
+        for tier, count in tiers.items():
+            merged[tier] = merged.get(tier, 0) + count
+    expected = {name: catalog.normalize(tiers) for name, tiers in expected.items()}
+    vault = effects.read_vault(db)["balances"]
+    assert {k: v for k, v in vault.items() if v} == {k: v for k, v in expected.items() if v}
 
 
 def snapshot_all(db) -> dict[str, dict[str, Any]]:

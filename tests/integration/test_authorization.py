@@ -6,10 +6,10 @@ import json
 import pytest
 
 from local.tokens import mint
+from tests.conftest import SERVICE_HEADERS
 from tests.money import fresh_id
 
 OWNER, STRANGER, ADMIN = "owner-user", "stranger-user", "admin-user"
-SERVICE_HEADERS = {"X-Local-Service-Secret": "tests-local-service-secret"}
 
 # Callers: no credentials; an expired token of the owner; another user; the owner; an admin.
 CALLERS = ("anonymous", "expired", "stranger", "owner", "admin")

@@ -12,6 +12,7 @@ import requests
 from coins import fatora as fatora_module
 from coins import ledger, purchases
 from coins.fatora import FatoraClient, sign
+from tests.conftest import SERVICE_HEADERS
 from tests.money import fresh_id, snapshot_all, wait_for
 
 QAR = 100
@@ -356,7 +357,7 @@ def test_the_sweeper_endpoint_takes_only_the_scheduler(api, fatora):
     assert api.call("purchases_reconcile", "POST", uid="ops", admin=True).status_code == 401
     wrong = api.call("purchases_reconcile", "POST", headers={"X-Local-Service-Secret": "guess"})
     assert wrong.status_code == 401
-    ok = api.call("purchases_reconcile", "POST", headers={"X-Local-Service-Secret": "tests-local-service-secret"})
+    ok = api.call("purchases_reconcile", "POST", headers=SERVICE_HEADERS)
     assert (ok.status_code, ok.get_json()) == (200, {})
 
 

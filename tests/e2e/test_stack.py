@@ -18,10 +18,11 @@ from tests.money import wait_for
 READY_TIMEOUT_SECONDS = 60
 
 
-def start_stack(*args: str) -> tuple[subprocess.Popen, list[str]]:
+def start_stack(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, list[str]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "local.stack", *args],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -111,6 +112,52 @@ def test_a_person_can_buy_coins_through_the_sandbox_checkout(stack):
     wait_for(wallet_grew)
     status = requests.get(f"{base}/api/coins/purchase/{purchase['id']}", headers=alice, timeout=10).json()["status"]
     assert status == "paid"
+
+
+def test_a_job_payment_auto_releases_by_itself_through_the_trigger_and_a_task():
+    """The wiring: the emulator delivers the ledger event to the trigger, which schedules
+    the timer; the local queue calls the auto-release target; the freelancer is paid."""
+    port = free_port()
+    process, lines = start_stack(
+        "--port", str(port), "--firestore-port", str(free_port()), "--fatora-port", str(free_port()),
+        env={"ESCROW_AUTO_RELEASE_SECONDS": "2"},
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        admin = {"Authorization": f"Bearer {mint('ops', admin=True)}"}
+        client = {"Authorization": f"Bearer {mint('client-e2e')}"}
+        freelancer = {"Authorization": f"Bearer {mint('freelancer-e2e')}"}
+        funded = requests.post(
+            f"{base}/api/admin/coins/adjust-balance",
+            json={"user_id": "client-e2e", "coins": {"GPC": 1}, "reason": "e2e"},
+            headers={**admin, "Idempotency-Key": "fund"}, timeout=10,
+        )
+        assert funded.status_code == 200
+        locked = requests.post(
+            f"{base}/api/coins/job-payment",
+            json={"job_id": "job-e2e", "freelancer_id": "freelancer-e2e", "amount_dirhams": 10_000},
+            headers={**client, "Idempotency-Key": "pay"}, timeout=10,
+        )
+        assert locked.status_code == 201, locked.text
+        escrow_id = locked.json()["id"]
+
+        def released():
+            return requests.get(f"{base}/api/coins/escrow/{escrow_id}", headers=client, timeout=10).json()["status"] == "released"
+
+        wait_for(released, timeout_seconds=30)
+        wallet = requests.get(f"{base}/api/coins/wallet", headers=freelancer, timeout=10).json()
+        assert wallet["balance_dirhams"] == 9_000
+
+        def notified():
+            return wallet_stats(base, freelancer).get("escrow_release") == {"count": 1, "amount_dirhams": 9000}
+
+        wait_for(notified, timeout_seconds=15)
+    finally:
+        assert stop_stack(process) == 0
+
+
+def wallet_stats(base, headers):
+    return requests.get(f"{base}/api/coins/wallet", headers=headers, timeout=10).json()["stats"]
 
 
 def test_the_stack_starts_its_own_emulator_and_leaves_nothing_behind(tmp_path):

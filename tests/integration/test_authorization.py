@@ -9,7 +9,7 @@ from local.tokens import mint
 from tests.conftest import SERVICE_HEADERS
 from tests.money import fresh_id
 
-OWNER, STRANGER, ADMIN = "owner-user", "stranger-user", "admin-user"
+OWNER, STRANGER, ADMIN, FREELANCER = "owner-user", "stranger-user", "admin-user", "freelancer-user"
 
 # Callers: no credentials; an expired token of the owner; another user; the owner; an admin.
 CALLERS = ("anonymous", "expired", "stranger", "owner", "admin")
@@ -28,14 +28,29 @@ MATRIX = [
     ("coins_fatora_webhook", "POST", None, {"order_id": "{purchase}"}, (401, 401, 401, 401, 401)),
     # Scheduler targets take only the scheduler (the local stack's secret here).
     ("purchases_reconcile", "POST", None, None, (401, 401, 401, 401, 401)),
+    ("coins_job_payment", "POST", None, {"job_id": "{job}", "freelancer_id": FREELANCER, "amount_dirhams": 500}, (401, 401, 409, 201, 409)),
+    ("coins_escrow_get", "GET", "/api/coins/escrow/{escrow}", None, (401, 401, 404, 200, 200)),
+    # The owner is the client of the escrow: it may release, not refund.
+    ("coins_escrow_release", "POST", "/api/coins/escrow/{escrow}/release", None, (401, 401, 404, 200, 200)),
+    ("coins_escrow_refund", "POST", "/api/coins/escrow/{escrow}/refund", None, (401, 401, 404, 403, 200)),
+    ("coins_escrow_dispute", "POST", "/api/coins/escrow/{escrow}/dispute", {"reason": "late"}, (401, 401, 404, 200, 403)),
+    ("escrow_auto_release", "POST", None, {"escrow_id": "{escrow}"}, (401, 401, 401, 401, 401)),
+    ("escrows_sweep", "POST", None, None, (401, 401, 401, 401, 401)),
 ]
 
 
 @pytest.fixture
-def owners_purchase(api, fatora):
+def owners_things(api, fatora):
+    """The owner's purchase and an escrow the owner pays to FREELANCER."""
     response = api.call("coins_purchase_create", "POST", uid=OWNER, key=fresh_id("k"), body={"pack_id": "basic"})
     assert response.status_code == 201
-    return response.get_json()["id"]
+    api.adjust(ADMIN, OWNER, {"GPC": 1, "GBC": 1})
+    locked = api.call(
+        "coins_job_payment", "POST", uid=OWNER, key=fresh_id("k"),
+        body={"job_id": fresh_id("job"), "freelancer_id": FREELANCER, "amount_dirhams": 10_000},
+    )
+    assert locked.status_code == 201
+    return {"purchase": response.get_json()["id"], "escrow": locked.get_json()["id"], "job": fresh_id("job")}
 
 
 def token_of(caller):
@@ -48,30 +63,36 @@ def token_of(caller):
     }[caller]
 
 
-def call(api, function, method, path, body, token, purchase_id):
+def fill(text, things):
+    for name, value in things.items():
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
+def call(api, function, method, path, body, token, things):
     client = api.client(function)
     headers = {"Idempotency-Key": fresh_id("k")}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).replace("{purchase}", purchase_id) if body is not None else None
-    url = (path or "/").replace("{purchase}", purchase_id)
-    return client.open(url, method=method, headers=headers, data=data, content_type="application/json")
+    data = fill(json.dumps(body), things) if body is not None else None
+    return client.open(fill(path or "/", things), method=method, headers=headers, data=data, content_type="application/json")
 
 
 @pytest.mark.parametrize("function, method, path, body, expected", MATRIX, ids=[row[0] for row in MATRIX])
 @pytest.mark.parametrize("caller", CALLERS)
-def test_each_caller_gets_the_documented_status(api, owners_purchase, function, method, path, body, expected, caller):
-    response = call(api, function, method, path, body, token_of(caller), owners_purchase)
+def test_each_caller_gets_the_documented_status(api, owners_things, function, method, path, body, expected, caller):
+    response = call(api, function, method, path, body, token_of(caller), owners_things)
     want = expected[CALLERS.index(caller)]
     assert response.status_code == want, response.get_json()
     if want >= 400:
-        assert response.get_json()["error"]["code"] == {401: "unauthenticated", 403: "forbidden", 404: "not_found"}[want]
+        codes = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 409: ("invalid_state", "insufficient_funds")}
+        assert response.get_json()["error"]["code"] in codes[want]
 
 
 @pytest.mark.parametrize("function, method, path, body, expected", MATRIX, ids=[row[0] for row in MATRIX])
-def test_a_wrong_method_is_405_whoever_calls(api, owners_purchase, function, method, path, body, expected):
+def test_a_wrong_method_is_405_whoever_calls(api, owners_things, function, method, path, body, expected):
     for wrong in {"GET", "POST", "PUT", "DELETE", "PATCH"} - {method}:
-        response = call(api, function, wrong, path, body, token_of("admin"), owners_purchase)
+        response = call(api, function, wrong, path, body, token_of("admin"), owners_things)
         assert response.status_code == 405
         assert response.get_json()["error"]["code"] == "method_not_allowed"
         assert response.headers["Allow"] == method

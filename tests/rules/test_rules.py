@@ -21,6 +21,9 @@ def seeded(emulator, db):
     db.collection("idempotency").document("some-key").set({"scope": ALICE, "state": "done"})
     db.collection("purchases").document("purchase-alice").set({"id": "purchase-alice", "user_id": ALICE, "status": "paid"})
     db.collection("purchases").document("purchase-alice").collection("events").document("e1").set({"outcome": "paid"})
+    db.collection("escrows").document("escrow-1").set({"id": "escrow-1", "client_id": ALICE, "freelancer_id": BOB, "status": "locked"})
+    db.collection("notifications").document(ALICE).collection("items").document("n1").set({"type": "escrow_lock"})
+    db.collection("vault").document("summary").collection("shards").document("0").set({"entries": {}})
 
 
 @pytest.fixture
@@ -104,3 +107,20 @@ def test_a_buyer_reads_their_own_purchase_and_nobody_else_does(rest):
     assert rest("GET", "/purchases/purchase-alice", uid=BOB).status_code == 403
     assert rest("GET", "/purchases/purchase-alice").status_code == 403
     assert rest("GET", "/purchases/purchase-alice/events/e1", uid=ALICE).status_code == 403
+
+
+def test_the_client_and_the_freelancer_read_their_escrow_and_nobody_else(rest):
+    assert rest("GET", "/escrows/escrow-1", uid=ALICE).status_code == 200
+    assert rest("GET", "/escrows/escrow-1", uid=BOB).status_code == 200
+    assert rest("GET", "/escrows/escrow-1", uid="carol").status_code == 403
+    assert rest("PATCH", "/escrows/escrow-1", uid=ALICE, json={"fields": {"status": {"stringValue": "released"}}}).status_code == 403
+
+
+def test_a_user_reads_their_own_notifications_only(rest):
+    assert rest("GET", "/notifications/alice/items/n1", uid=ALICE).status_code == 200
+    assert rest("GET", "/notifications/alice/items/n1", uid=BOB).status_code == 403
+    assert rest("PATCH", "/notifications/alice/items/n1", uid=ALICE, json={"fields": {}}).status_code == 403
+
+
+def test_the_vault_is_closed_to_clients(rest):
+    assert rest("GET", "/vault/summary/shards/0", uid=ALICE, admin=True).status_code == 403

@@ -25,6 +25,7 @@ token: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.ledger
+	$(PY) -m bench.escrow
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -19,46 +19,11 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]  # noqa: E402 - before the project's imports
 
+from bench.common import Counter, percentile  # noqa: E402
 from local.emulator import PROJECT_ID, FirestoreEmulator  # noqa: E402
 from local.stack import configure_environment  # noqa: E402
-
-
-class Counter:
-    """Counts document reads and writes by wrapping the client library's calls."""
-
-    def __init__(self) -> None:
-        self.reads = 0
-        self.writes = 0
-
-    def install(self) -> None:
-        from google.cloud.firestore_v1 import document, transaction
-
-        counter = self
-
-        def wrap(cls, name, kind):
-            original = getattr(cls, name)
-
-            def counted(*args, **kwargs):
-                setattr(counter, kind, getattr(counter, kind) + 1)
-                return original(*args, **kwargs)
-
-            setattr(cls, name, counted)
-
-        wrap(document.DocumentReference, "get", "reads")
-        wrap(document.DocumentReference, "create", "writes")
-        wrap(transaction.Transaction, "set", "writes")
-
-    def take(self) -> tuple[int, int]:
-        counts = (self.reads, self.writes)
-        self.reads = self.writes = 0
-        return counts
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def main() -> None:

@@ -1,0 +1,167 @@
+"""Benchmark: job payment and release through the HTTP entry points (in-process test
+clients) against the real emulator, beside the raw floor (a bare transaction with the
+same document reads and writes) in the same run; then N concurrent releases of N
+escrows of distinct clients, to show that the platform's fee account serializes nothing.
+
+    make bench-escrow     (or: .venv/bin/python -m bench.escrow [--iterations N])
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
+
+from bench.common import Counter, percentile  # noqa: E402
+from local.emulator import PROJECT_ID, FirestoreEmulator  # noqa: E402
+from local.stack import configure_environment  # noqa: E402
+from local.tokens import mint  # noqa: E402
+
+SOURCE = str(ROOT / "functions" / "main.py")
+
+
+class Logs(io.StringIO):
+    """Swallows the structured logs, counting the transactions that had to retry."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = 0
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        if '"transaction aborted"' in text:
+            with self._lock:
+                self.aborted += text.count('"transaction aborted"')
+        return len(text)
+
+
+def client_for(function: str):
+    from functions_framework import create_app
+
+    return create_app(target=function, source=SOURCE).test_client()
+
+
+def post(client, path, uid, body=None, admin=False):
+    headers = {"Authorization": f"Bearer {mint(uid, admin=admin)}", "Idempotency-Key": uuid.uuid4().hex}
+    response = client.post(path, data=json.dumps(body) if body is not None else None, headers=headers, content_type="application/json")
+    assert response.status_code in (200, 201), response.get_json()
+    return response.get_json()
+
+
+def raw_floor(db, reads: int, writes: int):
+    """A create, then one transaction with `reads` gets and `writes - 1` sets."""
+    from google.cloud import firestore
+
+    docs = db.collection("raw")
+    record = docs.document(uuid.uuid4().hex)
+    record.create({"state": "in_progress"})
+    targets = [docs.document(f"doc{i}") for i in range(reads - 1)]
+
+    @firestore.transactional
+    def body(transaction):
+        record.get(transaction=transaction)
+        for ref in targets:
+            ref.get(transaction=transaction)
+        for i in range(writes - 1):
+            transaction.set(docs.document(uuid.uuid4().hex if i >= len(targets) else f"doc{i}"), {"n": i})
+
+    body(db.transaction())
+
+
+def measure(name, samples):
+    return f"{name:34}{statistics.median(samples):>10.2f}{percentile(samples, 0.95):>10.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=100)
+    args = parser.parse_args()
+    n = args.iterations
+    with FirestoreEmulator() as emulator:
+        configure_environment(emulator.address)
+        from google.cloud import firestore
+
+        db = firestore.Client(project=PROJECT_ID)
+        counter = Counter()
+        counter.install()
+        logs = Logs()
+        adjust, pay, release = client_for("admin_adjust_balance"), client_for("coins_job_payment"), client_for("coins_escrow_release")
+        results: dict[str, list[float]] = {"pay": [], "release": [], "raw_pay": [], "raw_release": []}
+        counts: dict[str, tuple[int, int]] = {}
+        with contextlib.redirect_stdout(logs):
+            for i in range(n + 5):
+                client, freelancer = f"client{i}", f"freelancer{i}"
+                post(adjust, "/", "ops", {"user_id": client, "coins": {"GRC": 1}, "reason": "bench"}, admin=True)
+                counter.take()
+                started = time.perf_counter()
+                escrow = post(pay, "/", client, {"job_id": f"job{i}", "freelancer_id": freelancer, "amount_dirhams": 10_000})
+                pay_ms = (time.perf_counter() - started) * 1000
+                pay_counts = counter.take()
+                started = time.perf_counter()
+                post(release, f"/{escrow['id']}", client)
+                release_ms = (time.perf_counter() - started) * 1000
+                release_counts = counter.take()
+                started = time.perf_counter()
+                raw_floor(db, *pay_counts)
+                raw_pay_ms = (time.perf_counter() - started) * 1000
+                started = time.perf_counter()
+                raw_floor(db, *release_counts)
+                raw_release_ms = (time.perf_counter() - started) * 1000
+                counter.take()
+                if i >= 5:  # the first few warm imports and connections
+                    for key, value in (("pay", pay_ms), ("release", release_ms), ("raw_pay", raw_pay_ms), ("raw_release", raw_release_ms)):
+                        results[key].append(value)
+                    counts = {"pay": pay_counts, "release": release_counts}
+
+            concurrency = []
+            for workers in (1, 8, 32):
+                escrows = []
+                for i in range(workers):
+                    client, freelancer = f"c{workers}-{i}", f"f{workers}-{i}"
+                    post(adjust, "/", "ops", {"user_id": client, "coins": {"GPC": 1}, "reason": "bench"}, admin=True)
+                    escrows.append((client, post(pay, "/", client, {"job_id": f"cj{workers}-{i}", "freelancer_id": freelancer, "amount_dirhams": 10_000})["id"]))
+                clients = [client_for("coins_escrow_release") for _ in range(workers)]
+                barrier = threading.Barrier(workers + 1)
+                logs.aborted = 0
+
+                def run(index):
+                    barrier.wait()
+                    client, escrow_id = escrows[index]
+                    post(clients[index], f"/{escrow_id}", client)
+
+                threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
+                for thread in threads:
+                    thread.start()
+                barrier.wait()
+                started = time.perf_counter()
+                for thread in threads:
+                    thread.join()
+                elapsed = time.perf_counter() - started
+                concurrency.append((workers, elapsed, logs.aborted))
+
+    print(f"escrow through the HTTP entry points, {n} iterations, Firestore emulator on 127.0.0.1")
+    print(f"{'':34}{'median ms':>10}{'p95 ms':>10}{'reads':>8}{'writes':>8}")
+    for name, key, raw in (("job payment (coins_job_payment)", "pay", "raw_pay"), ("release (coins_escrow_release)", "release", "raw_release")):
+        reads, writes = counts[key]
+        print(f"{measure('raw floor, same reads/writes', results[raw])}{reads:>8}{writes:>8}")
+        print(f"{measure(name, results[key])}{reads:>8}{writes:>8}")
+        print(f"  ratio: median {statistics.median(results[key]) / statistics.median(results[raw]):.2f}x, "
+              f"p95 {percentile(results[key], 0.95) / percentile(results[raw], 0.95):.2f}x")
+    print("concurrent releases of distinct escrows (all paying platform:fees)")
+    print(f"{'N':>4}{'wall s':>10}{'releases/s':>12}{'contention retries':>20}")
+    for workers, elapsed, aborted in concurrency:
+        print(f"{workers:>4}{elapsed:>10.2f}{workers / elapsed:>12.1f}{aborted:>20}")
+
+
+if __name__ == "__main__":
+    main()

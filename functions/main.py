@@ -3,7 +3,7 @@ then calls one function of the `coins` package; coins.api does the HTTP glue."""
 
 import functions_framework
 
-from coins import catalog, clients, effects, escrow, models, purchases, wallets
+from coins import catalog, clients, effects, escrow, models, purchases, reconciliation, wallets, withdrawals
 from coins.api import Access, Call, endpoint
 
 
@@ -135,3 +135,74 @@ def escrows_sweep(call: Call):
 def ledger_on_create(cloud_event):
     """Eventarc: google.cloud.firestore.document.v1.created on ledger/{entryId}."""
     effects.handle_event(clients.firestore(), clients.scheduler, cloud_event.data)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.ADMIN, path="/api/admin/coins/kyc/{uid}", body=models.KycSet)
+def admin_kyc_set(call: Call):
+    return wallets.set_kyc(call.db, call.caller, user_id=call.params["uid"], status=call.body.status, note=call.body.note)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.USER, body=models.WithdrawalCreate, idempotent=True)
+def coins_withdrawal_create(call: Call):
+    body = call.body
+    return withdrawals.create(
+        call.db,
+        call.caller,
+        amount_dirhams=body.amount_dirhams,
+        coins=body.coins,
+        method=body.method,
+        destination=body.destination.model_dump(),
+        idempotency=call.idempotency,
+    )
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.USER, query=models.Page)
+def coins_withdrawals_list(call: Call):
+    return withdrawals.list_own(call.db, call.caller, limit=call.query.limit, cursor=call.query.cursor)
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.USER, path="/api/coins/withdrawal/{id}")
+def coins_withdrawal_get(call: Call):
+    return withdrawals.get(call.db, call.caller, call.params["id"])
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.ADMIN, query=models.Page)
+def coins_withdrawals_pending(call: Call):
+    return withdrawals.list_pending(call.db, limit=call.query.limit, cursor=call.query.cursor)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.ADMIN, path="/api/coins/withdrawal/{id}/approve", body=models.Approve, idempotent=True)
+def coins_withdrawal_approve(call: Call):
+    return withdrawals.approve(call.db, call.caller, call.params["id"], notes=call.body.notes, idempotency=call.idempotency)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.ADMIN, path="/api/coins/withdrawal/{id}/paid", body=models.Paid, idempotent=True)
+def coins_withdrawal_paid(call: Call):
+    return withdrawals.pay(
+        call.db, call.caller, call.params["id"], payment_reference=call.body.payment_reference, idempotency=call.idempotency
+    )
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.ADMIN, path="/api/coins/withdrawal/{id}/reject", body=models.Reject, idempotent=True)
+def coins_withdrawal_reject(call: Call):
+    return withdrawals.reject(call.db, call.caller, call.params["id"], reason=call.body.reason, idempotency=call.idempotency)
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.ADMIN)
+def admin_reconciliation(call: Call):
+    return reconciliation.run(call.db)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.SERVICE)
+def reconcile_daily(call: Call):
+    return reconciliation.run_daily(call.db)

@@ -47,6 +47,9 @@ PURCHASE_SWEEP_BATCH_MAX = 50
 # ESCROW_AUTO_RELEASE_SECONDS). The sweeper releases at most this many per run.
 ESCROW_AUTO_RELEASE_SECONDS_DEFAULT = 72 * 60 * 60
 ESCROW_SWEEP_BATCH_MAX = 100
+# Withdrawals at or above 10,000 QAR are flagged `large` for the admin (configurable,
+# WITHDRAWAL_LARGE_DIRHAMS). There is no maximum.
+WITHDRAWAL_LARGE_DIRHAMS_DEFAULT = 10_000 * 100
 # Free text of a dispute.
 DISPUTE_REASON_LENGTH_MAX = 1000
 
@@ -70,6 +73,7 @@ class Settings:
     # Development only: the local stack's shared secret in place of an OIDC token.
     local_service_secret: str | None
     escrow_auto_release_seconds: int
+    withdrawal_large_dirhams: int
     # Cloud Tasks: the queue and the auto-release target, called with an OIDC token of
     # this service account. Or, in development, the local queue's target.
     tasks_location: str
@@ -96,6 +100,7 @@ def settings() -> Settings:
         service_accounts=frozenset(filter(None, (_env("SERVICE_ACCOUNTS") or "").split(","))),
         local_service_secret=_env("LOCAL_SERVICE_SECRET"),
         escrow_auto_release_seconds=int(_env("ESCROW_AUTO_RELEASE_SECONDS") or ESCROW_AUTO_RELEASE_SECONDS_DEFAULT),
+        withdrawal_large_dirhams=int(_env("WITHDRAWAL_LARGE_DIRHAMS") or WITHDRAWAL_LARGE_DIRHAMS_DEFAULT),
         tasks_location=_env("TASKS_LOCATION") or "me-central1",
         tasks_queue=_env("TASKS_QUEUE") or "escrow-auto-release",
         escrow_auto_release_url=_env("ESCROW_AUTO_RELEASE_URL"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from . import catalog, config, errors, ledger, logs
+from . import audit, catalog, config, errors, ledger, logs
 from .auth import Caller
 from .pages import rfc3339
 
@@ -180,6 +180,13 @@ def _finish(db, actor: str, escrow_id: str, status: str, allowed, caller: Caller
         else:
             postings = ledger.transfer(account(escrow_id), ledger.user_account(client), held)
         changes = {"status": status, f"{status}_at": reader.now, f"{status}_by": actor, "updated_at": reader.now}
+        documents: dict[Any, dict[str, Any]] = {ref: changes}
+        if caller is not None and caller.admin:
+            trail_ref, trail = audit.record(
+                reader, actor=actor, action=f"escrow_{status}", target=account(escrow_id),
+                before={"status": escrow["status"]}, after={"status": status},
+            )
+            documents[trail_ref] = trail
         entry = ledger.Entry(
             "escrow_release" if status == RELEASED else "escrow_refund",
             postings,
@@ -189,7 +196,7 @@ def _finish(db, actor: str, escrow_id: str, status: str, allowed, caller: Caller
         )
         return ledger.Plan(
             entry=entry,
-            documents={ref: changes},
+            documents=documents,
             respond=lambda outcome: ledger.Response(200, render({**escrow, **changes, "coins": {}})),
         )
 

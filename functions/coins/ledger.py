@@ -305,12 +305,14 @@ def _apply(reader: Reader, plan: Plan, entry_id: str, actor: str, now: datetime)
             if account.startswith(USER_PREFIX):
                 uid = account[len(USER_PREFIX) :]
                 before = reader.wallet(uid)
+                ref = reader.db.collection(WALLETS).document(uid)
+                # What the plan itself writes on the wallet (a withdrawal's hold marker).
+                _, extra, _ = writes.get(ref.path, (ref, {}, True))
                 coins_after = _non_negative(account, before.get("coins", {}), delta)
                 balance_after = catalog.value_dirhams(coins_after)
                 seq = before.get("seq", 0) + 1
-                wallet = {**before, "coins": coins_after, "balance_dirhams": balance_after, "seq": seq, "updated_at": now}
+                wallet = {**before, **extra, "coins": coins_after, "balance_dirhams": balance_after, "seq": seq, "updated_at": now}
                 wallets_after[uid] = wallet
-                ref = reader.db.collection(WALLETS).document(uid)
                 writes[ref.path] = (ref, wallet, False)
                 users[uid] = {
                     "coins_delta": catalog.normalize(delta),
@@ -511,18 +513,17 @@ def pay(
 # Replay: the whole ledger recomputed, for reconciliation and the tests' conservation check.
 
 
-def replay(db, page_size: int = 500) -> dict[str, dict[str, int]]:
-    """Every account's balance per tier, from every entry of the ledger, read in pages."""
+def replay(db, visit: Callable[[dict[str, Any]], None] | None = None) -> dict[str, dict[str, int]]:
+    """Every account's balance per tier, from every entry of the ledger, read in pages.
+    `visit` sees each entry too."""
+    from .pages import stream_all
+
     balances: dict[str, dict[str, int]] = {}
-    query = db.collection(LEDGER).order_by("__name__").limit(page_size)
-    last = None
-    while True:
-        page = list((query.start_after(last) if last is not None else query).stream())
-        for snapshot in page:
-            for posting in snapshot.get("postings"):
-                for account, sign in ((posting["from"], -1), (posting["to"], 1)):
-                    tiers = balances.setdefault(account, {})
-                    tiers[posting["tier"]] = tiers.get(posting["tier"], 0) + sign * posting["count"]
-        if len(page) < page_size:
-            return {account: catalog.normalize(tiers) for account, tiers in balances.items()}
-        last = page[-1]
+    for entry in stream_all(db.collection(LEDGER)):
+        if visit is not None:
+            visit(entry)
+        for posting in entry["postings"]:
+            for account, sign in ((posting["from"], -1), (posting["to"], 1)):
+                tiers = balances.setdefault(account, {})
+                tiers[posting["tier"]] = tiers.get(posting["tier"], 0) + sign * posting["count"]
+    return {account: catalog.normalize(tiers) for account, tiers in balances.items()}

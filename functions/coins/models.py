@@ -3,7 +3,7 @@ types are strict: "500" is not an amount and neither is 500.0 nor true."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -78,9 +78,14 @@ def _known_pack(pack_id: str) -> str:
     return pack_id
 
 
-def _purchasable_coins(coins: dict[str, int]) -> dict[str, int]:
+def _nonempty_coins(coins: dict[str, int]) -> dict[str, int]:
     if not coins:
         raise ValueError("must hold at least one coin")
+    return catalog.normalize(coins)
+
+
+def _purchasable_coins(coins: dict[str, int]) -> dict[str, int]:
+    coins = _nonempty_coins(coins)
     value = catalog.value_dirhams(coins)
     if value > catalog.CUSTOM_MAX_DIRHAMS:
         raise ValueError(f"worth {value} dirhams; one purchase buys at most {catalog.CUSTOM_MAX_DIRHAMS}")
@@ -134,3 +139,59 @@ class Dispute(Body):
 
 class AutoRelease(Body):
     escrow_id: DocumentId
+
+
+def _qatar_iban(iban: str) -> str:
+    """Qatar IBANs: QA, two check digits, a 4-letter bank code, 21 alphanumerics (29 in
+    all), and the ISO 13616 mod-97 check."""
+    iban = iban.replace(" ", "").upper()
+    if len(iban) != 29 or not iban.startswith("QA") or not iban[2:4].isdigit() or not iban[4:8].isalpha() or not iban.isalnum() or not iban.isascii():
+        raise ValueError("must be a Qatar IBAN: QA, 2 check digits, a 4-letter bank code and 21 letters or digits")
+    digits = "".join(str(int(c, 36)) for c in iban[4:] + iban[:4])
+    if int(digits) % 97 != 1:
+        raise ValueError("the IBAN's check digits do not match")
+    return iban
+
+
+class BankDestination(Body):
+    iban: Annotated[str, AfterValidator(_qatar_iban)]
+    account_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=140)]
+
+
+class WalletDestination(Body):
+    wallet_id: Annotated[str, StringConstraints(min_length=4, max_length=64, pattern=r"^[A-Za-z0-9_\-+]+$")]
+
+
+class WithdrawalCreate(Body):
+    """By amount (coins selected as for payments, with change) or by explicit coins."""
+
+    amount_dirhams: AmountDirhams | None = None
+    coins: Annotated[dict[str, PositiveCount], AfterValidator(_known_tiers), AfterValidator(_nonempty_coins)] | None = None
+    method: Literal["bank_transfer", "wallet"]
+    destination: BankDestination | WalletDestination
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "WithdrawalCreate":
+        if (self.amount_dirhams is None) == (self.coins is None):
+            raise ValueError("give exactly one of amount_dirhams, coins")
+        expected = BankDestination if self.method == "bank_transfer" else WalletDestination
+        if not isinstance(self.destination, expected):
+            raise ValueError(f"a {self.method} destination needs {sorted(expected.model_fields)}")
+        return self
+
+
+class KycSet(Body):
+    status: Literal["none", "pending", "verified", "rejected"]
+    note: Reason | None = None
+
+
+class Approve(Body):
+    notes: Reason | None = None
+
+
+class Paid(Body):
+    payment_reference: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+
+
+class Reject(Body):
+    reason: Reason

@@ -55,3 +55,17 @@ def _decode(cursor: str) -> str:
     if not document_id.isalnum():
         raise _bad_cursor()
     return document_id
+
+
+def stream_all(collection, page_size: int = 500):
+    """Every document of a collection as dicts, read in pages by id: memory stays flat
+    however large the collection grows."""
+    query = collection.order_by("__name__").limit(page_size)
+    last = None
+    while True:
+        page = list((query.start_after(last) if last is not None else query).stream())
+        for snapshot in page:
+            yield snapshot.to_dict()
+        if len(page) < page_size:
+            return
+        last = page[-1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from . import catalog, ledger
+from . import audit, catalog, ledger
 from .auth import Caller
 from .pages import page_of, rfc3339
 
@@ -96,6 +96,12 @@ def adjust_balance(
     )
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
+        before = reader.wallet(user_id).get("coins", {})
+        trail = audit.record(
+            reader, actor=admin.uid, action="adjust_balance", target=f"user:{user_id}",
+            before={"coins": before}, after={"coins": catalog.add(before, coins)}, reason=reason,
+        )
+
         def respond(outcome: ledger.Outcome) -> ledger.Response:
             return ledger.Response(
                 200,
@@ -109,6 +115,29 @@ def adjust_balance(
                 },
             )
 
-        return ledger.Plan(entry=entry, respond=respond)
+        return ledger.Plan(entry=entry, respond=respond, documents=dict([trail]))
 
     return ledger.execute(db, operation, idempotency=idempotency, actor=admin.uid)
+
+
+def set_kyc(db, admin: Caller, *, user_id: str, status: str, note: str | None) -> dict[str, Any]:
+    """An admin sets a user's KYC status; the wallet keeps it, its history keeps every change."""
+    wallet_ref = db.collection(ledger.WALLETS).document(user_id)
+
+    def operation(reader: ledger.Reader) -> ledger.Plan:
+        wallet = reader.wallet(user_id)
+        previous = wallet.get("kyc_status", "none")
+        change = {"status": status, "previous": previous, "note": note, "by": admin.uid, "at": reader.now}
+        history = wallet_ref.collection("kyc_history").document()
+        trail = audit.record(
+            reader, actor=admin.uid, action="kyc_set", target=f"user:{user_id}",
+            before={"kyc_status": previous}, after={"kyc_status": status}, reason=note,
+        )
+        updated = {**wallet, "kyc_status": status, "kyc_note": note, "kyc_updated_at": reader.now}
+        return ledger.Plan(
+            entry=None,
+            documents={wallet_ref: updated, history: change, trail[0]: trail[1]},
+            respond=lambda outcome: ledger.Response(200, render_wallet(updated)),
+        )
+
+    return ledger.execute(db, operation, actor=admin.uid).body

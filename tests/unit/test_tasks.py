@@ -141,7 +141,7 @@ def test_the_local_queue_retries_failures_with_backoff():
     queue = LocalTaskQueue(target.url)
     try:
         queue.schedule("esc2", datetime.now(timezone.utc), {"escrow_id": "esc2"})
-        wait_until(lambda: len(target.calls) == 3)
+        wait_until(lambda: len(queue.deliveries) == 3)
         retries = [headers["X-Cloudtasks-Taskretrycount"] for _, headers, _ in target.calls]
         assert retries == ["0", "1", "2"]
         gaps = [b[0] - a[0] for a, b in zip(target.calls, target.calls[1:])]

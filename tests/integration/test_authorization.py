@@ -36,6 +36,19 @@ MATRIX = [
     ("coins_escrow_dispute", "POST", "/api/coins/escrow/{escrow}/dispute", {"reason": "late"}, (401, 401, 404, 200, 403)),
     ("escrow_auto_release", "POST", None, {"escrow_id": "{escrow}"}, (401, 401, 401, 401, 401)),
     ("escrows_sweep", "POST", None, None, (401, 401, 401, 401, 401)),
+    ("admin_kyc_set", "POST", "/api/admin/coins/kyc/{owner}", {"status": "verified"}, (401, 401, 403, 403, 200)),
+    # The stranger and the admin have no verified KYC; the owner already has a withdrawal open.
+    ("coins_withdrawal_create", "POST", None, {"amount_dirhams": 500, "method": "wallet", "destination": {"wallet_id": "w-1234"}},
+     (401, 401, 403, 409, 403)),
+    ("coins_withdrawals_list", "GET", None, None, (401, 401, 200, 200, 200)),
+    ("coins_withdrawal_get", "GET", "/api/coins/withdrawal/{withdrawal}", None, (401, 401, 404, 200, 200)),
+    ("coins_withdrawals_pending", "GET", None, None, (401, 401, 403, 403, 200)),
+    ("coins_withdrawal_approve", "POST", "/api/coins/withdrawal/{withdrawal}/approve", {}, (401, 401, 403, 403, 200)),
+    # Paid needs an approved withdrawal: for the admin this one is still requested.
+    ("coins_withdrawal_paid", "POST", "/api/coins/withdrawal/{withdrawal}/paid", {"payment_reference": "r"}, (401, 401, 403, 403, 409)),
+    ("coins_withdrawal_reject", "POST", "/api/coins/withdrawal/{withdrawal}/reject", {"reason": "r"}, (401, 401, 403, 403, 200)),
+    ("admin_reconciliation", "GET", None, None, (401, 401, 403, 403, 200)),
+    ("reconcile_daily", "POST", None, None, (401, 401, 401, 401, 401)),
 ]
 
 
@@ -44,13 +57,26 @@ def owners_things(api, fatora):
     """The owner's purchase and an escrow the owner pays to FREELANCER."""
     response = api.call("coins_purchase_create", "POST", uid=OWNER, key=fresh_id("k"), body={"pack_id": "basic"})
     assert response.status_code == 201
-    api.adjust(ADMIN, OWNER, {"GPC": 1, "GBC": 1})
+    api.adjust(ADMIN, OWNER, {"GPC": 1, "GSC": 1})
     locked = api.call(
         "coins_job_payment", "POST", uid=OWNER, key=fresh_id("k"),
         body={"job_id": fresh_id("job"), "freelancer_id": FREELANCER, "amount_dirhams": 10_000},
     )
     assert locked.status_code == 201
-    return {"purchase": response.get_json()["id"], "escrow": locked.get_json()["id"], "job": fresh_id("job")}
+    kyc = api.client("admin_kyc_set").post(
+        f"/api/admin/coins/kyc/{OWNER}", data=json.dumps({"status": "verified"}), content_type="application/json",
+        headers={"Authorization": f"Bearer {mint(ADMIN, admin=True)}"},
+    )
+    assert kyc.status_code == 200
+    withdrawal = api.call(
+        "coins_withdrawal_create", "POST", uid=OWNER, key=fresh_id("k"),
+        body={"amount_dirhams": 500, "method": "wallet", "destination": {"wallet_id": "w-1234"}},
+    )
+    assert withdrawal.status_code == 201
+    return {
+        "purchase": response.get_json()["id"], "escrow": locked.get_json()["id"], "job": fresh_id("job"),
+        "withdrawal": withdrawal.get_json()["id"], "owner": OWNER,
+    }
 
 
 def token_of(caller):
@@ -85,7 +111,8 @@ def test_each_caller_gets_the_documented_status(api, owners_things, function, me
     want = expected[CALLERS.index(caller)]
     assert response.status_code == want, response.get_json()
     if want >= 400:
-        codes = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 409: ("invalid_state", "insufficient_funds")}
+        codes = {401: "unauthenticated", 403: ("forbidden", "kyc_required"), 404: "not_found",
+                 409: ("invalid_state", "insufficient_funds", "withdrawal_pending")}
         assert response.get_json()["error"]["code"] in codes[want]
 
 

@@ -24,6 +24,10 @@ def seeded(emulator, db):
     db.collection("escrows").document("escrow-1").set({"id": "escrow-1", "client_id": ALICE, "freelancer_id": BOB, "status": "locked"})
     db.collection("notifications").document(ALICE).collection("items").document("n1").set({"type": "escrow_lock"})
     db.collection("vault").document("summary").collection("shards").document("0").set({"entries": {}})
+    db.collection("withdrawals").document("w1").set({"id": "w1", "user_id": ALICE, "destination_masked": {"iban": "•••• DEFG"}})
+    db.collection("withdrawals").document("w1").collection("private").document("destination").set({"iban": "QA58DOHB00001234567890ABCDEFG"})
+    db.collection("audit").document("a1").set({"action": "kyc_set"})
+    db.collection("reconciliation").document("2026-11-27").set({"ok": True})
 
 
 @pytest.fixture
@@ -124,3 +128,17 @@ def test_a_user_reads_their_own_notifications_only(rest):
 
 def test_the_vault_is_closed_to_clients(rest):
     assert rest("GET", "/vault/summary/shards/0", uid=ALICE, admin=True).status_code == 403
+
+
+def test_a_user_reads_their_own_withdrawal_but_never_the_full_destination(rest):
+    assert rest("GET", "/withdrawals/w1", uid=ALICE).status_code == 200
+    assert rest("GET", "/withdrawals/w1", uid=BOB).status_code == 403
+    assert rest("GET", "/withdrawals/w1/private/destination", uid=ALICE).status_code == 403
+
+
+@pytest.mark.parametrize("path", ["/audit/a1", "/reconciliation/2026-11-27"])
+def test_only_admins_read_audit_and_reconciliation(rest, path):
+    assert rest("GET", path, uid="ops", admin=True).status_code == 200
+    assert rest("GET", path, uid=ALICE).status_code == 403
+    assert rest("GET", path).status_code == 403
+    assert rest("PATCH", path, uid="ops", admin=True, json={"fields": {}}).status_code == 403

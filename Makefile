@@ -26,6 +26,7 @@ token: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.ledger
 	$(PY) -m bench.escrow
+	$(PY) -m bench.reconcile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

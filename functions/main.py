@@ -104,13 +104,13 @@ def coins_escrow_get(call: Call):
 @functions_framework.http
 @endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/release", idempotent=True)
 def coins_escrow_release(call: Call):
-    return escrow.release(call.db, call.caller, call.params["id"], idempotency=call.idempotency)
+    return escrow.finish(call.db, call.caller, call.params["id"], escrow.RELEASED, idempotency=call.idempotency)
 
 
 @functions_framework.http
 @endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/refund", idempotent=True)
 def coins_escrow_refund(call: Call):
-    return escrow.refund(call.db, call.caller, call.params["id"], idempotency=call.idempotency)
+    return escrow.finish(call.db, call.caller, call.params["id"], escrow.REFUNDED, idempotency=call.idempotency)
 
 
 @functions_framework.http

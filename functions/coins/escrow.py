@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from . import audit, catalog, config, errors, ledger, logs
 from .auth import Caller
-from .pages import rfc3339
+from .pages import moment
 
 ESCROWS = "escrows"
 # One escrow per job: `escrow_jobs/{job_id}` is created in the same transaction as the escrow.
@@ -29,10 +29,6 @@ def account(escrow_id: str) -> str:
 
 
 def render(escrow: Mapping[str, Any]) -> dict[str, Any]:
-    def moment(name: str) -> str | None:
-        value = escrow.get(name)
-        return rfc3339(value) if value else None
-
     return {
         "id": escrow["id"],
         "status": escrow["status"],
@@ -42,11 +38,11 @@ def render(escrow: Mapping[str, Any]) -> dict[str, Any]:
         "amount_dirhams": escrow["amount_dirhams"],
         "fee_dirhams": escrow["fee_dirhams"],
         "coins": escrow.get("coins", {}),
-        "auto_release_at": moment("auto_release_at"),
-        "created_at": moment("created_at"),
-        "released_at": moment("released_at"),
-        "refunded_at": moment("refunded_at"),
-        "disputed_at": moment("disputed_at"),
+        "auto_release_at": moment(escrow, "auto_release_at"),
+        "created_at": moment(escrow, "created_at"),
+        "released_at": moment(escrow, "released_at"),
+        "refunded_at": moment(escrow, "refunded_at"),
+        "disputed_at": moment(escrow, "disputed_at"),
         "dispute_reason": escrow.get("dispute_reason"),
     }
 
@@ -108,28 +104,24 @@ def _may_see(caller: Caller, escrow: Mapping[str, Any]) -> bool:
 # finished escrow answers 409.
 
 
-def release(db, caller: Caller, escrow_id: str, *, idempotency: ledger.Idempotency | None) -> ledger.Response:
-    """The client (while locked) or an admin (locked or disputed) releases the escrow."""
+# A party who may not finish the escrow its way: the freelancer cannot release (pay
+# themselves), the client cannot refund (take the money back) while it is locked.
+EXCLUDED_PARTY = {RELEASED: "freelancer", REFUNDED: "client"}
+VERB = {RELEASED: "release", REFUNDED: "refund"}
+
+
+def finish(db, caller: Caller, escrow_id: str, status: str, *, idempotency: ledger.Idempotency | None) -> ledger.Response:
+    """Release (by the client) or refund (by the freelancer) while locked; an admin may
+    do either, also on a disputed escrow."""
+    excluded = EXCLUDED_PARTY[status]
 
     def allowed(escrow: Mapping[str, Any]) -> None:
-        if caller.uid == escrow["freelancer_id"] and not caller.admin:
-            raise errors.Forbidden("The freelancer cannot release an escrow; the client or an admin can.")
+        if caller.uid == escrow[f"{excluded}_id"] and not caller.admin:
+            raise errors.Forbidden(f"The {excluded} cannot {VERB[status]} an escrow.")
         _require_state(escrow, admin=caller.admin)
         return None
 
-    return _finish(db, caller.uid, escrow_id, RELEASED, allowed, caller, idempotency)
-
-
-def refund(db, caller: Caller, escrow_id: str, *, idempotency: ledger.Idempotency | None) -> ledger.Response:
-    """The freelancer (while locked) or an admin (locked or disputed) returns everything to the client."""
-
-    def allowed(escrow: Mapping[str, Any]) -> None:
-        if caller.uid == escrow["client_id"] and not caller.admin:
-            raise errors.Forbidden("The client cannot refund an escrow; the freelancer or an admin can.")
-        _require_state(escrow, admin=caller.admin)
-        return None
-
-    return _finish(db, caller.uid, escrow_id, REFUNDED, allowed, caller, idempotency)
+    return _finish(db, caller.uid, escrow_id, status, allowed, caller, idempotency)
 
 
 def auto_release(db, escrow_id: str, now: datetime | None = None) -> str:

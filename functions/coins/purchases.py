@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from . import catalog, config, errors, fatora, ledger, logs
 from .auth import Caller
-from .pages import page_of, rfc3339
+from .pages import moment, page_of
 
 PURCHASES = "purchases"
 EVENTS = "events"
@@ -24,7 +24,6 @@ PENDING, PAID, FAILED, EXPIRED = "pending", "paid", "failed", "expired"
 
 
 def render(purchase: Mapping[str, Any]) -> dict[str, Any]:
-    moment = purchase.get("paid_at")
     return {
         "id": purchase["id"],
         "user_id": purchase["user_id"],
@@ -38,8 +37,8 @@ def render(purchase: Mapping[str, Any]) -> dict[str, Any]:
         "checkout_url": purchase.get("checkout_url"),
         "failure_reason": purchase.get("failure_reason"),
         "needs_review": purchase.get("needs_review", False),
-        "created_at": rfc3339(purchase["created_at"]),
-        "paid_at": rfc3339(moment) if moment else None,
+        "created_at": moment(purchase, "created_at"),
+        "paid_at": moment(purchase, "paid_at"),
     }
 
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from . import audit, catalog, config, errors, ledger
 from .auth import Caller
-from .pages import page_of, rfc3339
+from .pages import moment, page_of
 
 WITHDRAWALS = "withdrawals"
 PRIVATE = "private"  # withdrawals/{id}/private/destination: the unmasked destination
@@ -32,10 +32,6 @@ def mask(destination: Mapping[str, str]) -> dict[str, str]:
 
 
 def render(withdrawal: Mapping[str, Any], destination: Mapping[str, str] | None = None) -> dict[str, Any]:
-    def moment(name: str) -> str | None:
-        value = withdrawal.get(name)
-        return rfc3339(value) if value else None
-
     return {
         "id": withdrawal["id"],
         "user_id": withdrawal["user_id"],
@@ -48,10 +44,10 @@ def render(withdrawal: Mapping[str, Any], destination: Mapping[str, str] | None 
         "notes": withdrawal.get("notes"),
         "payment_reference": withdrawal.get("payment_reference"),
         "reason": withdrawal.get("reason"),
-        "created_at": moment("created_at"),
-        "approved_at": moment("approved_at"),
-        "paid_at": moment("paid_at"),
-        "rejected_at": moment("rejected_at"),
+        "created_at": moment(withdrawal, "created_at"),
+        "approved_at": moment(withdrawal, "approved_at"),
+        "paid_at": moment(withdrawal, "paid_at"),
+        "rejected_at": moment(withdrawal, "rejected_at"),
     }
 
 

@@ -190,24 +190,29 @@ def test_a_finished_escrow_answers_409_and_a_replay_the_first_response(api, db, 
 # Races.
 
 
+def post_at_once(api, escrow_id, calls):
+    """Each (action, uid) from its own thread and test client, released together."""
+    from functions_framework import create_app
+    from local.tokens import mint
+
+    barrier = threading.Barrier(len(calls))
+
+    def run(call):
+        action, uid = call
+        client_ = create_app(target=f"coins_escrow_{action}", source=api.source).test_client()
+        headers = {"Authorization": f"Bearer {mint(uid)}", "Idempotency-Key": fresh_id("k")}
+        barrier.wait()
+        return client_.post(f"/{escrow_id}", headers=headers).status_code
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
 def test_release_racing_refund_has_exactly_one_effect(api, db, parties):
     client, freelancer = parties
     fund(api, client, {"GPC": 1})
     escrow_id = job_payment(api, client, freelancer, 100 * QAR).get_json()["id"]
-    barrier = threading.Barrier(2)
-
-    def run(action_uid):
-        action, uid = action_uid
-        from functions_framework import create_app
-        from local.tokens import mint
-
-        function = "coins_escrow_release" if action == "release" else "coins_escrow_refund"
-        client_ = create_app(target=function, source=api.source).test_client()
-        barrier.wait()
-        return client_.post(f"/{escrow_id}", headers={"Authorization": f"Bearer {mint(uid)}", "Idempotency-Key": fresh_id("k")}).status_code
-
-    with ThreadPoolExecutor(2) as pool:
-        statuses = list(pool.map(run, [("release", client), ("refund", freelancer)]))
+    statuses = post_at_once(api, escrow_id, [("release", client), ("refund", freelancer)])
     assert sorted(statuses) == [200, 409]
     status = db.collection("escrows").document(escrow_id).get().get("status")
     entries = [s.get("type") for s in db.collection("ledger").stream() if s.get("refs").get("escrow_id") == escrow_id]
@@ -218,18 +223,7 @@ def test_five_concurrent_releases_of_one_escrow_pay_once(api, db, parties):
     client, freelancer = parties
     fund(api, client, {"GPC": 1})
     escrow_id = job_payment(api, client, freelancer, 100 * QAR).get_json()["id"]
-    barrier = threading.Barrier(5)
-
-    def run(_):
-        from functions_framework import create_app
-        from local.tokens import mint
-
-        client_ = create_app(target="coins_escrow_release", source=api.source).test_client()
-        barrier.wait()
-        return client_.post(f"/{escrow_id}", headers={"Authorization": f"Bearer {mint(client)}", "Idempotency-Key": fresh_id("k")}).status_code
-
-    with ThreadPoolExecutor(5) as pool:
-        statuses = list(pool.map(run, range(5)))
+    statuses = post_at_once(api, escrow_id, [("release", client)] * 5)
     assert sorted(statuses) == [200, 409, 409, 409, 409]
     assert catalog.value_dirhams(coins_of(db, freelancer)) == 90 * QAR
 

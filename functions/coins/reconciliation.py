@@ -16,6 +16,9 @@ from . import catalog, effects, escrow, ledger, logs, purchases, withdrawals
 from .pages import stream_all
 
 RECONCILIATION = "reconciliation"
+# A stored report keeps this many problems (a Firestore document holds at most 1 MiB);
+# the count says how many there were.
+STORED_PROBLEMS_MAX = 200
 
 
 def run(db) -> dict[str, Any]:
@@ -94,7 +97,8 @@ def run_daily(db, day: str | None = None) -> dict[str, Any]:
     logs an ERROR on any problem, which an alert policy on ERROR logs picks up."""
     day = day or ledger.now_utc().strftime("%Y-%m-%d")
     report = run(db)
-    db.collection(RECONCILIATION).document(day).set({**report, "day": day, "at": ledger.now_utc()})
+    stored = {**report, "problems": report["problems"][:STORED_PROBLEMS_MAX], "problem_count": len(report["problems"])}
+    db.collection(RECONCILIATION).document(day).set({**stored, "day": day, "at": ledger.now_utc()})
     if report["ok"]:
         logs.info("reconciliation ok", day=day, **report["checked"])
     else:

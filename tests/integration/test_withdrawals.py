@@ -341,7 +341,7 @@ def test_reconciliation_catches_a_corrupted_wallet_and_a_missing_hold(api, db, t
     kinds = sorted(p["kind"] for p in report["problems"])
     assert kinds == ["wallet_differs", "withdrawal_hold_wrong"]
     stored = db.collection("reconciliation").document("2026-11-27").get().to_dict()
-    assert stored["ok"] is False and len(stored["problems"]) == 2
+    assert stored["ok"] is False and len(stored["problems"]) == stored["problem_count"] == 2
     # Put things back for the conservation check that follows every test.
     db.collection("wallets").document(alice).update({"coins": {"GPC": 1}, "balance_dirhams": 10_000})
     db.collection("withdrawals").document(withdrawal_id).update({"amount_dirhams": 10_000})

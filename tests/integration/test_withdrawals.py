@@ -352,3 +352,17 @@ def test_reconciliation_catches_a_purchase_paid_without_its_issue_entry(api, db,
     report = reconciliation.run(db)
     assert [p["kind"] for p in report["problems"]] == ["purchase_issues"]
     assert report["problems"][0]["issue_entries"] == 0
+
+
+def test_reconciliation_catches_a_withdrawal_without_its_hold(api, db, task_queue):
+    alice = verified_user(api, {"GPC": 1})
+    apply_all_effects(db, task_queue)
+    # A withdrawal written behind the ledger's back: open, but no coins were ever held.
+    db.collection("withdrawals").document("forged").set(
+        {"id": "forged", "user_id": alice, "status": "requested", "amount_dirhams": 10_000, "coins": {}}
+    )
+    report = reconciliation.run(db)
+    assert report["problems"] == [
+        {"kind": "withdrawal_hold_wrong", "id": "forged", "status": "requested", "held_dirhams": 0, "expected_dirhams": 10_000}
+    ]
+    db.collection("withdrawals").document("forged").delete()

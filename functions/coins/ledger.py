@@ -1,14 +1,16 @@
 """THE transaction module: every balance change in GUILD Coins goes through `execute`.
 
 One call runs one Firestore transaction (retried as a whole on contention) that:
-1. reads the idempotency record, then every document it will change (all reads first);
+1. checks the request's claim on its idempotency key, then reads every document it will
+   change (all reads first);
 2. asks the operation what to do (pure, from what was read) and validates it: postings
-   balance per tier, no user account ends below zero in any tier;
+   balance per tier, no user or hold account ends below zero in any tier;
 3. writes the accounts, the journal entry, the business documents and the idempotency
    record holding the response, all in the same commit.
 
-Accounts: `user:{uid}` (the coins of `wallets/{uid}`), `treasury` (the issuer) and
-`platform:fees`. The last two are hot and are never documents written here: their
+Accounts: `user:{uid}` (the coins of `wallets/{uid}`), the holds `escrow:{id}` and
+`withdrawal:{id}` (the coins field of their business document), `treasury` (the issuer)
+and `platform:fees`. The last two are hot and are never documents written here: their
 balances are derived from the ledger (every tier of every entry sums to zero, so the
 treasury is the negative of everything outstanding). Each wallet numbers its own entries
 (`seq`); there is no global counter, which would cap the whole system at about one

@@ -121,7 +121,6 @@ class Outcome:
 
     entry_id: str | None
     wallets: Mapping[str, dict[str, Any]]
-    now: datetime
 
 
 @dataclass(frozen=True)
@@ -355,7 +354,7 @@ def _apply(reader: Reader, plan: Plan, entry_id: str, actor: str, now: datetime)
             },
             False,
         )
-    return writes, Outcome(entry_id=entry_id if entry is not None else None, wallets=wallets_after, now=now)
+    return writes, Outcome(entry_id=entry_id if entry is not None else None, wallets=wallets_after)
 
 
 def _non_negative(account: str, before: Mapping[str, int], delta: Mapping[str, int]) -> dict[str, int]:

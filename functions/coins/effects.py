@@ -8,7 +8,8 @@ named after its escrow). A failing effect raises, so that Eventarc delivers agai
 
 The vault's documents are hot (every entry touches them), so they are sharded: each
 entry adds to one of VAULT_SHARDS shard documents, chosen by its id, and readers sum the
-shards. Every write here is a blind increment; no shard is read in the transaction.
+shards. Every write here is a blind increment; no shard is read in the transaction,
+which goes through the ledger module like every other (it moves no money).
 """
 
 from __future__ import annotations
@@ -47,8 +48,6 @@ def entry_id_of(document_name: str) -> str:
 
 def apply(db, scheduler, entry_id: str) -> bool:
     """Applies the effects of one entry once. Returns False if they were applied before."""
-    from google.cloud import firestore
-
     marker = db.collection(EFFECTS).document(entry_id)
     if marker.get().exists:
         return False
@@ -56,18 +55,17 @@ def apply(db, scheduler, entry_id: str) -> bool:
     if entry is None:
         raise LookupError(f"ledger entry {entry_id} not found")
     _set_timers(db, scheduler, entry)
-    transaction = db.transaction()
 
-    @firestore.transactional
-    def write(transaction) -> bool:
-        if marker.get(transaction=transaction).exists:
-            return False
-        for ref, data in _writes(db, entry):
-            transaction.set(ref, data, merge=True)
-        transaction.set(marker, {"entry_id": entry_id, "type": entry["type"], "applied_at": firestore.SERVER_TIMESTAMP})
-        return True
+    def operation(reader: ledger.Reader) -> ledger.Plan:
+        # Through the one transaction module: no money moves, but its retry with backoff
+        # keeps concurrent deliveries from livelocking on the shared shards.
+        if reader.document(marker) is not None:
+            return ledger.Plan(entry=None, respond=lambda outcome: ledger.Response(200, {"applied": False}))
+        documents = dict(_writes(db, entry))
+        documents[marker] = {"entry_id": entry_id, "type": entry["type"], "applied_at": reader.now}
+        return ledger.Plan(entry=None, documents=documents, respond=lambda outcome: ledger.Response(200, {"applied": True}))
 
-    applied = write(transaction)
+    applied = ledger.execute(db, operation, actor="ledger-trigger").body["applied"]
     if applied:
         logs.info("ledger effects applied", entry_id=entry_id, entry_type=entry["type"])
     return applied

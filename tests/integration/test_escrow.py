@@ -368,12 +368,14 @@ def test_a_malformed_event_is_dropped_with_an_error_log(api, capsys):
 
 
 def test_many_entries_update_the_sharded_vault_concurrently_without_losing_any(api, db, task_queue):
-    uids = [fresh_id() for _ in range(16)]
+    uids = [fresh_id() for _ in range(32)]
     for uid in uids:
         fund(api, uid, {"GBC": 1})
     entry_ids = [s.id for s in db.collection("ledger").stream()]
-    with ThreadPoolExecutor(8) as pool:
+    with ThreadPoolExecutor(16) as pool:
         applied = list(pool.map(lambda entry_id: effects.apply(db, task_queue, entry_id), entry_ids))
-    assert applied == [True] * 16
-    assert effects.read_vault(db)["balances"]["users"] == {"GBC": 16}
+    assert applied == [True] * 32
+    vault = effects.read_vault(db)
+    assert vault["balances"]["users"] == {"GBC": 32}
+    assert vault["entries"] == {"admin_adjust": 32}
     assert_vault_matches_ledger(db)

@@ -93,21 +93,23 @@ def create(
             )
         except fatora.FatoraError as error:
             logs.warning("fatora checkout failed", purchase_id=ref.id, reason=str(error))
-            failed = {**purchase, "status": FAILED, "failure_reason": f"checkout: {error}"}
+            failed = {"status": FAILED, "failure_reason": f"checkout: {error}"}
             response = ledger.Response(errors.GatewayError.status, errors.GatewayError(purchase_id=ref.id).to_body())
             return _write(db, ref, failed, actor=caller.uid, claim=claim, response=response)
-        opened = {**purchase, "checkout_url": checkout_url}
-        return _write(db, ref, opened, actor=caller.uid, claim=claim, response=ledger.Response(201, render(opened)))
+        # Only the new field: a settlement may already have changed the status.
+        opened = {"checkout_url": checkout_url}
+        response = ledger.Response(201, render({**purchase, **opened}))
+        return _write(db, ref, opened, actor=caller.uid, claim=claim, response=response)
     except BaseException:
         ledger.release(db, claim)  # unless a response settled it
         raise
 
 
-def _write(db, ref, purchase, *, actor, claim=None, response=None) -> ledger.Response:
-    """Writes the purchase document through the ledger (no money moves yet)."""
+def _write(db, ref, fields, *, actor, claim=None, response=None) -> ledger.Response:
+    """Writes (merges) fields of the purchase document through the ledger; no money moves."""
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
-        return ledger.Plan(entry=None, documents={ref: purchase}, respond=lambda outcome: response or ledger.Response(200, {}))
+        return ledger.Plan(entry=None, documents={ref: fields}, respond=lambda outcome: response or ledger.Response(200, {}))
 
     return ledger.execute(db, operation, actor=actor, claim=claim)
 

@@ -134,7 +134,7 @@ def main() -> None:
                 barrier = threading.Barrier(workers + 1)
                 logs.aborted = 0
 
-                def run(index):
+                def run(index, barrier=barrier, escrows=escrows, clients=clients):
                     barrier.wait()
                     client, escrow_id = escrows[index]
                     post(clients[index], f"/{escrow_id}", client)

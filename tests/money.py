@@ -43,13 +43,7 @@ def assert_vault_matches_ledger(db) -> None:
     the derived balances of the treasury and platform:fees among them."""
     from coins import effects
 
-    balances = ledger.replay(db)
-    expected: dict[str, dict[str, int]] = {}
-    for account, tiers in balances.items():
-        merged = expected.setdefault(effects.account_class(account), {})
-        for tier, count in tiers.items():
-            merged[tier] = merged.get(tier, 0) + count
-    expected = {name: catalog.normalize(tiers) for name, tiers in expected.items()}
+    expected = effects.class_balances(ledger.replay(db))
     vault = effects.read_vault(db)["balances"]
     assert {k: v for k, v in vault.items() if v} == {k: v for k, v in expected.items() if v}
 

@@ -38,6 +38,16 @@ def account_class(account: str) -> str:
     return {"user": "users", "escrow": "escrow", "withdrawal": "withdrawal"}[kind]
 
 
+def class_balances(balances: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """Account balances (a ledger replay) summed by the classes the vault keeps."""
+    classes: dict[str, dict[str, int]] = {}
+    for account, tiers in balances.items():
+        merged = classes.setdefault(account_class(account), {})
+        for tier, count in tiers.items():
+            merged[tier] = merged.get(tier, 0) + count
+    return {name: catalog.normalize(tiers) for name, tiers in classes.items()}
+
+
 def entry_id_of(document_name: str) -> str:
     """`projects/P/databases/(default)/documents/ledger/ID` -> `ID`."""
     collection, _, entry_id = document_name.rpartition("/")
@@ -129,11 +139,7 @@ def _vault_increments(entry: Mapping[str, Any]) -> dict[str, Any]:
     negative of coins withdrawn)."""
     from google.cloud import firestore
 
-    balances: dict[str, dict[str, int]] = {}
-    for posting in entry["postings"]:
-        for account, sign in ((posting["from"], -1), (posting["to"], 1)):
-            tiers = balances.setdefault(account_class(account), {})
-            tiers[posting["tier"]] = tiers.get(posting["tier"], 0) + sign * posting["count"]
+    balances = class_balances(ledger.add_postings({}, entry["postings"]))
     outflow = {tier: -count for tier, count in balances.get("treasury", {}).items()}
     return {
         "entries": {entry["type"]: firestore.Increment(1)},

@@ -523,8 +523,14 @@ def replay(db, visit: Callable[[dict[str, Any]], None] | None = None) -> dict[st
     for entry in stream_all(db.collection(LEDGER)):
         if visit is not None:
             visit(entry)
-        for posting in entry["postings"]:
-            for account, sign in ((posting["from"], -1), (posting["to"], 1)):
-                tiers = balances.setdefault(account, {})
-                tiers[posting["tier"]] = tiers.get(posting["tier"], 0) + sign * posting["count"]
+        add_postings(balances, entry["postings"])
     return {account: catalog.normalize(tiers) for account, tiers in balances.items()}
+
+
+def add_postings(balances: dict[str, dict[str, int]], postings) -> dict[str, dict[str, int]]:
+    """Adds stored postings (`{"tier", "count", "from", "to"}`) to per-account balances."""
+    for posting in postings:
+        for account, sign in ((posting["from"], -1), (posting["to"], 1)):
+            tiers = balances.setdefault(account, {})
+            tiers[posting["tier"]] = tiers.get(posting["tier"], 0) + sign * posting["count"]
+    return balances

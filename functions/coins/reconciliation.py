@@ -78,15 +78,11 @@ def _vault_problems(db, balances: dict[str, dict[str, int]]) -> list[dict[str, A
     """The trigger's running totals against the replay, per account class. The trigger
     lags a little behind the ledger; an entry whose effects are not applied yet shows up
     here, and the daily run, hours later, sees none."""
-    expected: dict[str, dict[str, int]] = {}
-    for account, tiers in balances.items():
-        merged = expected.setdefault(effects.account_class(account), {})
-        for tier, count in tiers.items():
-            merged[tier] = merged.get(tier, 0) + count
+    expected = effects.class_balances(balances)
     derived = effects.read_vault(db)["balances"]
     problems = []
     for name in sorted(set(expected) | set(derived)):
-        want, have = catalog.normalize(expected.get(name, {})), derived.get(name, {})
+        want, have = expected.get(name, {}), derived.get(name, {})
         if want != have:
             problems.append({"kind": "vault_differs", "class": name, "vault": have, "ledger": want})
     return problems

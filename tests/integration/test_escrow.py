@@ -13,7 +13,7 @@ from google.events.cloud.firestore import DocumentEventData
 
 from coins import catalog, effects, escrow, ledger
 from tests.conftest import SERVICE_HEADERS
-from tests.money import assert_vault_matches_ledger, fresh_id, snapshot_all, wait_for
+from tests.money import assert_vault_matches_ledger, fresh_id, snapshot_all
 
 QAR = 100
 ADMIN = "escrow-admin"

@@ -3,8 +3,12 @@ then calls one function of the `coins` package; coins.api does the HTTP glue."""
 
 import functions_framework
 
-from coins import catalog, clients, effects, escrow, models, purchases, reconciliation, wallets, withdrawals
+from coins import api, catalog, clients, effects, escrow, models, purchases, reconciliation, wallets, withdrawals
 from coins.api import Access, Call, endpoint
+
+# What the framework answers before any function runs (a path its router cannot match)
+# gets the JSON error envelope too.
+api.answer_framework_errors_in_json()
 
 
 @functions_framework.http
@@ -104,13 +108,13 @@ def coins_escrow_get(call: Call):
 @functions_framework.http
 @endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/release", idempotent=True)
 def coins_escrow_release(call: Call):
-    return escrow.finish(call.db, call.caller, call.params["id"], escrow.RELEASED, idempotency=call.idempotency)
+    return escrow.finish(call.db, call.caller, call.params["id"], escrow.Action.RELEASE, idempotency=call.idempotency)
 
 
 @functions_framework.http
 @endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/refund", idempotent=True)
 def coins_escrow_refund(call: Call):
-    return escrow.finish(call.db, call.caller, call.params["id"], escrow.REFUNDED, idempotency=call.idempotency)
+    return escrow.finish(call.db, call.caller, call.params["id"], escrow.Action.REFUND, idempotency=call.idempotency)
 
 
 @functions_framework.http
@@ -134,7 +138,7 @@ def escrows_sweep(call: Call):
 @functions_framework.cloud_event
 def ledger_on_create(cloud_event):
     """Eventarc: google.cloud.firestore.document.v1.created on ledger/{entryId}."""
-    effects.handle_event(clients.firestore(), clients.scheduler, cloud_event.data)
+    effects.handle_event(clients.store(), clients.scheduler, cloud_event.data)
 
 
 @functions_framework.http

@@ -13,12 +13,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 PROJECT_ID = "demo-guild"
+WATCHDOG = Path(__file__).resolve().parent / "watchdog.py"
 # Measured start is about 1.5 s; a loaded CI machine gets twenty times that.
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
@@ -115,8 +117,9 @@ class FirestoreEmulator:
         if self.functions_emulator is not None:
             argv.append(f"--functions_emulator={self.functions_emulator}")
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        watched = [sys.executable, str(WATCHDOG), str(os.getpid()), "--", *argv]
         self._process = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            watched, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:

@@ -14,15 +14,24 @@ SOURCE = ROOT / "functions" / "main.py"
 FIREBASE_JSON = ROOT / "firebase.json"
 
 
+# The decorators that make a function of main.py a deployable function.
+FUNCTION_DECORATORS = ("http", "cloud_event")
+
+
 def function_names(source: Path = SOURCE) -> list[str]:
-    """Every function main.py decorates with functions_framework, read without running it."""
+    """Every function main.py decorates with functions_framework.http or .cloud_event,
+    read without running it."""
     tree = ast.parse(source.read_text())
     names = []
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
             for decorator in node.decorator_list:
                 target = decorator.func if isinstance(decorator, ast.Call) else decorator
-                if isinstance(target, ast.Attribute) and getattr(target.value, "id", None) == "functions_framework":
+                if (
+                    isinstance(target, ast.Attribute)
+                    and getattr(target.value, "id", None) == "functions_framework"
+                    and target.attr in FUNCTION_DECORATORS
+                ):
                     names.append(node.name)
     return names
 

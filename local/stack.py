@@ -54,10 +54,20 @@ def start_fatora_sandbox(functions_base_url: str, port: int = 0):
     return sandbox
 
 
-def configure_tasks(functions_base_url: str) -> None:
-    """Escrow timers in development: the in-process queue, delivering to this server."""
-    os.environ["LOCAL_TASKS_TARGET_URL"] = functions_base_url + "/escrow_auto_release"
+def configure_tasks(functions_base_url: str):
+    """Escrow timers in development: the in-process queue in place of Cloud Tasks,
+    delivering to this server with the stack's service secret. Returns the queue."""
+    from coins import clients
+    from coins.auth import LOCAL_SERVICE_SECRET_HEADER
+    from local.tasks import LocalTaskQueue
+
     os.environ.setdefault("LOCAL_SERVICE_SECRET", secrets.token_urlsafe(24))
+    queue = LocalTaskQueue(
+        functions_base_url + "/escrow_auto_release",
+        headers={LOCAL_SERVICE_SECRET_HEADER: os.environ["LOCAL_SERVICE_SECRET"]},
+    )
+    clients.install_scheduler(queue)
+    return queue
 
 
 LEDGER_TRIGGER = ("ledger_on_create", "google.cloud.firestore.document.v1.created", "ledger/{entryId}")
@@ -90,12 +100,12 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
             log_path=ROOT / ".firestore-emulator.log",
         ).start()
         firestore_address = emulator.address
-    sandbox = server = None
+    sandbox = server = queue = None
     try:
         configure_environment(firestore_address)
         base = f"http://127.0.0.1:{port}"
         os.environ["LOCAL_SERVICE_SECRET"] = secrets.token_urlsafe(24)
-        configure_tasks(base)
+        queue = configure_tasks(base)
         sandbox = start_fatora_sandbox(base, fatora_port)
         server = serve_functions(port)
         if emulator is not None:
@@ -121,6 +131,8 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
             server.shutdown()
         if sandbox is not None:
             sandbox.stop()
+        if queue is not None:
+            queue.stop()
         if emulator is not None:
             emulator.stop()
 

@@ -31,9 +31,11 @@ def emulator():
 
 @pytest.fixture(scope="session")
 def db(emulator):
-    from google.cloud import firestore
+    """The coins database: what the services take, and what tests read directly."""
+    from coins import clients
+    from tests.money import Database
 
-    return firestore.Client(project=PROJECT_ID)
+    return Database(clients.store().client)
 
 
 def pytest_report_header(config):
@@ -91,10 +93,8 @@ def fatora(sandbox_session):
 @pytest.fixture(scope="session")
 def task_queue(functions_server):
     """The escrow timers of this process: the local queue, delivering to the functions."""
-    from coins import clients
     from local.stack import configure_tasks
 
-    configure_tasks(functions_server)
-    queue = clients.scheduler()
+    queue = configure_tasks(functions_server)
     yield queue
     queue.stop()

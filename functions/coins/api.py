@@ -17,7 +17,8 @@ import pydantic
 
 from . import clients, config, errors, logs
 from .auth import Caller, authenticate, authenticate_service
-from .ledger import Idempotency, Response
+from .domain import ID_LENGTH_MAX, is_valid_id
+from .idempotency import Idempotency, Response
 
 
 class Access(Enum):
@@ -41,7 +42,8 @@ class Call:
 
     @property
     def db(self):
-        return clients.firestore()
+        """The coins database, behind the one door (coins.store)."""
+        return clients.store()
 
     @property
     def uid(self) -> str:
@@ -83,7 +85,11 @@ def endpoint(
                 if access is Access.SERVICE:
                     caller = _authenticate_service(request)
                 elif access is not Access.PUBLIC:
-                    caller = authenticate(request.headers.get("Authorization"), clients.firebase_app())
+                    settings = config.settings()
+                    caller = authenticate(
+                        request.headers.get("Authorization"), clients.firebase_app(),
+                        auth_emulator=settings.auth_emulator_host is not None, emulated=settings.emulated,
+                    )
                     if access is Access.ADMIN and not caller.admin:
                         raise errors.Forbidden("This needs an admin.")
                 raw = _json_body(request) if body is not None else None
@@ -114,16 +120,16 @@ def endpoint(
                 uid=caller.uid if caller else None,
                 error_code=response.body.get("error", {}).get("code") if response.status >= 400 else None,
             )
-            return _to_flask(response, method)
+            return to_flask(response, method)
 
         return entry
 
     return decorate
 
 
-def _to_flask(response: Response, method: str) -> flask.Response:
+def to_flask(response: Response, method: str | None = None) -> flask.Response:
     result = flask.Response(json.dumps(response.body, separators=(",", ":")), response.status, mimetype="application/json")
-    if response.status == 405:
+    if response.status == 405 and method:
         result.headers["Allow"] = method
     if response.status in (429, 503):
         result.headers["Retry-After"] = "1"
@@ -131,17 +137,18 @@ def _to_flask(response: Response, method: str) -> flask.Response:
 
 
 class _Route:
-    """Pulls the ids out of a path written like `/api/coins/escrow/{id}/release`."""
+    """Pulls the ids out of a path written like `/api/coins/escrow/{id}/release`. An id
+    that cannot be a document id (coins.domain.is_valid_id) names nothing: 404."""
 
     def __init__(self, pattern: str) -> None:
         self.names = re.findall(r"\{(\w+)\}", pattern)
-        segment = r"([A-Za-z0-9_\-]{1,%d})" % config.ID_LENGTH_MAX
-        self.full = re.compile("^" + re.sub(r"\\\{\w+\\\}", segment, re.escape(pattern)) + "/?$")
-        self.own_name = re.compile("^" + "".join("/" + segment for _ in self.names) + "/?$")
+        segment = r"([^/]{1,%d})" % ID_LENGTH_MAX
+        self.full = re.compile(r"\A" + re.sub(r"\\\{\w+\\\}", segment, re.escape(pattern)) + r"/?\Z")
+        self.own_name = re.compile(r"\A" + "".join("/" + segment for _ in self.names) + r"/?\Z")
 
     def match(self, path: str) -> dict[str, str]:
         found = self.full.match(path) or self.own_name.match(path)
-        if found is None:
+        if found is None or not all(is_valid_id(value) for value in found.groups()):
             raise errors.NotFound("No such resource.")
         return dict(zip(self.names, found.groups()))
 
@@ -152,7 +159,8 @@ def _authenticate_service(request: flask.Request) -> Caller:
         request.headers,
         audience=settings.service_audience,
         accounts=settings.service_accounts,
-        local_secret=settings.local_service_secret,
+        # The local stack's secret means something only where Firestore is the emulator.
+        local_secret=settings.local_service_secret if settings.emulated else None,
     )
     return Caller(uid=account)
 
@@ -210,3 +218,26 @@ def _idempotency(request: flask.Request, caller: Caller | None, name: str, raw: 
         )
     assert caller is not None, "money moves only for authenticated callers"
     return Idempotency.of(scope=caller.uid, key=key, operation=name, body=raw or {})
+
+
+def answer_framework_errors_in_json() -> None:
+    """Registers `framework_error` on the app the functions framework is building (it
+    executes main.py inside that app's context); outside one, there is nothing to do."""
+    if flask.has_app_context():
+        from werkzeug.exceptions import HTTPException
+
+        flask.current_app.register_error_handler(HTTPException, framework_error)
+
+
+def framework_error(error) -> flask.Response:
+    """What the functions framework answers itself (a path its router cannot match, such
+    as one with an encoded newline), as the same JSON envelope as everything else."""
+    status = getattr(error, "code", None) or 500
+    known = {400: errors.InvalidRequest, 404: errors.NotFound, 405: errors.MethodNotAllowed, 413: errors.BodyTooLarge}
+    if status in known:
+        answer = known[status]()
+    else:
+        if status >= 500:
+            logs.error("framework error", status=status, error=type(error).__name__)
+        answer = errors.CoinsError() if status >= 500 else errors.InvalidRequest()
+    return to_flask(Response(answer.status, answer.to_body()))

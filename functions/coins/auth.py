@@ -7,7 +7,8 @@ import hmac
 import time
 from dataclasses import dataclass
 
-from . import errors
+from . import errors, logs
+from .domain import is_valid_id
 
 # Tokens issued by a clock slightly ahead of ours are still good.
 TOKEN_CLOCK_SKEW_SECONDS = 60
@@ -25,10 +26,18 @@ class Caller:
     phone: str | None = None
 
 
-def authenticate(authorization: str | None, app) -> Caller:
-    """The caller of an `Authorization: Bearer <ID token>` header, or Unauthenticated."""
+def authenticate(authorization: str | None, app, *, auth_emulator: bool, emulated: bool) -> Caller:
+    """The caller of an `Authorization: Bearer <ID token>` header, or Unauthenticated.
+    A uid that cannot be a document id is Forbidden: it could not own anything here.
+
+    With the Auth emulator configured (`auth_emulator`), firebase-admin accepts unsigned
+    tokens; that is honoured only where Firestore is the emulator too (`emulated`), so a
+    stray FIREBASE_AUTH_EMULATOR_HOST in production lets nobody in."""
     from firebase_admin import auth as firebase_auth
 
+    if auth_emulator and not emulated:
+        logs.error("FIREBASE_AUTH_EMULATOR_HOST is set outside the emulator; refusing every ID token")
+        raise errors.Unauthenticated()
     token = _bearer(authorization)
     try:
         claims = firebase_auth.verify_id_token(token, app=app)
@@ -43,6 +52,8 @@ def authenticate(authorization: str | None, app) -> Caller:
     uid = claims.get("uid") or claims.get("sub")
     if not isinstance(uid, str) or not uid:
         raise errors.Unauthenticated()
+    if not is_valid_id(uid):
+        raise errors.Forbidden("This account's id cannot hold coins.")
     return Caller(
         uid=uid,
         admin=claims.get("admin") is True,
@@ -56,8 +67,8 @@ def authenticate_service(headers, *, audience: str | None, accounts: frozenset[s
     """The service account behind a scheduler or task call, or Unauthenticated/Forbidden.
 
     Production: a Google-signed OIDC token (`Authorization: Bearer`) for `audience`,
-    from one of `accounts`. Development: the local stack's shared secret header, which
-    is only honoured where LOCAL_SERVICE_SECRET is configured.
+    from one of `accounts`. Development: the local stack's shared secret header, honoured
+    only when the caller passes `local_secret` (coins.api does so only on the emulator).
     """
     presented = headers.get(LOCAL_SERVICE_SECRET_HEADER)
     if local_secret and presented is not None:

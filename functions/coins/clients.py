@@ -1,5 +1,11 @@
-"""The one place that creates clients, lazily, once per process. Services never create
-clients; entry points pass these in, and tests pass their own."""
+"""The one place that creates clients, lazily, once per process: the coins database,
+the Firebase app that verifies ID tokens, the Fatora client, the timer service. Entry
+points (functions/main.py, through coins.api) take them from here and pass them to the
+services; tests pass their own.
+
+The local stack replaces the timer service with its in-process queue through
+`install_scheduler`; production never calls it.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,16 @@ import functools
 
 from . import config, errors
 
+_installed_scheduler = None
+
 
 @functools.cache
-def firestore():
-    from google.cloud import firestore as firestore_module
+def store():
+    """The coins database (`COINS_DATABASE`), behind the one door to Firestore."""
+    from .store import Store
 
-    return firestore_module.Client(project=config.settings().project_id)
+    settings = config.settings()
+    return Store.connect(settings.project_id, settings.coins_database)
 
 
 @functools.cache
@@ -34,7 +44,8 @@ def firebase_app():
     try:
         return firebase_admin.get_app(name)
     except ValueError:
-        credential = EmulatorCredential() if settings.auth_emulator_host else credentials.ApplicationDefault()
+        emulated = settings.auth_emulator_host and settings.emulated
+        credential = EmulatorCredential() if emulated else credentials.ApplicationDefault()
         return firebase_admin.initialize_app(credential, {"projectId": settings.project_id}, name=name)
 
 
@@ -53,11 +64,17 @@ def _fatora(base_url: str, api_key: str):
     return FatoraClient(base_url, api_key)
 
 
+def install_scheduler(scheduler) -> None:
+    """The local stack's timer service in place of Cloud Tasks (development only)."""
+    global _installed_scheduler
+    _installed_scheduler = scheduler
+
+
 def scheduler():
-    """The timer service: Cloud Tasks, or the local queue where LOCAL_TASKS_TARGET_URL is set."""
+    """The timer service: Cloud Tasks, unless the local stack installed its own."""
+    if _installed_scheduler is not None:
+        return _installed_scheduler
     settings = config.settings()
-    if settings.local_tasks_target_url:
-        return _local_tasks(settings.local_tasks_target_url, settings.local_service_secret or "")
     if not (settings.escrow_auto_release_url and settings.tasks_service_account):
         raise errors.Unavailable("Cloud Tasks is not configured (ESCROW_AUTO_RELEASE_URL, TASKS_SERVICE_ACCOUNT).")
     return _cloud_tasks(
@@ -76,11 +93,3 @@ def _cloud_tasks(project: str, location: str, queue: str, target_url: str, servi
     return CloudTasksScheduler(
         project=project, location=location, queue=queue, target_url=target_url, service_account_email=service_account
     )
-
-
-@functools.cache
-def _local_tasks(target_url: str, secret: str):
-    from .auth import LOCAL_SERVICE_SECRET_HEADER
-    from .tasks import LocalTaskQueue
-
-    return LocalTaskQueue(target_url, headers={LOCAL_SERVICE_SECRET_HEADER: secret})

@@ -1,5 +1,6 @@
-"""Configuration from the environment, read once per process. Limits live here as named
-constants with their units and the reason for their value."""
+"""Configuration from the environment, read at each call of `settings()` (a handful of
+lookups), so that the local stack and the tests can change it. Limits live here as
+named constants with their units and the reason for their value."""
 
 from __future__ import annotations
 
@@ -28,8 +29,6 @@ TRANSACTION_BACKOFF_BASE_SECONDS = 0.2
 TRANSACTION_BACKOFF_CAP_SECONDS = 3.0
 # Free text (reasons, notes) is kept short: it is shown to admins and stored forever.
 REASON_LENGTH_MAX = 500
-# Document ids chosen by callers (user ids, job ids): Firebase uids are at most 128.
-ID_LENGTH_MAX = 128
 # Coins in one admin adjustment: a sanity bound, far above any real correction.
 ADJUST_COUNT_MAX = 10_000
 
@@ -57,6 +56,11 @@ DISPUTE_REASON_LENGTH_MAX = 1000
 @dataclass(frozen=True)
 class Settings:
     project_id: str
+    # The Firestore database that holds the money (every collection of `store`).
+    coins_database: str
+    # Set only where Firestore is the emulator (development and tests). Everything that
+    # only the local stack may do (unsigned tokens, the local service secret) needs it.
+    firestore_emulator_host: str | None
     # Set in development and tests: ID tokens are then the Auth emulator's unsigned ones.
     auth_emulator_host: str | None
     fatora_base_url: str
@@ -70,17 +74,21 @@ class Settings:
     # these service accounts, in production.
     service_audience: str | None
     service_accounts: frozenset[str]
-    # Development only: the local stack's shared secret in place of an OIDC token.
+    # Development only (with the emulator): the local stack's shared secret in place of
+    # an OIDC token.
     local_service_secret: str | None
     escrow_auto_release_seconds: int
     withdrawal_large_dirhams: int
     # Cloud Tasks: the queue and the auto-release target, called with an OIDC token of
-    # this service account. Or, in development, the local queue's target.
+    # this service account. (The local stack injects its own queue instead.)
     tasks_location: str
     tasks_queue: str
     escrow_auto_release_url: str | None
     tasks_service_account: str | None
-    local_tasks_target_url: str | None
+
+    @property
+    def emulated(self) -> bool:
+        return self.firestore_emulator_host is not None
 
 
 def _env(name: str) -> str | None:
@@ -90,6 +98,8 @@ def _env(name: str) -> str | None:
 def settings() -> Settings:
     return Settings(
         project_id=_env("GOOGLE_CLOUD_PROJECT") or _env("GCLOUD_PROJECT") or "demo-guild",
+        coins_database=_env("COINS_DATABASE") or "(default)",
+        firestore_emulator_host=_env("FIRESTORE_EMULATOR_HOST"),
         auth_emulator_host=_env("FIREBASE_AUTH_EMULATOR_HOST"),
         fatora_base_url=_env("FATORA_BASE_URL") or "https://api.fatora.io/v1",
         fatora_api_key=_env("FATORA_API_KEY"),
@@ -105,7 +115,6 @@ def settings() -> Settings:
         tasks_queue=_env("TASKS_QUEUE") or "escrow-auto-release",
         escrow_auto_release_url=_env("ESCROW_AUTO_RELEASE_URL"),
         tasks_service_account=_env("TASKS_SERVICE_ACCOUNT"),
-        local_tasks_target_url=_env("LOCAL_TASKS_TARGET_URL"),
     )
 # How long a request may hold its idempotency key before another request with the same
 # key may take over: longer than any request runs (Cloud Functions' default timeout is 60 s).

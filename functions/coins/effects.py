@@ -4,7 +4,12 @@ notifications, wallet statistics, the vault's aggregates, and the escrow timers.
 Events are delivered at least once. The Firestore effects are written in one transaction
 together with a marker `ledger_effects/{entryId}`, so a redelivered event changes
 nothing. Timers are set before that transaction and are idempotent themselves (a task
-named after its escrow). A failing effect raises, so that Eventarc delivers again.
+named after its escrow). A transient failure raises, so that Eventarc delivers again.
+
+An effect that can never be applied (an entry naming a user id Firestore refuses, say)
+must not fail the event forever, nor be lost: the others are applied, the marker is
+written, and the failure is kept on `ledger_effect_failures/{entryId}` with its reason,
+logged as an ERROR and named by reconciliation.
 
 The vault's documents are hot (every entry touches them), so they are sharded: each
 entry adds to one of VAULT_SHARDS shard documents, chosen by its id, and readers sum the
@@ -15,34 +20,33 @@ which goes through the ledger module like every other (it moves no money).
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
-from . import catalog, escrow, ledger, logs
+from . import catalog, ledger, logs, postings, store
+from .domain import TREASURY, EntryType, firestore_accepts_id
+from .store import Doc, Increment, Store
 
-EFFECTS = "ledger_effects"
-NOTIFICATIONS = "notifications"
-VAULT_SUMMARY = ("vault", "summary")
-VAULT_DAILY = "vault_daily"
 # Sixteen shards take well over a hundred entries a second at about one write per second
 # per document, with room to spare.
 VAULT_SHARDS = 16
-
-# Which aggregate an account adds to.
-ACCOUNT_CLASSES = {"treasury": "treasury", "platform:fees": "platform_fees"}
-
-
-def account_class(account: str) -> str:
-    if account in ACCOUNT_CLASSES:
-        return ACCOUNT_CLASSES[account]
-    kind = account.split(":", 1)[0]
-    return {"user": "users", "escrow": "escrow", "withdrawal": "withdrawal"}[kind]
+# The vault is what reconciliation compares; it is applied even when other effects fail.
+VAULT = "vault"
 
 
-def class_balances(balances: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+@dataclass(frozen=True)
+class Effect:
+    """One group of writes that stands or falls together."""
+
+    name: str
+    writes: Mapping[Doc, Mapping[str, Any]]
+
+
+def class_balances(balances: postings.Balances) -> dict[str, dict[str, int]]:
     """Account balances (a ledger replay) summed by the classes the vault keeps."""
     classes: dict[str, dict[str, int]] = {}
     for account, tiers in balances.items():
-        merged = classes.setdefault(account_class(account), {})
+        merged = classes.setdefault(account.vault_class, {})
         for tier, count in tiers.items():
             merged[tier] = merged.get(tier, 0) + count
     return {name: catalog.normalize(tiers) for name, tiers in classes.items()}
@@ -51,109 +55,133 @@ def class_balances(balances: Mapping[str, Mapping[str, int]]) -> dict[str, dict[
 def entry_id_of(document_name: str) -> str:
     """`projects/P/databases/(default)/documents/ledger/ID` -> `ID`."""
     collection, _, entry_id = document_name.rpartition("/")
-    if not collection.endswith("/" + ledger.LEDGER) and collection != ledger.LEDGER:
+    if not collection.endswith("/" + store.LEDGER) and collection != store.LEDGER:
         raise ValueError(f"not a ledger entry: {document_name}")
     return entry_id
 
 
-def apply(db, scheduler, entry_id: str) -> bool:
+def apply(db: Store, scheduler, entry_id: str) -> bool:
     """Applies the effects of one entry once. Returns False if they were applied before."""
-    marker = db.collection(EFFECTS).document(entry_id)
-    if marker.get().exists:
+    marker = store.effects_marker(entry_id)
+    if db.get(marker) is not None:
         return False
-    entry = db.collection(ledger.LEDGER).document(entry_id).get().to_dict()
+    entry = db.get(store.entry(entry_id))
     if entry is None:
         raise LookupError(f"ledger entry {entry_id} not found")
     _set_timers(db, scheduler, entry)
+    effects, failures = _effects(entry)
+    try:
+        applied = _commit(db, entry, effects, failures)
+    except store.Refused as refused:
+        # A write Firestore refuses, which no check above foresaw: keep the vault (what
+        # reconciliation compares) and record everything else as failed.
+        failures += [{"effect": effect.name, "reason": f"refused by Firestore: {refused}"} for effect in effects if effect.name != VAULT]
+        applied = _commit(db, entry, [effect for effect in effects if effect.name == VAULT], failures)
+    if applied:
+        logs.info("ledger effects applied", entry_id=entry_id, entry_type=entry.get("type"))
+    if applied and failures:
+        logs.error("ledger effects failed", entry_id=entry_id, entry_type=entry.get("type"), failures=failures)
+    return applied
+
+
+def _commit(db: Store, entry: Mapping[str, Any], effects: list[Effect], failures: list[dict[str, str]]) -> bool:
+    entry_id = entry["id"]
+    marker = store.effects_marker(entry_id)
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
         # Through the one transaction module: no money moves, but its retry with backoff
         # keeps concurrent deliveries from livelocking on the shared shards.
-        if reader.document(marker) is not None:
+        if reader.get(marker) is not None:
             return ledger.Plan(entry=None, respond=lambda outcome: ledger.Response(200, {"applied": False}))
-        documents = dict(_writes(db, entry))
-        documents[marker] = {"entry_id": entry_id, "type": entry["type"], "applied_at": reader.now}
+        documents: dict[Doc, Mapping[str, Any]] = {}
+        for effect in effects:
+            documents.update(effect.writes)
+        documents[marker] = {"entry_id": entry_id, "type": entry.get("type"), "applied_at": reader.now,
+                             "failed": [failure["effect"] for failure in failures]}
+        if failures:
+            documents[store.effect_failure(entry_id)] = {
+                "entry_id": entry_id, "type": entry.get("type"), "failures": failures, "at": reader.now,
+            }
         return ledger.Plan(entry=None, documents=documents, respond=lambda outcome: ledger.Response(200, {"applied": True}))
 
-    applied = ledger.execute(db, operation, actor="ledger-trigger").body["applied"]
-    if applied:
-        logs.info("ledger effects applied", entry_id=entry_id, entry_type=entry["type"])
-    return applied
+    return ledger.execute(db, operation, actor="ledger-trigger").body["applied"]
 
 
-def _set_timers(db, scheduler, entry: Mapping[str, Any]) -> None:
+def _set_timers(db: Store, scheduler, entry: Mapping[str, Any]) -> None:
     escrow_id = entry.get("refs", {}).get("escrow_id")
-    if entry["type"] == "escrow_lock":
-        held = db.collection(escrow.ESCROWS).document(escrow_id).get()
-        scheduler.schedule(escrow_id, held.get("auto_release_at"), {"escrow_id": escrow_id})
-    elif entry["type"] in ("escrow_release", "escrow_refund"):
+    if entry["type"] == EntryType.ESCROW_LOCK:
+        escrow = db.get(store.escrow(escrow_id))
+        scheduler.schedule(escrow_id, escrow["auto_release_at"], {"escrow_id": escrow_id})
+    elif entry["type"] in (EntryType.ESCROW_RELEASE, EntryType.ESCROW_REFUND):
         scheduler.cancel(escrow_id)
 
 
-def _writes(db, entry: Mapping[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
-    """Every Firestore effect of an entry, as blind merges. Pure given the entry."""
-    from google.cloud import firestore
-
-    entry_id, entry_type = entry["id"], entry["type"]
-    writes: list[tuple[Any, dict[str, Any]]] = []
+def _effects(entry: Mapping[str, Any]) -> tuple[list[Effect], list[dict[str, str]]]:
+    """Every Firestore effect of an entry, as blind merges, and the effects that cannot
+    be applied, with why. Pure given the entry."""
+    builders: list[tuple[str, Callable[[], Mapping[Doc, Mapping[str, Any]]]]] = [(VAULT, lambda: _vault_writes(entry))]
     for uid in entry.get("parties", entry.get("user_ids", [])):
-        mine = entry.get("users", {}).get(uid)
-        writes.append(
-            (
-                db.collection(NOTIFICATIONS).document(uid).collection("items").document(entry_id),
-                {
-                    "entry_id": entry_id,
-                    "type": entry_type,
-                    "amount_dirhams": mine["amount_dirhams"] if mine else 0,
-                    "refs": entry.get("refs", {}),
-                    "read": False,
-                    "created_at": entry["created_at"],
-                },
-            )
-        )
-    for uid, mine in entry.get("users", {}).items():
-        writes.append(
-            (
-                db.collection(ledger.WALLETS).document(uid),
-                {
-                    "stats": {
-                        entry_type: {
-                            "count": firestore.Increment(1),
-                            "amount_dirhams": firestore.Increment(mine["amount_dirhams"]),
-                        }
-                    }
-                },
-            )
-        )
-    increments = _vault_increments(entry)
-    shard = str(int(hashlib.sha256(entry_id.encode()).hexdigest(), 16) % VAULT_SHARDS)
-    day = entry["created_at"].strftime("%Y-%m-%d")
-    for parent in (db.collection(VAULT_SUMMARY[0]).document(VAULT_SUMMARY[1]), db.collection(VAULT_DAILY).document(day)):
-        writes.append((parent.collection("shards").document(shard), increments))
-    return writes
+        builders.append((f"notification:{uid}", lambda uid=uid: _notification(entry, uid)))
+    for uid in entry.get("users", {}):
+        builders.append((f"stats:{uid}", lambda uid=uid: _stats(entry, uid)))
+    effects, failures = [], []
+    for name, build in builders:
+        try:
+            writes = build()
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            failures.append({"effect": name, "reason": f"malformed entry: {type(error).__name__}: {error}"})
+            continue
+        refused = sorted(str(doc) for doc in writes if not all(firestore_accepts_id(part) for part in doc.path))
+        if refused:
+            failures.append({"effect": name, "reason": f"not a valid document path: {refused[0]}"})
+        else:
+            effects.append(Effect(name, writes))
+    return effects, failures
 
 
-def _vault_increments(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """Per tier: every account class's balance change, and the treasury's net outflow by
-    entry type (`flows.purchase_issue` is coins issued, `flows.withdrawal_paid` the
-    negative of coins withdrawn)."""
-    from google.cloud import firestore
-
-    balances = class_balances(ledger.add_postings({}, entry["postings"]))
-    outflow = {tier: -count for tier, count in balances.get("treasury", {}).items()}
+def _notification(entry: Mapping[str, Any], uid: str) -> dict[Doc, dict[str, Any]]:
+    mine = entry.get("users", {}).get(uid)
     return {
-        "entries": {entry["type"]: firestore.Increment(1)},
-        "balances": {cls: {t: firestore.Increment(c) for t, c in tiers.items() if c} for cls, tiers in balances.items()},
-        "flows": {entry["type"]: {t: firestore.Increment(c) for t, c in outflow.items() if c}},
+        store.notification(uid, entry["id"]): {
+            "entry_id": entry["id"],
+            "type": entry["type"],
+            "amount_dirhams": mine["amount_dirhams"] if mine else 0,
+            "refs": entry.get("refs", {}),
+            "read": False,
+            "created_at": entry["created_at"],
+        }
     }
 
 
-def read_vault(db, day: str | None = None) -> dict[str, Any]:
+def _stats(entry: Mapping[str, Any], uid: str) -> dict[Doc, dict[str, Any]]:
+    mine = entry["users"][uid]
+    return {
+        store.wallet(uid): {
+            "stats": {entry["type"]: {"count": Increment(1), "amount_dirhams": Increment(mine["amount_dirhams"])}}
+        }
+    }
+
+
+def _vault_writes(entry: Mapping[str, Any]) -> dict[Doc, dict[str, Any]]:
+    """Per tier: every account class's balance change, and the treasury's net outflow by
+    entry type (`flows.purchase_issue` is coins issued, `flows.withdrawal_paid` the
+    negative of coins withdrawn), added to one shard of the totals and of the day's."""
+    balances = class_balances(postings.add_postings({}, entry["postings"]))
+    outflow = {tier: -count for tier, count in balances.get(TREASURY.vault_class, {}).items()}
+    increments = {
+        "entries": {entry["type"]: Increment(1)},
+        "balances": {cls: {t: Increment(c) for t, c in tiers.items() if c} for cls, tiers in balances.items()},
+        "flows": {entry["type"]: {t: Increment(c) for t, c in outflow.items() if c}},
+    }
+    shard = int(hashlib.sha256(entry["id"].encode()).hexdigest(), 16) % VAULT_SHARDS
+    day = entry["created_at"].strftime("%Y-%m-%d")
+    return {store.vault_shard(shard): increments, store.vault_shard(shard, day): increments}
+
+
+def read_vault(db: Store, day: str | None = None) -> dict[str, Any]:
     """The vault's totals (or one day's), summed over the shards."""
-    parent = db.collection(VAULT_DAILY).document(day) if day else db.collection(VAULT_SUMMARY[0]).document(VAULT_SUMMARY[1])
     total: dict[str, Any] = {"entries": {}, "balances": {}, "flows": {}}
-    for shard in parent.collection("shards").stream():
-        data = shard.to_dict()
+    for data in db.vault_shards(day):
         for kind, count in data.get("entries", {}).items():
             total["entries"][kind] = total["entries"].get(kind, 0) + count
         for section in ("balances", "flows"):
@@ -166,7 +194,7 @@ def read_vault(db, day: str | None = None) -> dict[str, Any]:
     return total
 
 
-def handle_event(db, scheduler_factory, data: bytes) -> bool:
+def handle_event(db: Store, scheduler_factory, data: bytes) -> bool:
     """A `google.cloud.firestore.document.v1.created` event for `ledger/{entryId}`: its
     data is a DocumentEventData protobuf."""
     from google.events.cloud.firestore import DocumentEventData

@@ -3,29 +3,113 @@
 
 Every transition is decided inside the ledger transaction from the escrow document as
 read there, so that a release racing a refund, or five releases of one escrow, have
-exactly one effect. The escrow's coins are the balance of the account `escrow:{id}`,
-kept on its document by the ledger.
+exactly one effect. Who may move an escrow from which state to which is one table,
+`TRANSITIONS`. The escrow's coins are the balance of the account `escrow:{id}`, kept on
+its document by the ledger.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Mapping
 
-from . import audit, catalog, config, errors, ledger, logs
+from . import audit, catalog, config, errors, ledger, logs, postings, store
 from .auth import Caller
-from .pages import moment
+from .domain import PLATFORM_FEES, Account, EntryType, EscrowStatus
+from .store import Store, Where
+from .times import moment
 
-ESCROWS = "escrows"
-# One escrow per job: `escrow_jobs/{job_id}` is created in the same transaction as the escrow.
-ESCROW_JOBS = "escrow_jobs"
-LOCKED, RELEASED, REFUNDED, DISPUTED = "locked", "released", "refunded", "disputed"
+LOCKED, RELEASED, REFUNDED, DISPUTED = EscrowStatus.LOCKED, EscrowStatus.RELEASED, EscrowStatus.REFUNDED, EscrowStatus.DISPUTED
 # Who acts when nobody does: the task and the sweeper.
 AUTO_RELEASE_ACTOR = "system:auto-release"
 
 
-def account(escrow_id: str) -> str:
-    return f"escrow:{escrow_id}"
+class Role(StrEnum):
+    """Who is acting on an escrow."""
+
+    CLIENT = "client"
+    FREELANCER = "freelancer"
+    ADMIN = "admin"
+    SYSTEM = "system"  # the auto-release task and the sweeper
+
+
+class Action(StrEnum):
+    RELEASE = "release"
+    REFUND = "refund"
+    DISPUTE = "dispute"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One row of the table: `role` may `action` an escrow that is in one of `from_states`,
+    which moves it to `to`. `entry` names the ledger entry when money moves."""
+
+    action: Action
+    role: Role
+    from_states: tuple[EscrowStatus, ...]
+    to: EscrowStatus
+    entry: EntryType | None
+
+
+TRANSITIONS = (
+    Transition(Action.RELEASE, Role.CLIENT, (LOCKED,), RELEASED, EntryType.ESCROW_RELEASE),
+    Transition(Action.RELEASE, Role.ADMIN, (LOCKED, DISPUTED), RELEASED, EntryType.ESCROW_RELEASE),
+    Transition(Action.RELEASE, Role.SYSTEM, (LOCKED,), RELEASED, EntryType.ESCROW_RELEASE),
+    Transition(Action.REFUND, Role.FREELANCER, (LOCKED,), REFUNDED, EntryType.ESCROW_REFUND),
+    Transition(Action.REFUND, Role.ADMIN, (LOCKED, DISPUTED), REFUNDED, EntryType.ESCROW_REFUND),
+    Transition(Action.DISPUTE, Role.CLIENT, (LOCKED,), DISPUTED, None),
+    Transition(Action.DISPUTE, Role.FREELANCER, (LOCKED,), DISPUTED, None),
+)
+# Said to a party the table has no row for (a stranger gets 404 before this).
+FORBIDDEN = {
+    Action.RELEASE: "The freelancer cannot release an escrow.",
+    Action.REFUND: "The client cannot refund an escrow.",
+    Action.DISPUTE: "Only the client or the freelancer can dispute an escrow.",
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a caller, or the system (`caller` None) for timers."""
+
+    caller: Caller | None
+
+    @property
+    def uid(self) -> str:
+        return self.caller.uid if self.caller else AUTO_RELEASE_ACTOR
+
+    def roles(self, escrow: Mapping[str, Any]) -> tuple[Role, ...]:
+        if self.caller is None:
+            return (Role.SYSTEM,)
+        roles = [Role.ADMIN] if self.caller.admin else []
+        roles += [role for role in (Role.CLIENT, Role.FREELANCER) if escrow[f"{role}_id"] == self.caller.uid]
+        return tuple(roles)
+
+    def may_see(self, escrow: Mapping[str, Any]) -> bool:
+        return bool(self.roles(escrow))
+
+
+SYSTEM = Actor(None)
+
+
+def transition(actor: Actor, escrow: Mapping[str, Any], action: Action) -> Transition:
+    """The row of the table that lets `actor` do `action` now; 404 for a stranger, 403
+    for a party the table has no row for, 409 for a state it does not allow."""
+    roles = actor.roles(escrow)
+    if not roles:
+        raise errors.NotFound()
+    rows = [row for row in TRANSITIONS if row.action is action and row.role in roles]
+    if not rows:
+        raise errors.Forbidden(FORBIDDEN[action])
+    status = EscrowStatus(escrow["status"])
+    for row in rows:
+        if status in row.from_states:
+            return row
+    if status is DISPUTED:
+        raise errors.InvalidState("A disputed escrow is resolved by an admin.", status=status)
+    raise errors.InvalidState(f"The escrow is {status}; it cannot be {action}d now.", status=status)
 
 
 def render(escrow: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,23 +132,23 @@ def render(escrow: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def lock(
-    db, client: Caller, *, job_id: str, freelancer_id: str, amount_dirhams: int, idempotency: ledger.Idempotency
+    db: Store, client: Caller, *, job_id: str, freelancer_id: str, amount_dirhams: int, idempotency: ledger.Idempotency
 ) -> ledger.Response:
     """The client pays a job: coins worth the amount move from the client's wallet to a
     new escrow (with change from the treasury when no exact combination exists)."""
     if freelancer_id == client.uid:
         raise errors.ValidationFailed(fields=[{"field": "freelancer_id", "message": "a client cannot pay itself"}])
-    ref = db.collection(ESCROWS).document()
-    job_ref = db.collection(ESCROW_JOBS).document(job_id)
+    escrow_id = store.new_id()
+    hold = Account.escrow(escrow_id)
     delay = timedelta(seconds=config.settings().escrow_auto_release_seconds)
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
-        if reader.document(job_ref) is not None:
+        if reader.escrow_job(job_id) is not None:
             raise errors.InvalidState("This job already has an escrow.", job_id=job_id)
         wallet = reader.wallet(client.uid)
-        postings, _ = ledger.pay(ledger.user_account(client.uid), account(ref.id), wallet["coins"], amount_dirhams)
+        moved, _ = postings.pay(Account.user(client.uid), hold, wallet["coins"], amount_dirhams)
         escrow = {
-            "id": ref.id,
+            "id": escrow_id,
             "status": LOCKED,
             "job_id": job_id,
             "client_id": client.uid,
@@ -75,116 +159,97 @@ def lock(
             "created_at": reader.now,
             "updated_at": reader.now,
         }
-        entry = ledger.Entry(
-            "escrow_lock", postings, refs={"escrow_id": ref.id, "job_id": job_id}, parties=(client.uid, freelancer_id)
+        entry = postings.Entry(
+            EntryType.ESCROW_LOCK, moved, refs={"escrow_id": escrow_id, "job_id": job_id}, parties=(client.uid, freelancer_id)
         )
-        held = catalog.add({}, {p.tier: p.count for p in postings if p.destination == account(ref.id)})
         return ledger.Plan(
             entry=entry,
-            documents={ref: escrow, job_ref: {"escrow_id": ref.id, "client_id": client.uid, "created_at": reader.now}},
-            respond=lambda outcome: ledger.Response(201, render({**escrow, "coins": held})),
+            documents={
+                store.escrow(escrow_id): escrow,
+                store.escrow_job(job_id): {"escrow_id": escrow_id, "client_id": client.uid, "created_at": reader.now},
+            },
+            respond=lambda outcome: ledger.Response(201, render({**escrow, "coins": postings.received(moved, hold)})),
         )
 
     return ledger.execute(db, operation, actor=client.uid, idempotency=idempotency)
 
 
-def get(db, caller: Caller, escrow_id: str) -> dict[str, Any]:
-    snapshot = db.collection(ESCROWS).document(escrow_id).get()
-    if not snapshot.exists or not _may_see(caller, snapshot.to_dict()):
+def get(db: Store, caller: Caller, escrow_id: str) -> dict[str, Any]:
+    escrow = db.get(store.escrow(escrow_id))
+    if escrow is None or not Actor(caller).may_see(escrow):
         raise errors.NotFound()
-    return render(snapshot.to_dict())
+    return render(escrow)
 
 
-def _may_see(caller: Caller, escrow: Mapping[str, Any]) -> bool:
-    return caller.admin or caller.uid in (escrow["client_id"], escrow["freelancer_id"])
+def finish(db: Store, caller: Caller, escrow_id: str, action: Action, *, idempotency: ledger.Idempotency | None) -> ledger.Response:
+    """Release or refund, as the table allows the caller."""
+    return _finish(db, Actor(caller), escrow_id, action, idempotency=idempotency)
 
 
-# Transitions. Each reads the escrow inside the transaction and checks who may do what
-# in which state: a stranger learns nothing (404), a party without the right gets 403, a
-# finished escrow answers 409.
+class AutoRelease(StrEnum):
+    """What a timer did (the task target's answer, and the sweeper's counts)."""
+
+    RELEASED = "released"
+    NOT_DUE = "skipped: not due"
+    UNKNOWN = "skipped: unknown escrow"
+    # An escrow no longer locked answers "skipped: <its status>".
 
 
-# A party who may not finish the escrow its way: the freelancer cannot release (pay
-# themselves), the client cannot refund (take the money back) while it is locked.
-EXCLUDED_PARTY = {RELEASED: "freelancer", REFUNDED: "client"}
-VERB = {RELEASED: "release", REFUNDED: "refund"}
-
-
-def finish(db, caller: Caller, escrow_id: str, status: str, *, idempotency: ledger.Idempotency | None) -> ledger.Response:
-    """Release (by the client) or refund (by the freelancer) while locked; an admin may
-    do either, also on a disputed escrow."""
-    excluded = EXCLUDED_PARTY[status]
-
-    def allowed(escrow: Mapping[str, Any]) -> None:
-        if caller.uid == escrow[f"{excluded}_id"] and not caller.admin:
-            raise errors.Forbidden(f"The {excluded} cannot {VERB[status]} an escrow.")
-        _require_state(escrow, admin=caller.admin)
-        return None
-
-    return _finish(db, caller.uid, escrow_id, status, allowed, caller, idempotency)
-
-
-def auto_release(db, escrow_id: str, now: datetime | None = None) -> str:
+def auto_release(db: Store, escrow_id: str, now: datetime | None = None) -> str:
     """Releases an escrow that is still `locked` past its time (the task, the sweeper);
-    anything else is a no-op. Returns what happened."""
+    anything else is a no-op. Returns what happened (an `AutoRelease` value, or
+    "skipped: <status>")."""
     now = now or ledger.now_utc()
-
-    def allowed(escrow: Mapping[str, Any]) -> str | None:
-        if escrow["status"] != LOCKED:
-            return f"skipped: {escrow['status']}"
-        if escrow["auto_release_at"] > now:
-            return "skipped: not due"
-        return None
-
     try:
-        response = _finish(db, AUTO_RELEASE_ACTOR, escrow_id, RELEASED, allowed, None, None)
+        response = _finish(db, SYSTEM, escrow_id, Action.RELEASE, idempotency=None, due_by=now)
     except errors.NotFound:
         logs.warning("auto-release for an unknown escrow", escrow_id=escrow_id)
-        return "skipped: unknown escrow"
-    return response.body.get("outcome", RELEASED)
+        return AutoRelease.UNKNOWN
+    return response.body.get("outcome", AutoRelease.RELEASED)
 
 
-def _require_state(escrow: Mapping[str, Any], *, admin: bool) -> None:
-    """Returns if the caller may finish the escrow in its state; raises 409 otherwise."""
-    if escrow["status"] == LOCKED or (escrow["status"] == DISPUTED and admin):
-        return
-    if escrow["status"] == DISPUTED:
-        raise errors.InvalidState("A disputed escrow is resolved by an admin.", status=DISPUTED)
-    raise errors.InvalidState(f"The escrow is already {escrow['status']}.", status=escrow["status"])
+def _finish(
+    db: Store, actor: Actor, escrow_id: str, action: Action, *, idempotency: ledger.Idempotency | None, due_by: datetime | None = None
+) -> ledger.Response:
+    """Moves the escrow's coins as the transition says: a release pays the fee (with
+    change to the freelancer) and the rest to the freelancer, a refund all to the client.
+    The system (`due_by` given) skips an escrow that is not locked or not yet due."""
+    doc, hold = store.escrow(escrow_id), Account.escrow(escrow_id)
 
-
-def _finish(db, actor: str, escrow_id: str, status: str, allowed, caller: Caller | None, idempotency) -> ledger.Response:
-    ref = db.collection(ESCROWS).document(escrow_id)
+    def skip(outcome: str) -> ledger.Plan:
+        return ledger.Plan(entry=None, respond=lambda _: ledger.Response(200, {"outcome": outcome}))
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
-        escrow = reader.document(ref)
-        if escrow is None or (caller is not None and not _may_see(caller, escrow)):
+        escrow = reader.escrow(escrow_id)
+        if escrow is None:
             raise errors.NotFound()
-        skip = allowed(escrow)
-        if skip is not None:
-            return ledger.Plan(entry=None, respond=lambda outcome: ledger.Response(200, {"outcome": skip}))
-        held, client, freelancer = escrow["coins"], escrow["client_id"], escrow["freelancer_id"]
-        if status == RELEASED:
-            postings, taken = ledger.pay(
-                account(escrow_id), ledger.PLATFORM_FEES, held, escrow["fee_dirhams"], change_to=ledger.user_account(freelancer)
-            )
-            postings += ledger.transfer(account(escrow_id), ledger.user_account(freelancer), catalog.add(held, taken, sign=-1))
+        try:
+            row = transition(actor, escrow, action)
+        except errors.InvalidState:
+            if actor is SYSTEM:
+                return skip(f"skipped: {escrow['status']}")
+            raise
+        if due_by is not None and escrow["auto_release_at"] > due_by:
+            return skip(AutoRelease.NOT_DUE)
+        held, client, freelancer = escrow["coins"], Account.user(escrow["client_id"]), Account.user(escrow["freelancer_id"])
+        if row.to is RELEASED:
+            moved, taken = postings.pay(hold, PLATFORM_FEES, held, escrow["fee_dirhams"], change_to=freelancer)
+            moved += postings.transfer(hold, freelancer, catalog.add(held, taken, sign=-1))
         else:
-            postings = ledger.transfer(account(escrow_id), ledger.user_account(client), held)
-        changes = {"status": status, f"{status}_at": reader.now, f"{status}_by": actor, "updated_at": reader.now}
-        documents: dict[Any, dict[str, Any]] = {ref: changes}
-        if caller is not None and caller.admin:
-            trail_ref, trail = audit.record(
-                reader, actor=actor, action=f"escrow_{status}", target=account(escrow_id),
-                before={"status": escrow["status"]}, after={"status": status},
-            )
-            documents[trail_ref] = trail
-        entry = ledger.Entry(
-            "escrow_release" if status == RELEASED else "escrow_refund",
-            postings,
+            moved = postings.transfer(hold, client, held)
+        changes = {"status": row.to, f"{row.to}_at": reader.now, f"{row.to}_by": actor.uid, "updated_at": reader.now}
+        documents: dict[store.Doc, Mapping[str, Any]] = {doc: changes}
+        if row.role is Role.ADMIN:
+            documents.update(audit.record(
+                actor=actor.uid, action=f"escrow_{row.to}", target=str(hold), now=reader.now,
+                before={"status": escrow["status"]}, after={"status": row.to},
+            ))
+        entry = postings.Entry(
+            row.entry,
+            moved,
             refs={"escrow_id": escrow_id, "job_id": escrow["job_id"]},
             memo={"from_status": escrow["status"]},
-            parties=(client, freelancer),
+            parties=(client.id, freelancer.id),
         )
         return ledger.Plan(
             entry=entry,
@@ -192,51 +257,46 @@ def _finish(db, actor: str, escrow_id: str, status: str, allowed, caller: Caller
             respond=lambda outcome: ledger.Response(200, render({**escrow, **changes, "coins": {}})),
         )
 
-    return ledger.execute(db, operation, actor=actor, idempotency=idempotency)
+    return ledger.execute(db, operation, actor=actor.uid, idempotency=idempotency)
 
 
-def dispute(db, caller: Caller, escrow_id: str, *, reason: str) -> dict[str, Any]:
-    """The client or the freelancer stops the automatic release; an admin then decides."""
-    ref = db.collection(ESCROWS).document(escrow_id)
+def dispute(db: Store, caller: Caller, escrow_id: str, *, reason: str) -> dict[str, Any]:
+    """The client or the freelancer stops the automatic release; an admin then decides.
+    Moves no money, so it takes no Idempotency-Key: a second dispute is 409."""
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
-        escrow = reader.document(ref)
-        if escrow is None or not _may_see(caller, escrow):
+        escrow = reader.escrow(escrow_id)
+        if escrow is None:
             raise errors.NotFound()
-        if caller.uid not in (escrow["client_id"], escrow["freelancer_id"]):
-            raise errors.Forbidden("Only the client or the freelancer can dispute an escrow.")
-        if escrow["status"] != LOCKED:
-            raise errors.InvalidState(f"The escrow is {escrow['status']}; only a locked escrow can be disputed.")
+        row = transition(Actor(caller), escrow, Action.DISPUTE)
         changes = {
-            "status": DISPUTED,
+            "status": row.to,
             "disputed_at": reader.now,
             "disputed_by": caller.uid,
             "dispute_reason": reason,
             "updated_at": reader.now,
         }
         return ledger.Plan(
-            entry=None, documents={ref: changes}, respond=lambda outcome: ledger.Response(200, render({**escrow, **changes}))
+            entry=None, documents={store.escrow(escrow_id): changes},
+            respond=lambda outcome: ledger.Response(200, render({**escrow, **changes})),
         )
 
     return ledger.execute(db, operation, actor=caller.uid).body
 
 
-def sweep(db, now: datetime | None = None) -> dict[str, int]:
+def sweep(db: Store, now: datetime | None = None) -> dict[str, int]:
     """Releases escrows still `locked` past their time, oldest first, in a bounded batch,
     through the same path as the task: for tasks that were lost or never created."""
-    from google.cloud import firestore
-
     now = now or ledger.now_utc()
-    query = (
-        db.collection(ESCROWS)
-        .where(filter=firestore.FieldFilter("status", "==", LOCKED))
-        .where(filter=firestore.FieldFilter("auto_release_at", "<=", now))
-        .order_by("auto_release_at")
-        .limit(config.ESCROW_SWEEP_BATCH_MAX)
+    due = db.query(
+        store.ESCROWS,
+        (Where("status", "==", LOCKED), Where("auto_release_at", "<=", now)),
+        order_by="auto_release_at",
+        limit=config.ESCROW_SWEEP_BATCH_MAX,
     )
     counts: dict[str, int] = {}
-    for snapshot in query.stream():
-        outcome = auto_release(db, snapshot.id, now)
+    for escrow in due:
+        outcome = auto_release(db, escrow["id"], now)
         counts[outcome] = counts.get(outcome, 0) + 1
     logs.info("escrows swept", **counts)
     return counts

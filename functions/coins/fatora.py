@@ -1,4 +1,5 @@
-"""The Fatora payment gateway client. Fatora's wire format lives in this file only.
+"""The Fatora payment gateway: the client of its API and the parsing of its webhook.
+Fatora's wire format lives in this file only.
 
 Fatora's REST API (base URL + `api_key` header, JSON): `POST /payments/checkout`,
 `POST /payments/verify`, `POST /payments/refund`. Success is
@@ -11,11 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import random
+import json
 import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
+from urllib.parse import parse_qs
+
+from . import backoff
 
 CURRENCY = "QAR"
 # A slow gateway must not hold a request (and its idempotency claim) for long.
@@ -84,6 +88,23 @@ def sign(secret: str, body: bytes) -> str:
 
 def signature_is_valid(secret: str, body: bytes, signature: str | None) -> bool:
     return signature is not None and hmac.compare_digest(sign(secret, body), signature.strip().lower())
+
+
+def webhook_order_id(raw_body: bytes, content_type: str) -> str:
+    """The order a notification names, from its JSON or form-encoded body; ValueError
+    when there is none."""
+    content_type = content_type.split(";")[0].strip().lower()
+    try:
+        if content_type == "application/x-www-form-urlencoded":
+            fields = {key: values[0] for key, values in parse_qs(raw_body.decode(), strict_parsing=True).items()}
+        else:
+            fields = json.loads(raw_body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("The notification is neither JSON nor form-encoded.") from None
+    order_id = fields.get("order_id") if isinstance(fields, dict) else None
+    if not isinstance(order_id, str):
+        raise ValueError("The notification has no valid order_id.")
+    return order_id
 
 
 class FatoraClient:
@@ -157,8 +178,7 @@ class FatoraClient:
         last: FatoraError = FatoraUnavailable("not called")
         for attempt in range(attempts):
             if attempt:
-                backoff = min(RETRY_BACKOFF_CAP_SECONDS, RETRY_BACKOFF_BASE_SECONDS * 2**attempt)
-                self.sleep(random.uniform(0, backoff))
+                self.sleep(backoff.delay_seconds(attempt, base_seconds=RETRY_BACKOFF_BASE_SECONDS, cap_seconds=RETRY_BACKOFF_CAP_SECONDS))
             try:
                 response = self.session.post(
                     self.base_url + path,

@@ -2,7 +2,7 @@
 (`withdrawal:{id}`); an admin approves, then pays by hand (the coins go back to the
 treasury: they leave circulation) or rejects (they return to the user).
 
-requested -> approved | rejected;  approved -> paid | rejected.
+requested -> approved | rejected;  approved -> paid | rejected  (`TRANSITIONS`).
 One open withdrawal per user: the wallet names it (`open_withdrawal_id`), in the same
 transaction as the hold. The full destination lives in an admin-only subdocument;
 everything else shows it masked.
@@ -10,20 +10,36 @@ everything else shows it masked.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
-from . import audit, catalog, config, errors, ledger
+from . import audit, catalog, config, errors, ledger, postings, store
 from .auth import Caller
-from .pages import moment, page_of
+from .domain import TREASURY, Account, EntryType, KycStatus, WithdrawalStatus
+from .store import Store, Where
+from .times import moment
 
-WITHDRAWALS = "withdrawals"
-PRIVATE = "private"  # withdrawals/{id}/private/destination: the unmasked destination
-REQUESTED, APPROVED, PAID, REJECTED = "requested", "approved", "paid", "rejected"
+REQUESTED, APPROVED, PAID, REJECTED = (
+    WithdrawalStatus.REQUESTED, WithdrawalStatus.APPROVED, WithdrawalStatus.PAID, WithdrawalStatus.REJECTED
+)
 OPEN = (REQUESTED, APPROVED)
 
 
-def account(withdrawal_id: str) -> str:
-    return f"withdrawal:{withdrawal_id}"
+@dataclass(frozen=True)
+class Transition:
+    """An admin moves a withdrawal from one of `from_states` to `to`; `entry` names the
+    ledger entry that ends the hold (None: no money moves)."""
+
+    from_states: tuple[WithdrawalStatus, ...]
+    to: WithdrawalStatus
+    entry: EntryType | None
+
+
+TRANSITIONS = {
+    APPROVED: Transition((REQUESTED,), APPROVED, None),
+    PAID: Transition((APPROVED,), PAID, EntryType.WITHDRAWAL_PAID),
+    REJECTED: Transition((REQUESTED, APPROVED), REJECTED, EntryType.WITHDRAWAL_REJECTED),
+}
 
 
 def mask(destination: Mapping[str, str]) -> dict[str, str]:
@@ -52,7 +68,7 @@ def render(withdrawal: Mapping[str, Any], destination: Mapping[str, str] | None 
 
 
 def create(
-    db,
+    db: Store,
     caller: Caller,
     *,
     amount_dirhams: int | None,
@@ -61,24 +77,23 @@ def create(
     destination: Mapping[str, str],
     idempotency: ledger.Idempotency,
 ) -> ledger.Response:
-    ref = db.collection(WITHDRAWALS).document()
-    wallet_ref = db.collection(ledger.WALLETS).document(caller.uid)
+    withdrawal_id = store.new_id()
+    source, hold = Account.user(caller.uid), Account.withdrawal(withdrawal_id)
     threshold = config.settings().withdrawal_large_dirhams
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
         wallet = reader.wallet(caller.uid)
-        if wallet.get("kyc_status") != "verified":
-            raise errors.KycRequired(kyc_status=wallet.get("kyc_status", "none"))
+        if wallet.get("kyc_status") != KycStatus.VERIFIED:
+            raise errors.KycRequired(kyc_status=wallet.get("kyc_status", KycStatus.NONE))
         if wallet.get("open_withdrawal_id"):
             raise errors.WithdrawalPending(withdrawal_id=wallet["open_withdrawal_id"])
-        source, hold = ledger.user_account(caller.uid), account(ref.id)
         if coins is not None:
-            postings, amount = ledger.transfer(source, hold, coins), catalog.value_dirhams(coins)
+            moved, amount = postings.transfer(source, hold, coins), catalog.value_dirhams(coins)
         else:
-            postings, _ = ledger.pay(source, hold, wallet["coins"], amount_dirhams)
+            moved, _ = postings.pay(source, hold, wallet["coins"], amount_dirhams)
             amount = amount_dirhams
         withdrawal = {
-            "id": ref.id,
+            "id": withdrawal_id,
             "user_id": caller.uid,
             "status": REQUESTED,
             "amount_dirhams": amount,
@@ -88,95 +103,95 @@ def create(
             "created_at": reader.now,
             "updated_at": reader.now,
         }
-        held = catalog.add({}, {p.tier: p.count for p in postings if p.destination == hold})
         return ledger.Plan(
-            entry=ledger.Entry("withdrawal_hold", postings, refs={"withdrawal_id": ref.id}),
+            entry=postings.Entry(EntryType.WITHDRAWAL_HOLD, moved, refs={"withdrawal_id": withdrawal_id}),
             documents={
-                ref: withdrawal,
-                ref.collection(PRIVATE).document("destination"): {"method": method, **destination},
-                wallet_ref: {"open_withdrawal_id": ref.id, "held_dirhams": amount},
+                store.withdrawal(withdrawal_id): withdrawal,
+                store.withdrawal_destination(withdrawal_id): {"method": method, **destination},
+                store.wallet(caller.uid): {"open_withdrawal_id": withdrawal_id, "held_dirhams": amount},
             },
-            respond=lambda outcome: ledger.Response(201, render({**withdrawal, "coins": held})),
+            respond=lambda outcome: ledger.Response(201, render({**withdrawal, "coins": postings.received(moved, hold)})),
         )
 
     return ledger.execute(db, operation, actor=caller.uid, idempotency=idempotency)
 
 
-def get(db, caller: Caller, withdrawal_id: str) -> dict[str, Any]:
+def get(db: Store, caller: Caller, withdrawal_id: str) -> dict[str, Any]:
     """The owner sees the destination masked; an admin sees it whole (the admin detail view)."""
-    ref = db.collection(WITHDRAWALS).document(withdrawal_id)
-    snapshot = ref.get()
-    if not snapshot.exists or not (caller.admin or snapshot.get("user_id") == caller.uid):
+    withdrawal = db.get(store.withdrawal(withdrawal_id))
+    if withdrawal is None or not (caller.admin or withdrawal["user_id"] == caller.uid):
         raise errors.NotFound()
     destination = None
     if caller.admin:
-        private = ref.collection(PRIVATE).document("destination").get().to_dict() or {}
+        private = db.get(store.withdrawal_destination(withdrawal_id)) or {}
         destination = {k: v for k, v in private.items() if k != "method"}
-    return render(snapshot.to_dict(), destination)
+    return render(withdrawal, destination)
 
 
-def list_own(db, caller: Caller, *, limit: int, cursor: str | None) -> dict[str, Any]:
-    from google.cloud import firestore
-
-    collection = db.collection(WITHDRAWALS)
-    query = collection.where(filter=firestore.FieldFilter("user_id", "==", caller.uid))
-    return page_of(collection, query, limit=limit, cursor=cursor, owns=lambda d: d.get("user_id") == caller.uid, render=render)
-
-
-def list_pending(db, *, limit: int, cursor: str | None) -> dict[str, Any]:
-    """The admin queue: requested and approved, oldest first, destinations masked."""
-    from google.cloud import firestore
-
-    collection = db.collection(WITHDRAWALS)
-    query = collection.where(filter=firestore.FieldFilter("status", "in", list(OPEN)))
-    return page_of(
-        collection, query, limit=limit, cursor=cursor, owns=lambda d: d.get("status") in OPEN, render=render, newest_first=False
+def list_own(db: Store, caller: Caller, *, limit: int, cursor: str | None) -> dict[str, Any]:
+    return db.page(
+        store.WITHDRAWALS, (Where("user_id", "==", caller.uid),), limit=limit, cursor=cursor,
+        owns=lambda d: d.get("user_id") == caller.uid, render=render,
     )
 
 
-def approve(db, admin: Caller, withdrawal_id: str, *, notes: str | None, idempotency) -> ledger.Response:
-    return _transition(db, admin, withdrawal_id, APPROVED, {"notes": notes}, notes, idempotency)
+def list_pending(db: Store, *, limit: int, cursor: str | None) -> dict[str, Any]:
+    """The admin queue: requested and approved, oldest first, destinations masked."""
+    return db.page(
+        store.WITHDRAWALS, (Where("status", "in", list(OPEN)),), limit=limit, cursor=cursor,
+        owns=lambda d: d.get("status") in OPEN, render=render, newest_first=False,
+    )
 
 
-def pay(db, admin: Caller, withdrawal_id: str, *, payment_reference: str, idempotency) -> ledger.Response:
-    return _transition(db, admin, withdrawal_id, PAID, {"payment_reference": payment_reference}, payment_reference, idempotency)
+def approve(db: Store, admin: Caller, withdrawal_id: str, *, notes: str | None, idempotency) -> ledger.Response:
+    return _transition(db, admin, withdrawal_id, APPROVED, fields={"notes": notes}, reason=notes, idempotency=idempotency)
 
 
-def reject(db, admin: Caller, withdrawal_id: str, *, reason: str, idempotency) -> ledger.Response:
-    return _transition(db, admin, withdrawal_id, REJECTED, {"reason": reason}, reason, idempotency)
+def pay(db: Store, admin: Caller, withdrawal_id: str, *, payment_reference: str, idempotency) -> ledger.Response:
+    """The admin made the transfer: `payment_reference` identifies it at the bank."""
+    return _transition(db, admin, withdrawal_id, PAID, fields={"payment_reference": payment_reference}, reason=None,
+                       idempotency=idempotency)
 
 
-ALLOWED_FROM = {APPROVED: (REQUESTED,), PAID: (APPROVED,), REJECTED: (REQUESTED, APPROVED)}
+def reject(db: Store, admin: Caller, withdrawal_id: str, *, reason: str, idempotency) -> ledger.Response:
+    return _transition(db, admin, withdrawal_id, REJECTED, fields={"reason": reason}, reason=reason, idempotency=idempotency)
 
 
-def _transition(db, admin: Caller, withdrawal_id: str, status: str, fields: dict, reason, idempotency) -> ledger.Response:
-    ref = db.collection(WITHDRAWALS).document(withdrawal_id)
+def _transition(
+    db: Store, admin: Caller, withdrawal_id: str, status: WithdrawalStatus, *, fields: dict[str, Any], reason: str | None,
+    idempotency,
+) -> ledger.Response:
+    """`fields` are stored on the withdrawal and recorded on the ledger entry; `reason`
+    is why the admin did it, for the audit log."""
+    row, hold = TRANSITIONS[status], Account.withdrawal(withdrawal_id)
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
-        withdrawal = reader.document(ref)
+        withdrawal = reader.withdrawal(withdrawal_id)
         if withdrawal is None:
             raise errors.NotFound()
         if withdrawal["user_id"] == admin.uid:
             raise errors.Forbidden("An admin cannot act on their own withdrawal.")
-        if withdrawal["status"] not in ALLOWED_FROM[status]:
+        if withdrawal["status"] not in row.from_states:
             raise errors.InvalidState(f"The withdrawal is {withdrawal['status']}.", status=withdrawal["status"])
         changes = {**fields, "status": status, f"{status}_at": reader.now, f"{status}_by": admin.uid, "updated_at": reader.now}
-        trail_ref, trail = audit.record(
-            reader, actor=admin.uid, action=f"withdrawal_{status}", target=account(withdrawal_id),
-            before={"status": withdrawal["status"]}, after={"status": status}, reason=reason,
-        )
-        documents: dict[Any, dict[str, Any]] = {ref: changes, trail_ref: trail}
+        documents: dict[store.Doc, Mapping[str, Any]] = {
+            store.withdrawal(withdrawal_id): changes,
+            **audit.record(
+                actor=admin.uid, action=f"withdrawal_{status}", target=str(hold), now=reader.now,
+                before={"status": withdrawal["status"]}, after={"status": status, **fields}, reason=reason,
+            ),
+        }
         entry = None
         held, owner = withdrawal["coins"], withdrawal["user_id"]
-        if status in (PAID, REJECTED):
+        if row.entry is not None:
             # The hold ends: the wallet no longer has an open withdrawal.
-            documents[db.collection(ledger.WALLETS).document(owner)] = {"open_withdrawal_id": None, "held_dirhams": 0}
-            destination = ledger.TREASURY if status == PAID else ledger.user_account(owner)
-            entry = ledger.Entry(
-                "withdrawal_paid" if status == PAID else "withdrawal_rejected",
-                ledger.transfer(account(withdrawal_id), destination, held),
+            documents[store.wallet(owner)] = {"open_withdrawal_id": None, "held_dirhams": 0}
+            destination = TREASURY if status is PAID else Account.user(owner)
+            entry = postings.Entry(
+                row.entry,
+                postings.transfer(hold, destination, held),
                 refs={"withdrawal_id": withdrawal_id},
-                memo={"reason": reason} if reason else {},
+                memo={key: value for key, value in fields.items() if value is not None},
                 parties=(owner,),
             )
         after = {**withdrawal, **changes, "coins": {} if entry else held}

@@ -11,7 +11,8 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from google.events.cloud.firestore import DocumentEventData
 
-from coins import catalog, effects, escrow, ledger
+from coins import catalog, effects, escrow, ledger, reconciliation
+from coins.domain import PLATFORM_FEES
 from tests.conftest import SERVICE_HEADERS
 from tests.money import assert_vault_matches_ledger, fresh_id, snapshot_all
 
@@ -49,7 +50,7 @@ def coins_of(db, uid):
 
 
 def platform_fees(db):
-    return ledger.replay(db).get(ledger.PLATFORM_FEES, {})
+    return reconciliation.replay(db).get(PLATFORM_FEES, {})
 
 
 @pytest.fixture
@@ -256,11 +257,11 @@ def test_a_dispute_needs_a_reason(api, db, parties, body):
     assert act(api, "dispute", escrow_id, client, body=body).status_code == 422
 
 
-def test_the_same_task_delivered_five_times_releases_once(api, db, parties):
+def test_the_same_task_delivered_five_times_releases_once(api, db, parties, monkeypatch):
     client, freelancer = parties
     fund(api, client, {"GPC": 1})
+    monkeypatch.setenv("ESCROW_AUTO_RELEASE_SECONDS", "0")  # due as soon as it is locked
     escrow_id = job_payment(api, client, freelancer, 100 * QAR).get_json()["id"]
-    db.collection("escrows").document(escrow_id).update({"auto_release_at": ledger.now_utc() - timedelta(seconds=1)})
     outcomes = [
         api.call("escrow_auto_release", "POST", headers=SERVICE_HEADERS, body={"escrow_id": escrow_id}).get_json()["outcome"]
         for _ in range(5)
@@ -283,11 +284,11 @@ def test_a_task_before_its_time_or_after_a_manual_release_does_nothing(api, db, 
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-Local-Service-Secret": "guess"}, {"Authorization": "Bearer x"}])
-def test_the_task_target_refuses_callers_without_the_tasks_credentials(api, db, parties, headers):
+def test_the_task_target_refuses_callers_without_the_tasks_credentials(api, db, parties, headers, monkeypatch):
     client, freelancer = parties
     fund(api, client, {"GPC": 1})
+    monkeypatch.setenv("ESCROW_AUTO_RELEASE_SECONDS", "0")
     escrow_id = job_payment(api, client, freelancer, 100 * QAR).get_json()["id"]
-    db.collection("escrows").document(escrow_id).update({"auto_release_at": ledger.now_utc()})
     response = api.call("escrow_auto_release", "POST", headers=headers, body={"escrow_id": escrow_id})
     assert response.status_code == 401
     user = api.call("escrow_auto_release", "POST", uid=client, body={"escrow_id": escrow_id})
@@ -295,12 +296,12 @@ def test_the_task_target_refuses_callers_without_the_tasks_credentials(api, db, 
     assert db.collection("escrows").document(escrow_id).get().get("status") == "locked"
 
 
-def test_the_sweeper_releases_an_overdue_escrow_whose_task_was_lost(api, db, parties):
+def test_the_sweeper_releases_an_overdue_escrow_whose_task_was_lost(api, db, parties, monkeypatch):
     client, freelancer = parties
     fund(api, client, {"GPC": 2})
-    overdue = job_payment(api, client, freelancer, 100 * QAR).get_json()["id"]
     job_payment(api, client, freelancer, 100 * QAR)
-    db.collection("escrows").document(overdue).update({"auto_release_at": ledger.now_utc() - timedelta(minutes=1)})
+    monkeypatch.setenv("ESCROW_AUTO_RELEASE_SECONDS", "0")
+    overdue = job_payment(api, client, freelancer, 100 * QAR).get_json()["id"]
     swept = api.call("escrows_sweep", "POST", headers=SERVICE_HEADERS)
     assert (swept.status_code, swept.get_json()) == (200, {"released": 1})
     assert db.collection("escrows").document(overdue).get().get("status") == "released"

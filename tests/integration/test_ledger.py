@@ -7,13 +7,14 @@ from datetime import timedelta
 
 import pytest
 
-from coins import catalog, errors, ledger
+from coins import catalog, config, errors, idempotency, ledger, postings, store
+from coins.domain import Account, EntryType
 from tests.money import fresh_id, snapshot_all
 
 
 def issue_plan(uid, coins, refs=None):
     def operation(reader):
-        entry = ledger.Entry("admin_adjust", ledger.issue(uid, coins), refs=refs or {})
+        entry = postings.Entry(EntryType.ADMIN_ADJUST, postings.issue(uid, coins), refs=refs or {})
         return ledger.Plan(entry=entry, respond=lambda o: ledger.Response(200, {"entry_id": o.entry_id}))
 
     return operation
@@ -28,10 +29,10 @@ def spend_all_plan(payer, payee):
         selection = catalog.select(coins, amount) if amount else None
         if selection is None:
             raise errors.InsufficientFunds(shortfall_dirhams=500)
-        postings = tuple(
-            ledger.Posting(s, c, ledger.user_account(payer), ledger.user_account(payee)) for s, c in selection.pay.items()
+        moved = tuple(
+            postings.Posting(s, c, Account.user(payer), Account.user(payee)) for s, c in selection.pay.items()
         )
-        return ledger.Plan(entry=ledger.Entry("escrow_lock", postings), respond=lambda o: ledger.Response(201, {}))
+        return ledger.Plan(entry=postings.Entry(EntryType.ESCROW_LOCK, moved), respond=lambda o: ledger.Response(201, {}))
 
     return operation
 
@@ -70,8 +71,8 @@ def test_a_posting_that_would_overdraw_a_wallet_is_refused_and_changes_nothing(d
     before = snapshot_all(db)
 
     def overdraw(reader):
-        postings = (ledger.Posting("GPC", 1, ledger.user_account(alice), ledger.user_account(bob)),)
-        return ledger.Plan(entry=ledger.Entry("escrow_lock", postings), respond=lambda o: ledger.Response(200, {}))
+        moved = (postings.Posting("GPC", 1, Account.user(alice), Account.user(bob)),)
+        return ledger.Plan(entry=postings.Entry(EntryType.ESCROW_LOCK, moved), respond=lambda o: ledger.Response(200, {}))
 
     with pytest.raises(errors.InsufficientFunds) as refused:
         ledger.execute(db, overdraw, idempotency=None, actor=alice)
@@ -81,7 +82,7 @@ def test_a_posting_that_would_overdraw_a_wallet_is_refused_and_changes_nothing(d
 
 def test_an_unbalanced_or_empty_entry_is_a_programming_error(db):
     def empty(reader):
-        return ledger.Plan(entry=ledger.Entry("admin_adjust", ()), respond=lambda o: ledger.Response(200, {}))
+        return ledger.Plan(entry=postings.Entry(EntryType.ADMIN_ADJUST, ()), respond=lambda o: ledger.Response(200, {}))
 
     with pytest.raises(AssertionError):
         ledger.execute(db, empty, idempotency=None, actor="admin")
@@ -127,16 +128,8 @@ def test_a_refusal_is_stored_and_replayed_even_after_the_balance_changes(db):
 
 def test_a_record_being_worked_on_answers_request_in_progress(db):
     key = ledger.Idempotency.of("a", "slow", "op", {})
-    # What a two-phase operation (work around a gateway call) leaves while it runs.
-    now = ledger.now_utc()
-    claim = {
-        "fingerprint": key.fingerprint,
-        "state": "in_progress",
-        "owner": "another-request",
-        "locked_until": now + timedelta(seconds=60),
-        "expires_at": now + timedelta(hours=24),
-    }
-    db.collection("idempotency").document(key.document_id).set(claim)
+    # Another request holds the key (a two-phase operation around a gateway call, say).
+    assert isinstance(idempotency.claim(db, key, ledger.now_utc()), idempotency.Claim)
     with pytest.raises(errors.RequestInProgress):
         ledger.execute(db, issue_plan(fresh_id(), {"GBC": 1}), idempotency=key, actor="a")
     assert len(list(db.collection("ledger").stream())) == 0
@@ -145,40 +138,34 @@ def test_a_record_being_worked_on_answers_request_in_progress(db):
 def test_a_crashed_requests_claim_is_taken_over_once_its_lease_runs_out(db):
     alice = fresh_id()
     key = ledger.Idempotency.of("a", "crashed", "op", {})
-    now = ledger.now_utc()
-    db.collection("idempotency").document(key.document_id).set(
-        {
-            "fingerprint": key.fingerprint,
-            "state": "in_progress",
-            "owner": "a-request-that-died",
-            "locked_until": now - timedelta(seconds=1),
-            "expires_at": now + timedelta(hours=24),
-        }
-    )
+    # A request that claimed the key a lease ago and died.
+    lease = timedelta(seconds=config.IDEMPOTENCY_LEASE_SECONDS + 1)
+    idempotency.claim(db, key, ledger.now_utc() - lease)
     response = ledger.execute(db, issue_plan(alice, {"GBC": 1}), idempotency=key, actor="a")
     assert response.status == 200
     assert db.collection("wallets").document(alice).get().get("coins") == {"GBC": 1}
-    record = db.collection("idempotency").document(key.document_id).get().to_dict()
-    assert record["state"] == "done"
+    assert db.get(key.doc)["state"] == "done"
 
 
 def test_a_request_whose_claim_was_taken_over_does_no_work(db):
     alice = fresh_id()
     key = ledger.Idempotency.of("a", "slow-one", "op", {})
     ticks = []
+    lease = timedelta(seconds=config.IDEMPOTENCY_LEASE_SECONDS + 1)
 
     def clock():
         # The first tick is the claim; before the work starts, the lease lapses and
         # another request with the same key takes the claim over.
         ticks.append(ledger.now_utc())
         if len(ticks) == 2:
-            db.collection("idempotency").document(key.document_id).update({"owner": "the-other-request"})
+            ticks.append(ticks[0] + lease)
+            assert isinstance(idempotency.claim(db, key, ticks[-1]), idempotency.Claim)
         return ticks[-1]
 
     with pytest.raises(errors.RequestInProgress):
         ledger.execute(db, issue_plan(alice, {"GBC": 1}), idempotency=key, actor="a", clock=clock)
     assert not db.collection("wallets").document(alice).get().exists
-    assert db.collection("idempotency").document(key.document_id).get().get("owner") == "the-other-request"
+    assert db.get(key.doc)["state"] == "in_progress", "the other request's claim stands"
 
 
 def test_a_failure_that_stored_nothing_releases_the_key_for_a_retry(db):
@@ -190,7 +177,7 @@ def test_a_failure_that_stored_nothing_releases_the_key_for_a_retry(db):
 
     with pytest.raises(errors.Unavailable):
         ledger.execute(db, broken, idempotency=key, actor="a")
-    assert not db.collection("idempotency").document(key.document_id).get().exists
+    assert db.get(key.doc) is None
     assert ledger.execute(db, issue_plan(alice, {"GBC": 1}), idempotency=key, actor="a").status == 200
 
 
@@ -199,7 +186,7 @@ def test_an_expired_record_no_longer_binds_its_key(db):
     key = ledger.Idempotency.of("a", "old", "op", {})
     past = ledger.now_utc() - timedelta(days=2)
     ledger.execute(db, issue_plan(alice, {"GBC": 1}), idempotency=key, actor="a", clock=lambda: past)
-    record = db.collection("idempotency").document(key.document_id).get().to_dict()
+    record = db.get(key.doc)
     assert record["expires_at"] - record["created_at"] >= timedelta(hours=24)
     ledger.execute(db, issue_plan(alice, {"GBC": 1}), idempotency=key, actor="a")
     assert db.collection("wallets").document(alice).get().get("coins") == {"GBC": 2}
@@ -249,27 +236,26 @@ def test_twenty_concurrent_calls_with_one_key_do_the_work_once(db):
 
 
 def test_the_business_document_changes_state_in_the_same_transaction_as_the_money(db):
-    alice = fresh_id()
-    purchase = db.collection("purchases").document(fresh_id("p"))
-    purchase.set({"user_id": alice, "status": "pending", "coins": {"GGC": 2}})
+    alice, purchase_id = fresh_id(), fresh_id("p")
+    db.set(store.purchase(purchase_id), {"id": purchase_id, "user_id": alice, "status": "pending", "coins": {"GGC": 2}})
 
     def pay(reader):
-        doc = reader.document(purchase)
+        doc = reader.purchase(purchase_id)
         if doc["status"] != "pending":
             raise errors.InvalidState(status=doc["status"])
-        entry = ledger.Entry("purchase_issue", ledger.issue(alice, doc["coins"]), refs={"purchase_id": purchase.id})
+        entry = postings.Entry(EntryType.PURCHASE_ISSUE, postings.issue(alice, doc["coins"]), refs={"purchase_id": purchase_id})
         return ledger.Plan(
             entry=entry,
-            documents={purchase: {"status": "paid", "entry_id": reader.entry_id}},
+            documents={store.purchase(purchase_id): {"status": "paid", "entry_id": reader.entry_id}},
             respond=lambda outcome: ledger.Response(200, {"entry_id": outcome.entry_id}),
         )
 
     first = ledger.execute(db, pay, idempotency=None, actor="webhook")
     with pytest.raises(errors.InvalidState):
         ledger.execute(db, pay, idempotency=None, actor="webhook")
-    assert purchase.get().to_dict() == {
-        "user_id": alice, "status": "paid", "coins": {"GGC": 2}, "entry_id": first.body["entry_id"],
+    assert db.get(store.purchase(purchase_id)) == {
+        "id": purchase_id, "user_id": alice, "status": "paid", "coins": {"GGC": 2}, "entry_id": first.body["entry_id"],
     }
     entry = db.collection("ledger").document(first.body["entry_id"]).get().to_dict()
-    assert entry["refs"] == {"purchase_id": purchase.id}
+    assert entry["refs"] == {"purchase_id": purchase_id}
     assert db.collection("wallets").document(alice).get().get("coins") == {"GGC": 2}

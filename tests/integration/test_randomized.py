@@ -43,10 +43,10 @@ def test_random_operations_conserve_every_coin(db, task_queue, seed):
     def finish():
         escrow_id = rng.choice(escrows)
         held = db.collection("escrows").document(escrow_id).get().to_dict()
-        status = rng.choice([escrow.RELEASED, escrow.REFUNDED])
-        party = held["client_id"] if status == escrow.RELEASED else held["freelancer_id"]
+        action = rng.choice([escrow.Action.RELEASE, escrow.Action.REFUND])
+        party = held["client_id"] if action is escrow.Action.RELEASE else held["freelancer_id"]
         caller = rng.choice([Caller(party), ADMIN])
-        escrow.finish(db, caller, escrow_id, status, idempotency=key(rng))
+        escrow.finish(db, caller, escrow_id, action, idempotency=key(rng))
 
     def dispute():
         held = db.collection("escrows").document(rng.choice(escrows)).get().to_dict()

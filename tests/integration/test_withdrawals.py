@@ -312,7 +312,9 @@ def test_every_admin_action_is_audited_in_its_transaction(api, db):
     actions = sorted(s.get("action") for s in db.collection("audit").stream())
     assert actions == ["adjust_balance", "kyc_set", "withdrawal_approved", "withdrawal_paid"]
     paid = [s.to_dict() for s in db.collection("audit").stream() if s.get("action") == "withdrawal_paid"][0]
-    assert (paid["before"], paid["after"], paid["reason"], paid["actor"]) == ({"status": "approved"}, {"status": "paid"}, "TRX-1", ADMIN)
+    # The transfer's reference is what the admin recorded, not a reason for the action.
+    assert (paid["before"], paid["after"], paid["reason"], paid["actor"]) == (
+        {"status": "approved"}, {"status": "paid", "payment_reference": "TRX-1"}, None, ADMIN)
 
 
 def apply_all_effects(db, task_queue):
@@ -352,6 +354,7 @@ def test_reconciliation_catches_a_purchase_paid_without_its_issue_entry(api, db,
     report = reconciliation.run(db)
     assert [p["kind"] for p in report["problems"]] == ["purchase_issues"]
     assert report["problems"][0]["issue_entries"] == 0
+    db.collection("purchases").document("p1").delete()  # for the check that follows every test
 
 
 def test_reconciliation_catches_a_withdrawal_without_its_hold(api, db, task_queue):

@@ -11,7 +11,8 @@ from google.api_core import exceptions
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from coins.tasks import SCHEDULE_AHEAD_MAX, CloudTasksScheduler, LocalTaskQueue
+from coins.tasks import SCHEDULE_AHEAD_MAX, CloudTasksScheduler
+from local.tasks import LocalTaskQueue
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 

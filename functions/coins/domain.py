@@ -1,0 +1,163 @@
+"""What the domain names: entry types, accounts, the statuses of business documents, and
+the rule for ids that come from outside. Pure: no I/O.
+
+Enums are `StrEnum`s, so a member is stored, logged and serialised as its value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class EntryType(StrEnum):
+    """The kinds of journal entry (`ledger/{id}.type`)."""
+
+    PURCHASE_ISSUE = "purchase_issue"
+    ESCROW_LOCK = "escrow_lock"
+    ESCROW_RELEASE = "escrow_release"
+    ESCROW_REFUND = "escrow_refund"
+    WITHDRAWAL_HOLD = "withdrawal_hold"
+    WITHDRAWAL_PAID = "withdrawal_paid"
+    WITHDRAWAL_REJECTED = "withdrawal_rejected"
+    ADMIN_ADJUST = "admin_adjust"
+
+
+class EscrowStatus(StrEnum):
+    LOCKED = "locked"
+    RELEASED = "released"
+    REFUNDED = "refunded"
+    DISPUTED = "disputed"
+
+
+class WithdrawalStatus(StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    PAID = "paid"
+    REJECTED = "rejected"
+
+
+class PurchaseStatus(StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class KycStatus(StrEnum):
+    NONE = "none"
+    PENDING = "pending"
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+
+
+class AccountKind(StrEnum):
+    USER = "user"  # user:{uid}, the coins of wallets/{uid}
+    ESCROW = "escrow"  # escrow:{id}, coins locked for a job, kept on escrows/{id}
+    WITHDRAWAL = "withdrawal"  # withdrawal:{id}, coins held for a cash-out, on withdrawals/{id}
+    TREASURY = "treasury"  # the issuer: the negative of everything outstanding
+    FEES = "platform"  # platform:fees, job fees earned
+
+
+# Holds keep their coins on their business document; the treasury and the fees are
+# derived from the ledger and are never documents.
+HOLD_KINDS = (AccountKind.ESCROW, AccountKind.WITHDRAWAL)
+
+
+@dataclass(frozen=True, order=True)
+class Account:
+    """A ledger account. Written as text in stored postings: `user:alice`,
+    `escrow:E1`, `withdrawal:W1`, `treasury`, `platform:fees`."""
+
+    kind: AccountKind
+    id: str = ""
+
+    @staticmethod
+    def user(uid: str) -> "Account":
+        return Account(AccountKind.USER, uid)
+
+    @staticmethod
+    def escrow(escrow_id: str) -> "Account":
+        return Account(AccountKind.ESCROW, escrow_id)
+
+    @staticmethod
+    def withdrawal(withdrawal_id: str) -> "Account":
+        return Account(AccountKind.WITHDRAWAL, withdrawal_id)
+
+    @staticmethod
+    def parse(text: str) -> "Account":
+        if text == "treasury":
+            return TREASURY
+        if text == "platform:fees":
+            return PLATFORM_FEES
+        kind, separator, account_id = text.partition(":")
+        if not separator or not account_id or kind not in (AccountKind.USER, *HOLD_KINDS):
+            raise ValueError(f"not an account: {text!r}")
+        return Account(AccountKind(kind), account_id)
+
+    def __str__(self) -> str:
+        if self.kind is AccountKind.TREASURY:
+            return "treasury"
+        if self.kind is AccountKind.FEES:
+            return "platform:fees"
+        return f"{self.kind}:{self.id}"
+
+    @property
+    def is_hold(self) -> bool:
+        return self.kind in HOLD_KINDS
+
+    @property
+    def vault_class(self) -> str:
+        """The aggregate the vault keeps this account's balance in."""
+        return {
+            AccountKind.USER: "users",
+            AccountKind.ESCROW: "escrow",
+            AccountKind.WITHDRAWAL: "withdrawal",
+            AccountKind.TREASURY: "treasury",
+            AccountKind.FEES: "platform_fees",
+        }[self.kind]
+
+
+TREASURY = Account(AccountKind.TREASURY)
+PLATFORM_FEES = Account(AccountKind.FEES, "fees")
+
+
+# Ids from outside (paths, bodies, token uids) become document ids. Firestore refuses
+# ids that are `.` or `..`, contain `/`, match `__.*__` (reserved) or exceed 1,500 bytes;
+# ours are also limited in length and alphabet, since every one of them is a Firebase
+# uid, a Firestore auto-id, or an id the app made.
+ID_LENGTH_MAX = 128
+_ID = re.compile(r"[A-Za-z0-9_\-]{1,%d}" % ID_LENGTH_MAX)
+_RESERVED = re.compile(r"__.*__", re.DOTALL)
+
+
+def is_valid_id(value: object) -> bool:
+    """Whether `value` may become a document id. The one check, applied at the door."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None and _RESERVED.fullmatch(value) is None
+
+
+def firestore_accepts_id(value: str) -> bool:
+    """Firestore's own rule for a document id (laxer than ours): for ids already stored
+    before ours was enforced, which the ledger trigger must not choke on."""
+    return (
+        0 < len(value.encode()) <= 1500
+        and "/" not in value
+        and value not in (".", "..")
+        and _RESERVED.fullmatch(value) is None
+    )
+
+
+def new_wallet(uid: str, now) -> dict:
+    """The document of a wallet that holds nothing yet."""
+    return {
+        "user_id": uid,
+        "coins": {},
+        "balance_dirhams": 0,
+        "held_dirhams": 0,
+        "kyc_status": KycStatus.NONE,
+        "stats": {},
+        "seq": 0,
+        "created_at": now,
+        "updated_at": now,
+    }

@@ -1,0 +1,416 @@
+"""The one door to Firestore. Every collection name and document path lives here, and so
+does the database they live in (one setting, `COINS_DATABASE`). Services name documents
+with `Doc` values (`store.escrow(id)`), read them through a `Reader` inside a
+transaction or a `Store` outside one, and hand back their writes keyed by `Doc`; none of
+them touches a Firestore client, reference or query.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterator, Mapping
+
+from . import errors
+
+# Collections of the coins database.
+WALLETS = "wallets"
+KYC_HISTORY = "kyc_history"  # wallets/{uid}/kyc_history/{id}
+LEDGER = "ledger"
+IDEMPOTENCY = "idempotency"
+ESCROWS = "escrows"
+ESCROW_JOBS = "escrow_jobs"  # one escrow per job: escrow_jobs/{job_id}
+WITHDRAWALS = "withdrawals"
+PRIVATE = "private"  # withdrawals/{id}/private/destination: the unmasked destination
+PURCHASES = "purchases"
+PURCHASE_EVENTS = "events"  # purchases/{id}/events/{event_id}
+AUDIT = "audit"
+RECONCILIATION = "reconciliation"
+EFFECTS = "ledger_effects"  # ledger_effects/{entry_id}: the trigger applied this entry
+EFFECT_FAILURES = "ledger_effect_failures"  # effects the trigger could not apply
+NOTIFICATIONS = "notifications"  # notifications/{uid}/items/{entry_id}
+VAULT = "vault"  # vault/summary/shards/{n}
+VAULT_DAILY = "vault_daily"  # vault_daily/{day}/shards/{n}
+SHARDS = "shards"
+
+# Firestore's auto-ids: 20 characters of this alphabet.
+_AUTO_ID_ALPHABET = string.ascii_letters + string.digits
+AUTO_ID_LENGTH = 20
+# Pages of a full scan (reconciliation, replay): memory stays flat however large the
+# collection grows, and a page stays well under Firestore's response limits.
+SCAN_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Doc:
+    """A document's path in the coins database, as segments: ("wallets", "alice")."""
+
+    path: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return self.path[-1]
+
+    @property
+    def collection(self) -> str:
+        return self.path[-2]
+
+    def __str__(self) -> str:
+        return "/".join(self.path)
+
+
+def new_id() -> str:
+    """A fresh document id, made as Firestore makes its auto-ids."""
+    return "".join(secrets.choice(_AUTO_ID_ALPHABET) for _ in range(AUTO_ID_LENGTH))
+
+
+def wallet(uid: str) -> Doc:
+    return Doc((WALLETS, uid))
+
+
+def kyc_change(uid: str, change_id: str) -> Doc:
+    return Doc((WALLETS, uid, KYC_HISTORY, change_id))
+
+
+def entry(entry_id: str) -> Doc:
+    return Doc((LEDGER, entry_id))
+
+
+def idempotency(record_id: str) -> Doc:
+    return Doc((IDEMPOTENCY, record_id))
+
+
+def escrow(escrow_id: str) -> Doc:
+    return Doc((ESCROWS, escrow_id))
+
+
+def escrow_job(job_id: str) -> Doc:
+    return Doc((ESCROW_JOBS, job_id))
+
+
+def withdrawal(withdrawal_id: str) -> Doc:
+    return Doc((WITHDRAWALS, withdrawal_id))
+
+
+def withdrawal_destination(withdrawal_id: str) -> Doc:
+    return Doc((WITHDRAWALS, withdrawal_id, PRIVATE, "destination"))
+
+
+def purchase(purchase_id: str) -> Doc:
+    return Doc((PURCHASES, purchase_id))
+
+
+def purchase_event(purchase_id: str, event_id: str) -> Doc:
+    return Doc((PURCHASES, purchase_id, PURCHASE_EVENTS, event_id))
+
+
+def audit(audit_id: str) -> Doc:
+    return Doc((AUDIT, audit_id))
+
+
+def reconciliation(day: str) -> Doc:
+    return Doc((RECONCILIATION, day))
+
+
+def effects_marker(entry_id: str) -> Doc:
+    return Doc((EFFECTS, entry_id))
+
+
+def effect_failure(entry_id: str) -> Doc:
+    return Doc((EFFECT_FAILURES, entry_id))
+
+
+def notification(uid: str, entry_id: str) -> Doc:
+    return Doc((NOTIFICATIONS, uid, "items", entry_id))
+
+
+def vault_shard(shard: int, day: str | None = None) -> Doc:
+    """A shard of the vault's totals (`day` None) or of one day's."""
+    parent = (VAULT_DAILY, day) if day else (VAULT, "summary")
+    return Doc((*parent, SHARDS, str(shard)))
+
+
+def account_document(account) -> Doc | None:
+    """The document that keeps an account's coins: a wallet or a hold's business
+    document; None for the derived accounts (treasury, platform fees)."""
+    from .domain import AccountKind
+
+    return {AccountKind.USER: wallet, AccountKind.ESCROW: escrow, AccountKind.WITHDRAWAL: withdrawal}.get(
+        account.kind, lambda _: None
+    )(account.id)
+
+
+@dataclass(frozen=True)
+class Increment:
+    """A blind numeric increment of one field (no read needed)."""
+
+    amount: int
+
+
+@dataclass(frozen=True)
+class Write:
+    data: Mapping[str, Any]
+    # Merge into the document (create it if missing) rather than replace it.
+    merge: bool = True
+
+
+class Contention(Exception):
+    """A transaction attempt aborted on a lock another one holds; retry it."""
+
+    def __init__(self, at: str, reason: str) -> None:
+        super().__init__(f"{at}: {reason}")
+        self.at = at
+        self.reason = reason
+
+
+class Refused(Exception):
+    """Firestore refused a write as invalid (an id or a value it does not accept)."""
+
+
+@dataclass(frozen=True)
+class Where:
+    """One filter of a query: (field, operator, value), in Firestore's operators."""
+
+    field: str
+    op: str
+    value: Any
+
+
+class Reader:
+    """The reads of one transaction attempt, in domain terms. Every document written in a
+    transaction is read through here first, so that all reads precede all writes."""
+
+    def __init__(self, store: "Store", transaction, now: datetime, entry_id: str) -> None:
+        self._store = store
+        self._transaction = transaction
+        self.now = now
+        # The id the journal entry will have, for business documents that refer to it.
+        self.entry_id = entry_id
+        self._read: dict[Doc, dict[str, Any] | None] = {}
+
+    def get(self, doc: Doc) -> dict[str, Any] | None:
+        """A document (None if missing), read once per attempt. Do not mutate."""
+        if doc not in self._read:
+            snapshot = self._store._ref(doc).get(transaction=self._transaction)
+            self._read[doc] = snapshot.to_dict() if snapshot.exists else None
+        return self._read[doc]
+
+    def wallet(self, uid: str) -> dict[str, Any]:
+        """The wallet (a new empty one if it does not exist yet). Do not mutate."""
+        from .domain import new_wallet
+
+        return self.get(wallet(uid)) or new_wallet(uid, self.now)
+
+    def escrow(self, escrow_id: str) -> dict[str, Any] | None:
+        return self.get(escrow(escrow_id))
+
+    def escrow_job(self, job_id: str) -> dict[str, Any] | None:
+        return self.get(escrow_job(job_id))
+
+    def withdrawal(self, withdrawal_id: str) -> dict[str, Any] | None:
+        return self.get(withdrawal(withdrawal_id))
+
+    def purchase(self, purchase_id: str) -> dict[str, Any] | None:
+        return self.get(purchase(purchase_id))
+
+    def account_coins(self, account) -> dict[str, int]:
+        """The coins an account document keeps (a wallet or a hold)."""
+        doc = account_document(account)
+        assert doc is not None, f"{account} is derived from the ledger, not kept on a document"
+        return dict((self.get(doc) or {}).get("coins", {}))
+
+
+class Store:
+    """The coins database. Made once per process by `clients.store()`."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    @staticmethod
+    def connect(project: str, database: str) -> "Store":
+        """The database of a project (the emulator's where FIRESTORE_EMULATOR_HOST is set)."""
+        from google.cloud import firestore
+
+        return Store(firestore.Client(project=project, database=database))
+
+    def _ref(self, doc: Doc):
+        return self.client.document(*doc.path)
+
+    # Single documents, outside transactions.
+
+    def get(self, doc: Doc) -> dict[str, Any] | None:
+        snapshot = self._ref(doc).get()
+        return snapshot.to_dict() if snapshot.exists else None
+
+    def get_versioned(self, doc: Doc) -> tuple[dict[str, Any] | None, Any]:
+        """A document and its version, for `delete_if_unchanged`."""
+        snapshot = self._ref(doc).get()
+        return (snapshot.to_dict(), snapshot.update_time) if snapshot.exists else (None, None)
+
+    def create(self, doc: Doc, data: Mapping[str, Any]) -> bool:
+        """Creates the document; False if it exists already."""
+        from google.api_core import exceptions
+
+        try:
+            self._ref(doc).create(_encode(data))
+            return True
+        except exceptions.Conflict:
+            return False
+
+    def set(self, doc: Doc, data: Mapping[str, Any], *, merge: bool = False) -> None:
+        self._ref(doc).set(_encode(data), merge=merge)
+
+    def delete_if_unchanged(self, doc: Doc, version) -> bool:
+        """Deletes the document unless it changed since `version` was read."""
+        from google.api_core import exceptions
+
+        try:
+            self._ref(doc).delete(option=self.client.write_option(last_update_time=version))
+            return True
+        except (exceptions.FailedPrecondition, exceptions.Conflict, exceptions.NotFound):
+            return False
+
+    # Transactions.
+
+    def attempt(
+        self,
+        work: Callable[[Reader], tuple[Mapping[Doc, Write], Any]],
+        *,
+        now: datetime,
+        entry_id: str,
+    ) -> Any:
+        """One attempt of one transaction: `work` reads through the Reader and returns the
+        writes and a result; the writes commit together or not at all. Raises Contention
+        when the attempt aborted on a lock (retrying is the caller's: see ledger.execute),
+        Refused when Firestore refused a write as invalid."""
+        from google.api_core import exceptions
+        from google.cloud import firestore
+
+        @firestore.transactional
+        def body(transaction):
+            writes, result = work(Reader(self, transaction, now, entry_id))
+            for doc, write in writes.items():
+                transaction.set(self._ref(doc), _encode(write.data), merge=write.merge)
+            return result
+
+        try:
+            return body(self.client.transaction(max_attempts=1))
+        except exceptions.InvalidArgument as error:
+            raise Refused(str(error)[:200]) from None
+        except exceptions.Aborted as error:
+            # A read waited too long for a lock another transaction holds.
+            raise Contention("read", str(error)[:120]) from None
+        except ValueError as error:
+            # A single-attempt commit that aborted is reported as ValueError from Aborted.
+            if not isinstance(error.__cause__, exceptions.Aborted):
+                raise
+            raise Contention("commit", str(error.__cause__)[:120]) from None
+
+    # Queries.
+
+    def query(
+        self,
+        collection: str,
+        where: tuple[Where, ...] = (),
+        *,
+        order_by: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Documents of a top-level collection matching every filter."""
+        query = self._query(collection, where)
+        if order_by is not None:
+            query = query.order_by(order_by)
+        if limit is not None:
+            query = query.limit(limit)
+        for snapshot in query.stream():
+            yield snapshot.to_dict()
+
+    def scan(self, collection: str) -> Iterator[dict[str, Any]]:
+        """Every document of a top-level collection, read in pages by id."""
+        query = self.client.collection(collection).order_by("__name__").limit(SCAN_PAGE_SIZE)
+        last = None
+        while True:
+            page = list((query.start_after(last) if last is not None else query).stream())
+            for snapshot in page:
+                yield snapshot.to_dict()
+            if len(page) < SCAN_PAGE_SIZE:
+                return
+            last = page[-1]
+
+    def vault_shards(self, day: str | None = None) -> Iterator[dict[str, Any]]:
+        parent = vault_shard(0, day).path[:-2]
+        for snapshot in self.client.document(*parent).collection(SHARDS).stream():
+            yield snapshot.to_dict()
+
+    def page(
+        self,
+        collection: str,
+        where: tuple[Where, ...],
+        *,
+        limit: int,
+        cursor: str | None,
+        owns: Callable[[Mapping[str, Any]], bool],
+        render: Callable[[dict[str, Any]], dict[str, Any]],
+        newest_first: bool = True,
+    ) -> dict[str, Any]:
+        """One page of a list, ordered by `created_at` (then id), as API.md's lists are.
+        The cursor is the id of the last document of the previous page; it must be a
+        document `owns` accepts, so that a cursor from someone else's list reveals nothing."""
+        direction = "DESCENDING" if newest_first else "ASCENDING"
+        query = self._query(collection, where).order_by("created_at", direction=direction).order_by("__name__", direction=direction)
+        if cursor is not None:
+            last = self.client.collection(collection).document(_decode_cursor(cursor)).get()
+            if not last.exists or not owns(last.to_dict()):
+                raise _bad_cursor()
+            query = query.start_after(last)
+        page = list(query.limit(limit + 1).stream())
+        items = [render(snapshot.to_dict()) for snapshot in page[:limit]]
+        next_cursor = _encode_cursor(page[limit - 1].id) if len(page) > limit else None
+        return {"items": items, "next_cursor": next_cursor}
+
+    def _query(self, collection: str, where: tuple[Where, ...]):
+        from google.cloud import firestore
+
+        query = self.client.collection(collection)
+        for condition in where:
+            query = query.where(filter=firestore.FieldFilter(condition.field, condition.op, condition.value))
+        return query
+
+
+def _encode(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Our values in Firestore's terms: an Increment becomes a server-side increment."""
+    if not any(isinstance(value, (Increment, dict)) for value in data.values()):
+        return dict(data)
+    from google.cloud import firestore
+
+    def encode(value):
+        if isinstance(value, Increment):
+            return firestore.Increment(value.amount)
+        if isinstance(value, dict):
+            return {key: encode(inner) for key, inner in value.items()}
+        return value
+
+    return {key: encode(value) for key, value in data.items()}
+
+
+def _bad_cursor() -> errors.ValidationFailed:
+    return errors.ValidationFailed(fields=[{"field": "cursor", "message": "unknown cursor"}])
+
+
+def _encode_cursor(document_id: str) -> str:
+    return base64.urlsafe_b64encode(document_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    from .domain import is_valid_id
+
+    try:
+        document_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        document_id = ""
+    if not is_valid_id(document_id):
+        raise _bad_cursor()
+    return document_id

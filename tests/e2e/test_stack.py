@@ -182,3 +182,64 @@ def test_a_missing_emulator_is_reported_with_how_to_get_it():
     assert result.returncode == 2
     assert "java was not found" in result.stderr
     assert "google-cloud-cli-firestore-emulator" in result.stderr
+
+
+def emulator_is_gone(firestore_port: int) -> bool:
+    try:
+        requests.get(f"http://127.0.0.1:{firestore_port}/", timeout=1)
+        return False
+    except requests.ConnectionError:
+        pass
+    found = subprocess.run(["pgrep", "-f", f"--port={firestore_port}"], capture_output=True, text=True).stdout
+    return found.strip() == ""
+
+
+def start_loaded_stack():
+    """A stack with its own emulator, and four threads posting adjustments to it."""
+    import threading
+
+    port, firestore_port = free_port(), free_port()
+    process, _ = start_stack("--port", str(port), "--firestore-port", str(firestore_port), "--fatora-port", str(free_port()))
+    admin = {"Authorization": f"Bearer {mint('ops', admin=True)}"}
+    stop = threading.Event()
+    answered = []
+
+    def load(worker):
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                answered.append(requests.post(
+                    f"http://127.0.0.1:{port}/api/admin/coins/adjust-balance",
+                    json={"user_id": f"load{worker}", "coins": {"GBC": 1}, "reason": "load"},
+                    headers={**admin, "Idempotency-Key": f"load-{worker}-{n}"}, timeout=5,
+                ).status_code)
+            except requests.RequestException:
+                answered.append("gone")
+
+    threads = [threading.Thread(target=load, args=(w,), daemon=True) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: answered.count(200) >= 20, timeout_seconds=30)
+    return process, firestore_port, stop
+
+
+def test_a_stack_stopped_with_sigterm_under_load_leaves_no_emulator():
+    process, firestore_port, stop = start_loaded_stack()
+    try:
+        assert stop_stack(process) == 0
+        wait_for(lambda: emulator_is_gone(firestore_port), timeout_seconds=15)
+    finally:
+        stop.set()
+
+
+def test_a_stack_killed_with_sigkill_takes_its_emulator_with_it():
+    """SIGKILL leaves the stack no chance to stop anything: the emulator's watchdog sees
+    its parent die and ends the emulator's process group."""
+    process, firestore_port, stop = start_loaded_stack()
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        wait_for(lambda: emulator_is_gone(firestore_port), timeout_seconds=15)
+    finally:
+        stop.set()

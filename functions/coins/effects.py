@@ -23,7 +23,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from . import catalog, ledger, logs, postings, store
+from . import catalog, errors, ledger, logs, postings, store
 from .domain import TREASURY, EntryType, firestore_accepts_id
 from .store import Doc, Increment, Store
 
@@ -72,10 +72,11 @@ def apply(db: Store, scheduler, entry_id: str) -> bool:
     effects, failures = _effects(entry)
     try:
         applied = _commit(db, entry, effects, failures)
-    except store.Refused as refused:
+    except errors.Unstorable as refused:
         # A write Firestore refuses, which no check above foresaw: keep the vault (what
         # reconciliation compares) and record everything else as failed.
-        failures += [{"effect": effect.name, "reason": f"refused by Firestore: {refused}"} for effect in effects if effect.name != VAULT]
+        failures += [{"effect": effect.name, "reason": f"refused by Firestore: {refused.__cause__ or refused}"}
+                     for effect in effects if effect.name != VAULT]
         applied = _commit(db, entry, [effect for effect in effects if effect.name == VAULT], failures)
     if applied:
         logs.info("ledger effects applied", entry_id=entry_id, entry_type=entry.get("type"))

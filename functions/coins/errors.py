@@ -62,6 +62,12 @@ class InvalidState(CoinsError):
     status, code, message = 409, "invalid_state", "This cannot be done in the current state."
 
 
+class Unstorable(InvalidState):
+    """Firestore refused a write (an id stored before ids were checked at the door)."""
+
+    message = "This names something that cannot be stored; an admin has to resolve it."
+
+
 class WithdrawalPending(CoinsError):
     status, code, message = 409, "withdrawal_pending", "An open withdrawal already exists."
 

@@ -98,6 +98,9 @@ def execute(
         except store.Contention as contention:
             logs.info("transaction aborted", attempt=attempt, at=contention.at, reason=contention.reason)
             continue
+        except store.Refused as refused:
+            logs.error("firestore refused a write", actor=actor, reason=str(refused))
+            raise errors.Unstorable() from None
         if claim is not None:
             claim.settled = True
         if entry is not None:

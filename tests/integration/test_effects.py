@@ -5,9 +5,11 @@ entry naming user `__fuzz__` failed on every delivery, so its vault increment wa
 applied and reconciliation stayed "not ok" for good.)"""
 
 import json
+from datetime import timedelta
 
 from coins import effects, ledger, postings, reconciliation, store
 from coins.domain import Account, EntryType
+from tests import factories
 from tests.money import assert_vault_matches_ledger, fresh_id
 
 
@@ -19,7 +21,7 @@ def legacy_lock_naming(db, client, freelancer_id):
         moved = postings.transfer(Account.user(client), Account.escrow(escrow_id), {"GPC": 1})
         entry = postings.Entry(EntryType.ESCROW_LOCK, moved, refs={"escrow_id": escrow_id}, parties=(client, freelancer_id))
         escrow = {"id": escrow_id, "status": "locked", "client_id": client, "freelancer_id": freelancer_id,
-                  "amount_dirhams": 10_000, "auto_release_at": reader.now, "job_id": "j"}
+                  "amount_dirhams": 10_000, "fee_dirhams": 1_000, "auto_release_at": reader.now + timedelta(days=3), "job_id": "j"}
         return ledger.Plan(entry=entry, documents={store.escrow(escrow_id): escrow},
                            respond=lambda outcome: ledger.Response(201, {"entry_id": outcome.entry_id}))
 
@@ -27,10 +29,10 @@ def legacy_lock_naming(db, client, freelancer_id):
 
 
 def test_an_entry_naming_a_refused_id_applies_what_it_can_and_records_the_rest(api, db, task_queue, capsys):
-    client = fresh_id()
-    funded = api.adjust("fx-admin", client, {"GPC": 1}).get_json()["entry_id"]
+    client = factories.wallet(api, {"GPC": 1})
     entry_id = legacy_lock_naming(db, client, "__fuzz__")
-    assert effects.apply(db, task_queue, funded)
+    for earlier in [s.id for s in db.collection("ledger").stream() if s.id != entry_id]:
+        assert effects.apply(db, task_queue, earlier)
     capsys.readouterr()
 
     assert effects.apply(db, task_queue, entry_id) is True
@@ -64,3 +66,15 @@ def test_an_entry_with_malformed_data_is_recorded_not_retried_forever(api, db, t
     assert all(f["reason"].startswith("malformed entry: KeyError") for f in failure["failures"])
     assert_vault_matches_ledger(db)
     db.collection("ledger").document(entry_id).update({"users": {}})  # the wallet check after the test reads it
+
+
+def test_a_release_to_an_id_firestore_refuses_is_409_not_500(api, db, task_queue):
+    client = factories.wallet(api, {"GPC": 1})
+    entry_id = legacy_lock_naming(db, client, "__victim__")
+    escrow_id = db.get(store.entry(entry_id))["refs"]["escrow_id"]
+    from local.tokens import mint
+
+    headers = {"Authorization": f"Bearer {mint(client)}", "Idempotency-Key": fresh_id("k")}
+    release = api.client("coins_escrow_release").post(f"/api/coins/escrow/{escrow_id}/release", headers=headers)
+    assert release.status_code == 409 and release.get_json()["error"]["code"] == "invalid_state"
+    assert db.get(store.escrow(escrow_id))["status"] == "locked"

@@ -14,6 +14,7 @@ from google.events.cloud.firestore import DocumentEventData
 from coins import catalog, effects, escrow, ledger, reconciliation
 from coins.domain import PLATFORM_FEES
 from tests.conftest import SERVICE_HEADERS
+from tests import factories
 from tests.money import assert_vault_matches_ledger, fresh_id, snapshot_all
 
 QAR = 100
@@ -21,7 +22,7 @@ ADMIN = "escrow-admin"
 
 
 def fund(api, uid, coins):
-    assert api.adjust(ADMIN, uid, coins).status_code == 200
+    factories.wallet(api, coins, uid=uid)
 
 
 def job_payment(api, client, freelancer, amount, job=None, key=None):

@@ -16,6 +16,10 @@ ADMIN = Caller("r-admin", admin=True)
 STEPS = 40
 
 
+class NothingToActOn(Exception):
+    """A step drew an operation on escrows or withdrawals before any existed."""
+
+
 def key(rng):
     return ledger.Idempotency.of("random", f"k{rng.random()}", "op", {})
 
@@ -41,6 +45,8 @@ def test_random_operations_conserve_every_coin(db, task_queue, seed):
         escrows.append(response.body["id"])
 
     def finish():
+        if not escrows:
+            raise NothingToActOn()
         escrow_id = rng.choice(escrows)
         held = db.collection("escrows").document(escrow_id).get().to_dict()
         action = rng.choice([escrow.Action.RELEASE, escrow.Action.REFUND])
@@ -49,6 +55,8 @@ def test_random_operations_conserve_every_coin(db, task_queue, seed):
         escrow.finish(db, caller, escrow_id, action, idempotency=key(rng))
 
     def dispute():
+        if not escrows:
+            raise NothingToActOn()
         held = db.collection("escrows").document(rng.choice(escrows)).get().to_dict()
         escrow.dispute(db, Caller(held["client_id"]), held["id"], reason="random")
 
@@ -61,6 +69,8 @@ def test_random_operations_conserve_every_coin(db, task_queue, seed):
         open_withdrawals.append(response.body["id"])
 
     def admin_withdrawal():
+        if not open_withdrawals:
+            raise NothingToActOn()
         withdrawal_id = rng.choice(open_withdrawals)
         action = rng.choice([withdrawals.approve, withdrawals.pay, withdrawals.reject])
         extra = {withdrawals.approve: {"notes": None}, withdrawals.pay: {"payment_reference": "r"}, withdrawals.reject: {"reason": "r"}}
@@ -74,7 +84,7 @@ def test_random_operations_conserve_every_coin(db, task_queue, seed):
             outcome = operation.__name__
         except (errors.InsufficientFunds, errors.InvalidState, errors.WithdrawalPending, errors.Forbidden) as refused:
             outcome = f"{operation.__name__}: {refused.code}"
-        except IndexError:
+        except NothingToActOn:
             outcome = f"{operation.__name__}: nothing to act on"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         assert_conserved(db)

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from coins import effects, reconciliation
+from tests import factories
 from tests.money import fresh_id, snapshot_all
 
 QAR = 100
@@ -36,10 +37,7 @@ def _get(api, function, path, uid, admin=False, query=None):
 
 
 def verified_user(api, coins):
-    uid = fresh_id()
-    assert kyc(api, uid, "verified").status_code == 200
-    assert api.adjust(ADMIN, uid, coins).status_code == 200
-    return uid
+    return factories.wallet(api, coins, kyc="verified")
 
 
 def request(api, uid, body=None, key=None, **overrides):

@@ -3,7 +3,7 @@ clients) against the real emulator, beside the raw floor (a bare transaction wit
 same document reads and writes) in the same run; then N concurrent releases of N
 escrows of distinct clients, to show that the platform's fee account serializes nothing.
 
-    make bench-escrow     (or: .venv/bin/python -m bench.escrow [--iterations N])
+    make bench     (or: .venv/bin/python -m bench.escrow [--iterations N])
 """
 
 from __future__ import annotations

@@ -35,26 +35,29 @@ def main() -> None:
         configure_environment(emulator.address)
         from google.cloud import firestore
 
-        from coins import ledger
+        from coins import ledger, postings
+        from coins.domain import Account, EntryType
+        from coins.store import Store
 
         db = firestore.Client(project=PROJECT_ID)
+        coins_db = Store(db)
         counter = Counter()
         counter.install()
         alice, bob = "bench-alice", "bench-bob"
-        funding = ledger.Entry("admin_adjust", ledger.issue(alice, {"GBC": 10 * args.iterations}))
+        funding = postings.Entry(EntryType.ADMIN_ADJUST, postings.issue(alice, {"GBC": 10 * args.iterations}))
         with contextlib.redirect_stdout(io.StringIO()):
             ledger.execute(
-                db, lambda reader: ledger.Plan(funding, lambda o: ledger.Response(200, {})), idempotency=None, actor="bench"
+                coins_db, lambda reader: ledger.Plan(funding, lambda o: ledger.Response(200, {})), idempotency=None, actor="bench"
             )
 
         def posting(reader):
             reader.wallet(alice), reader.wallet(bob)
-            moved = (ledger.Posting("GBC", 1, ledger.user_account(alice), ledger.user_account(bob)),)
-            return ledger.Plan(ledger.Entry("escrow_lock", moved), lambda outcome: ledger.Response(201, {"id": outcome.entry_id}))
+            moved = (postings.Posting("GBC", 1, Account.user(alice), Account.user(bob)),)
+            return ledger.Plan(postings.Entry(EntryType.ESCROW_LOCK, moved), lambda outcome: ledger.Response(201, {"id": outcome.entry_id}))
 
         def ledger_posting():
             key = ledger.Idempotency.of(alice, uuid.uuid4().hex, "bench", {})
-            ledger.execute(db, posting, idempotency=key, actor=alice)
+            ledger.execute(coins_db, posting, idempotency=key, actor=alice)
 
         wallets = db.collection("raw_wallets")
         wallets.document(alice).set({"n": 10 * args.iterations})

@@ -25,7 +25,8 @@ BATCH = 500
 
 
 def write_history(db, start: int, count: int) -> None:
-    from coins import effects, ledger
+    from coins import ledger, store
+    from coins.domain import new_wallet
 
     now = ledger.now_utc()
     batch = db.batch()
@@ -48,9 +49,9 @@ def write_history(db, start: int, count: int) -> None:
     batch = db.batch()
     for w in range(WALLETS):
         coins = len(range(w, total, WALLETS))
-        batch.set(db.collection("wallets").document(f"u{w:04d}"), {**ledger.empty_wallet(f"u{w:04d}", now), "coins": {"GBC": coins}, "balance_dirhams": 500 * coins})
+        batch.set(db.collection("wallets").document(f"u{w:04d}"), {**new_wallet(f"u{w:04d}", now), "coins": {"GBC": coins}, "balance_dirhams": 500 * coins})
     batch.commit()
-    shard = db.collection(effects.VAULT_SUMMARY[0]).document(effects.VAULT_SUMMARY[1]).collection("shards").document("0")
+    shard = db.document(*store.vault_shard(0).path)
     shard.set({"entries": {"admin_adjust": total}, "balances": {"treasury": {"GBC": -total}, "users": {"GBC": total}}, "flows": {}})
 
 
@@ -64,6 +65,7 @@ def main() -> None:
         from google.cloud import firestore
 
         from coins import reconciliation
+        from coins.store import Store
 
         db = firestore.Client(project=PROJECT_ID)
         print(f"reconciliation against the Firestore emulator on 127.0.0.1 ({WALLETS} wallets)")
@@ -73,7 +75,7 @@ def main() -> None:
             write_history(db, written, size - written)
             written = size
             started = time.perf_counter()
-            report = reconciliation.run(db)
+            report = reconciliation.run(Store(db))
             elapsed = time.perf_counter() - started
             assert report["ok"], report["problems"][:3]
             assert report["checked"]["entries"] == size

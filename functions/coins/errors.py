@@ -84,10 +84,6 @@ class IdempotencyKeyReused(CoinsError):
     status, code, message = 422, "idempotency_key_reused", "This Idempotency-Key was used with another request."
 
 
-class RateLimited(CoinsError):
-    status, code, message = 429, "rate_limited", "Too many requests; slow down."
-
-
 class GatewayError(CoinsError):
     status, code, message = 502, "gateway_error", "The payment gateway failed."
 

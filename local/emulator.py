@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 
 PROJECT_ID = "demo-guild"
+# The databases the project uses: the app's and the coins' (config.COINS_DATABASE_DEFAULT).
+DATABASES = ("(default)", "guild-coins")
 WATCHDOG = Path(__file__).resolve().parent / "watchdog.py"
 # Measured start is about 1.5 s; a loaded CI machine gets twenty times that.
 START_TIMEOUT_SECONDS = 30.0
@@ -172,28 +174,31 @@ class FirestoreEmulator:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read()
 
-    def clear(self) -> None:
-        """Deletes every document; rules and trigger registrations survive. The emulator
-        refuses (409) while a transaction holds locks, so this waits a little for them."""
+    def clear(self, databases: tuple[str, ...] = DATABASES) -> None:
+        """Deletes every document of these databases; rules and trigger registrations
+        survive. The emulator refuses (409) while a transaction holds locks, so this
+        waits a little for them."""
         deadline = time.monotonic() + CLEAR_TIMEOUT_SECONDS
-        while True:
-            try:
-                self._request("DELETE", f"/emulator/v1/projects/{self.project_id}/databases/(default)/documents")
-                return
-            except urllib.error.HTTPError as error:
-                if error.code != 409 or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        for database in databases:
+            while True:
+                try:
+                    self._request("DELETE", f"/emulator/v1/projects/{self.project_id}/databases/{database}/documents")
+                    break
+                except urllib.error.HTTPError as error:
+                    if error.code != 409 or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
 
     def set_rules(self, source: str) -> None:
         body = {"rules": {"files": [{"name": "firestore.rules", "content": source}]}}
         self._request("PUT", f"/emulator/v1/projects/{self.project_id}:securityRules", body)
 
-    def register_trigger(self, trigger_id: str, event_type: str, document_pattern: str) -> None:
-        """Asks the emulator to deliver document events to the functions emulator address."""
+    def register_trigger(self, trigger_id: str, event_type: str, document_pattern: str, database: str) -> None:
+        """Asks the emulator to deliver document events of `database` to the functions
+        emulator address."""
         body = {
             "eventType": event_type,
-            "database": "(default)",
+            "database": database,
             "namespace": "(default)",
             "document": {"value": document_pattern, "matchType": "PATH_PATTERN"},
         }

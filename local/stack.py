@@ -70,7 +70,8 @@ def configure_tasks(functions_base_url: str):
     return queue
 
 
-LEDGER_TRIGGER = ("ledger_on_create", "google.cloud.firestore.document.v1.created", "ledger/{entryId}")
+# The document triggers of the coins database: (function, event type, document pattern).
+TRIGGERS = (("ledger_on_create", "google.cloud.firestore.document.v1.created", "ledger/{entryId}"),)
 
 
 def serve_functions(port: int = 0):
@@ -111,7 +112,10 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
         if emulator is not None:
             # The emulator delivers ledger events to this server (a running emulator
             # given with --firestore delivers wherever it was started to).
-            emulator.register_trigger(*LEDGER_TRIGGER)
+            from coins import config
+
+            for trigger in TRIGGERS:
+                emulator.register_trigger(*trigger, database=config.settings().coins_database)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         signal.signal(signal.SIGINT, lambda signum, frame: stop.set())

@@ -53,11 +53,18 @@ WITHDRAWAL_LARGE_DIRHAMS_DEFAULT = 10_000 * 100
 DISPUTE_REASON_LENGTH_MAX = 1000
 
 
+# The money lives in a named database of its own, never under the app's rules (DESIGN.md).
+COINS_DATABASE_DEFAULT = "guild-coins"
+
+
 @dataclass(frozen=True)
 class Settings:
     project_id: str
-    # The Firestore database that holds the money (every collection of `store`).
+    # The Firestore database that holds the money (every collection of `store`); the
+    # rules in firestore.rules name it too.
     coins_database: str
+    # The GUILD app's database (jobs, users, notifications), read and written by coins.app.
+    app_database: str
     # Set only where Firestore is the emulator (development and tests). Everything that
     # only the local stack may do (unsigned tokens, the local service secret) needs it.
     firestore_emulator_host: str | None
@@ -98,7 +105,8 @@ def _env(name: str) -> str | None:
 def settings() -> Settings:
     return Settings(
         project_id=_env("GOOGLE_CLOUD_PROJECT") or _env("GCLOUD_PROJECT") or "demo-guild",
-        coins_database=_env("COINS_DATABASE") or "(default)",
+        coins_database=_env("COINS_DATABASE") or COINS_DATABASE_DEFAULT,
+        app_database=_env("APP_DATABASE") or "(default)",
         firestore_emulator_host=_env("FIRESTORE_EMULATOR_HOST"),
         auth_emulator_host=_env("FIREBASE_AUTH_EMULATOR_HOST"),
         fatora_base_url=_env("FATORA_BASE_URL") or "https://api.fatora.io/v1",

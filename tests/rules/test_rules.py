@@ -1,6 +1,10 @@
 """firestore.rules on the real emulator, called over its REST API as an end user with the
-emulator's unsigned ID tokens (no Node needed). Clients read their own wallet and ledger
-entries and nothing else; no client writes anything."""
+emulator's unsigned ID tokens (no Node needed). In the coins database clients read their
+own wallet and ledger entries and nothing else, and no client writes anything; in the
+app's `(default)` database our rules grant nothing at all (the app's rules govern it)."""
+
+import json
+import re
 
 import pytest
 import requests
@@ -9,6 +13,7 @@ from local.emulator import PROJECT_ID
 from local.tokens import mint
 
 ALICE, BOB = "alice", "bob"
+COINS = "guild-coins"
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +27,6 @@ def seeded(emulator, db):
     db.collection("purchases").document("purchase-alice").set({"id": "purchase-alice", "user_id": ALICE, "status": "paid"})
     db.collection("purchases").document("purchase-alice").collection("events").document("e1").set({"outcome": "paid"})
     db.collection("escrows").document("escrow-1").set({"id": "escrow-1", "client_id": ALICE, "freelancer_id": BOB, "status": "locked"})
-    db.collection("notifications").document(ALICE).collection("items").document("n1").set({"type": "escrow_lock"})
     db.collection("vault").document("summary").collection("shards").document("0").set({"entries": {}})
     db.collection("withdrawals").document("w1").set({"id": "w1", "user_id": ALICE, "destination_masked": {"iban": "•••• DEFG"}})
     db.collection("withdrawals").document("w1").collection("private").document("destination").set({"iban": "QA58DOHB00001234567890ABCDEFG"})
@@ -33,7 +37,11 @@ def seeded(emulator, db):
 
 @pytest.fixture
 def rest(emulator):
-    base = f"{emulator.url}/v1/projects/{PROJECT_ID}/databases/(default)/documents"
+    return rest_on(emulator, COINS)
+
+
+def rest_on(emulator, database):
+    base = f"{emulator.url}/v1/projects/{PROJECT_ID}/databases/{database}/documents"
 
     def call(method, path, uid=None, admin=False, json=None):
         headers = {"Authorization": f"Bearer {mint(uid, admin=admin)}"} if uid else {}
@@ -93,6 +101,10 @@ def test_a_user_cannot_list_all_wallets(rest):
         ("PATCH", "/purchases/p1", {"fields": {"user_id": {"stringValue": "alice"}}}),
         ("PATCH", "/escrows/e1", {"fields": {"client_id": {"stringValue": "alice"}}}),
         ("PATCH", "/withdrawals/w1", {"fields": {"user_id": {"stringValue": "alice"}}}),
+        ("PATCH", "/audit/a1", {"fields": {}}),
+        ("PATCH", "/vault/summary/shards/0", {"fields": {}}),
+        ("PATCH", "/escrow_jobs/j1", {"fields": {"escrow_id": {"stringValue": "x"}}}),
+        ("PATCH", "/ledger_effect_failures/e1", {"fields": {}}),
     ],
 )
 @pytest.mark.parametrize("admin", [False, True], ids=["user", "admin-claim"])
@@ -121,12 +133,6 @@ def test_the_client_and_the_freelancer_read_their_escrow_and_nobody_else(rest):
     assert rest("PATCH", "/escrows/escrow-1", uid=ALICE, json={"fields": {"status": {"stringValue": "released"}}}).status_code == 403
 
 
-def test_a_user_reads_their_own_notifications_only(rest):
-    assert rest("GET", "/notifications/alice/items/n1", uid=ALICE).status_code == 200
-    assert rest("GET", "/notifications/alice/items/n1", uid=BOB).status_code == 403
-    assert rest("PATCH", "/notifications/alice/items/n1", uid=ALICE, json={"fields": {}}).status_code == 403
-
-
 def test_the_vault_is_closed_to_clients(rest):
     assert rest("GET", "/vault/summary/shards/0", uid=ALICE, admin=True).status_code == 403
 
@@ -143,3 +149,32 @@ def test_only_admins_read_audit_and_reconciliation(rest, path):
     assert rest("GET", path, uid=ALICE).status_code == 403
     assert rest("GET", path).status_code == 403
     assert rest("PATCH", path, uid="ops", admin=True, json={"fields": {}}).status_code == 403
+
+
+def test_the_rules_name_the_database_firebase_json_deploys_them_to_and_the_code_uses():
+    from coins import config
+    from tests.conftest import ROOT
+
+    rules = (ROOT / "firestore.rules").read_text()
+    assert re.findall(r"database == '([^']+)'", rules) == [COINS]
+    assert json.loads((ROOT / "firebase.json").read_text())["firestore"] == [
+        {"database": COINS, "rules": "firestore.rules", "indexes": "firestore.indexes.json"}]
+    assert config.COINS_DATABASE_DEFAULT == COINS
+
+
+@pytest.mark.parametrize("path", ["/wallets/alice", "/ledger/entry-alice", "/purchases/purchase-alice", "/escrows/escrow-1",
+                                  "/withdrawals/w1", "/audit/a1"])
+def test_our_rules_grant_nothing_in_the_apps_database(emulator, path):
+    """The same documents in `(default)`: what the coins database lets their owners and
+    admins read, our rules do not let anyone read or write there."""
+    from google.cloud import firestore
+
+    app = firestore.Client(project=PROJECT_ID, database="(default)")
+    source = rest_on(emulator, COINS)
+    document = app.document(path.lstrip("/"))
+    document.set({"id": path.rsplit("/", 1)[1], "user_id": ALICE, "client_id": ALICE, "user_ids": [ALICE]})
+    default = rest_on(emulator, "(default)")
+    for uid, admin in ((ALICE, False), ("ops", True)):
+        assert default("GET", path, uid=uid, admin=admin).status_code == 403
+        assert default("PATCH", path, uid=uid, admin=admin, json={"fields": {}}).status_code == 403
+    assert source("GET", "/wallets/alice", uid=ALICE).status_code == 200, "while the coins database still answers"

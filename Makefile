@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test token bench clean
+.PHONY: dev test token job bench clean
 
 $(STAMP): requirements.txt functions/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 token: $(STAMP)
 	@test -n "$(uid)" || { echo "usage: make token uid=alice [admin=1]" >&2; exit 2; }
 	@$(PY) -m local.tokens "$(uid)" $(if $(admin),--admin)
+
+job: $(STAMP)
+	@test -n "$(id)" -a -n "$(client)" || { echo "usage: make job id=job-1 client=alice [freelancer=bob]" >&2; exit 2; }
+	@$(PY) -m local.jobs "$(id)" "$(client)" $(freelancer)
 
 bench: $(STAMP)
 	$(PY) -m bench.ledger

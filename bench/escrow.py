@@ -82,6 +82,15 @@ def measure(name, samples):
     return f"{name:34}{statistics.median(samples):>10.2f}{percentile(samples, 0.95):>10.2f}"
 
 
+def seed_job(app, job_id: str, client: str, freelancer: str) -> None:
+    """The app's job that the client pays (a job payment reads it first)."""
+    from datetime import datetime, timezone
+
+    from local.jobs import job_document
+
+    app.collection("jobs").document(job_id).set(job_document(job_id, client, freelancer, datetime.now(timezone.utc)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=100)
@@ -91,7 +100,8 @@ def main() -> None:
         configure_environment(emulator.address)
         from google.cloud import firestore
 
-        db = firestore.Client(project=PROJECT_ID)
+        db = firestore.Client(project=PROJECT_ID, database="guild-coins")
+        app = firestore.Client(project=PROJECT_ID, database="(default)")
         counter = Counter()
         counter.install()
         logs = Logs()
@@ -102,6 +112,7 @@ def main() -> None:
             for i in range(n + 5):
                 client, freelancer = f"client{i}", f"freelancer{i}"
                 post(adjust, "/", "ops", {"user_id": client, "coins": {"GRC": 1}, "reason": "bench"}, admin=True)
+                seed_job(app, f"job{i}", client, freelancer)
                 counter.take()
                 started = time.perf_counter()
                 escrow = post(pay, "/", client, {"job_id": f"job{i}", "freelancer_id": freelancer, "amount_dirhams": 10_000})
@@ -129,6 +140,7 @@ def main() -> None:
                 for i in range(workers):
                     client, freelancer = f"c{workers}-{i}", f"f{workers}-{i}"
                     post(adjust, "/", "ops", {"user_id": client, "coins": {"GPC": 1}, "reason": "bench"}, admin=True)
+                    seed_job(app, f"cj{workers}-{i}", client, freelancer)
                     escrows.append((client, post(pay, "/", client, {"job_id": f"cj{workers}-{i}", "freelancer_id": freelancer, "amount_dirhams": 10_000})["id"]))
                 clients = [client_for("coins_escrow_release") for _ in range(workers)]
                 barrier = threading.Barrier(workers + 1)

@@ -91,6 +91,7 @@ def coins_job_payment(call: Call):
     body = call.body
     return escrow.lock(
         call.db,
+        call.app_db,
         call.caller,
         job_id=body.job_id,
         freelancer_id=body.freelancer_id,

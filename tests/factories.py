@@ -25,9 +25,24 @@ def wallet(api, coins: dict[str, int] | None = None, *, uid: str | None = None, 
     return uid
 
 
+def job(client: str, freelancer: str | None = None, *, job_id: str | None = None, **fields: Any) -> str:
+    """A job in the app's database as the app writes it (local/jobs.py); `fields`
+    replace or add app fields as they are."""
+    from datetime import datetime, timezone
+
+    from coins import clients
+    from local.jobs import job_document
+
+    job_id = job_id or fresh_id("job")
+    data = {**job_document(job_id, client, freelancer, datetime.now(timezone.utc)), **fields}
+    clients.app_db().client.collection("jobs").document(job_id).set(data)
+    return job_id
+
+
 def escrow(api, client: str, *, freelancer: str | None = None, amount_dirhams: int = 100 * QAR, **overrides: Any) -> dict[str, Any]:
-    """A locked escrow the client pays (the client must hold the amount)."""
-    body = {"job_id": fresh_id("job"), "freelancer_id": freelancer or fresh_id("free"), "amount_dirhams": amount_dirhams, **overrides}
+    """A locked escrow the client pays for a new job (the client must hold the amount)."""
+    freelancer = freelancer or fresh_id("free")
+    body = {"job_id": job(client, freelancer), "amount_dirhams": amount_dirhams, **overrides}
     response = api.call("coins_job_payment", "POST", uid=client, key=fresh_id("k"), body=body)
     assert response.status_code == 201, response.get_json()
     return response.get_json()

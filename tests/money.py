@@ -34,20 +34,24 @@ def assert_vault_matches_ledger(db) -> None:
 
 
 def snapshot_all(db) -> dict[str, dict[str, Any]]:
-    """Every document of every collection and subcollection, by path: a refused request
-    must leave all of them as they were."""
+    """Every document of every collection and subcollection of both databases (the
+    coins' by path, the app's as `app:path`): a refused request must leave all of them
+    as they were."""
+    from coins import clients
+
     state: dict[str, dict[str, Any]] = {}
 
-    def visit(collection) -> None:
+    def visit(collection, prefix: str) -> None:
         for ref in collection.list_documents():
             snapshot = ref.get()
             if snapshot.exists:
-                state[ref.path] = snapshot.to_dict()
+                state[prefix + ref.path] = snapshot.to_dict()
             for child in ref.collections():
-                visit(child)
+                visit(child, prefix)
 
-    for collection in db.collections():
-        visit(collection)
+    for client, prefix in ((db.client, ""), (clients.app_db().client, "app:")):
+        for collection in client.collections():
+            visit(collection, prefix)
     return state
 
 

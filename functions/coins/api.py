@@ -46,6 +46,11 @@ class Call:
         return clients.store()
 
     @property
+    def app_db(self):
+        """The GUILD app's database, behind its adapter (coins.app)."""
+        return clients.app_db()
+
+    @property
     def uid(self) -> str:
         assert self.caller is not None
         return self.caller.uid

@@ -1,5 +1,5 @@
 """The one place that creates clients, lazily, once per process: the coins database,
-the Firebase app that verifies ID tokens, the Fatora client, the timer service. Entry
+the app's database, the Firebase app that verifies ID tokens, the Fatora client, the timer service. Entry
 points (functions/main.py, through coins.api) take them from here and pass them to the
 services; tests pass their own.
 
@@ -23,6 +23,15 @@ def store():
 
     settings = config.settings()
     return Store.connect(settings.project_id, settings.coins_database)
+
+
+@functools.cache
+def app_db():
+    """The GUILD app's database (`APP_DATABASE`), behind its one adapter (coins.app)."""
+    from .app import AppDb
+
+    settings = config.settings()
+    return AppDb.connect(settings.project_id, settings.app_database)
 
 
 @functools.cache

@@ -50,6 +50,10 @@ class NotFound(CoinsError):
     status, code, message = 404, "not_found", "Not found."
 
 
+class JobNotFound(NotFound):
+    code, message = "job_not_found", "No such job in the GUILD app."
+
+
 class MethodNotAllowed(CoinsError):
     status, code, message = 405, "method_not_allowed", "This method is not allowed here."
 

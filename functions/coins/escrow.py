@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, Mapping
 
 from . import audit, catalog, config, errors, ledger, logs, postings, store
+from .app import AppDb, Job
 from .auth import Caller
 from .domain import PLATFORM_FEES, Account, EntryType, EscrowStatus
 from .store import Store, Where
@@ -132,17 +133,32 @@ def render(escrow: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def lock(
-    db: Store, client: Caller, *, job_id: str, freelancer_id: str, amount_dirhams: int, idempotency: ledger.Idempotency
+    db: Store,
+    app_db: AppDb,
+    client: Caller,
+    *,
+    job_id: str,
+    freelancer_id: str | None,
+    amount_dirhams: int,
+    idempotency: ledger.Idempotency,
 ) -> ledger.Response:
-    """The client pays a job: coins worth the amount move from the client's wallet to a
-    new escrow (with change from the treasury when no exact combination exists)."""
-    if freelancer_id == client.uid:
-        raise errors.ValidationFailed(fields=[{"field": "freelancer_id", "message": "a client cannot pay itself"}])
+    """The client pays the job's hired freelancer: coins worth the amount move from the
+    client's wallet to a new escrow (with change from the treasury when no exact
+    combination exists). The job is read from the app before the money transaction
+    (transactions do not span databases); what it refuses is answered, and stored under
+    the key, from inside the transaction like every other refusal."""
+    try:
+        freelancer = hired_freelancer(app_db.job(job_id), client, freelancer_id)
+        refusal = None
+    except errors.CoinsError as error:
+        freelancer, refusal = None, error
     escrow_id = store.new_id()
     hold = Account.escrow(escrow_id)
     delay = timedelta(seconds=config.settings().escrow_auto_release_seconds)
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
+        if refusal is not None:
+            raise refusal
         if reader.escrow_job(job_id) is not None:
             raise errors.InvalidState("This job already has an escrow.", job_id=job_id)
         wallet = reader.wallet(client.uid)
@@ -152,7 +168,7 @@ def lock(
             "status": LOCKED,
             "job_id": job_id,
             "client_id": client.uid,
-            "freelancer_id": freelancer_id,
+            "freelancer_id": freelancer,
             "amount_dirhams": amount_dirhams,
             "fee_dirhams": catalog.job_fee_dirhams(amount_dirhams),
             "auto_release_at": reader.now + delay,
@@ -160,7 +176,7 @@ def lock(
             "updated_at": reader.now,
         }
         entry = postings.Entry(
-            EntryType.ESCROW_LOCK, moved, refs={"escrow_id": escrow_id, "job_id": job_id}, parties=(client.uid, freelancer_id)
+            EntryType.ESCROW_LOCK, moved, refs={"escrow_id": escrow_id, "job_id": job_id}, parties=(client.uid, freelancer)
         )
         return ledger.Plan(
             entry=entry,
@@ -172,6 +188,20 @@ def lock(
         )
 
     return ledger.execute(db, operation, actor=client.uid, idempotency=idempotency)
+
+
+def hired_freelancer(job: Job, client: Caller, freelancer_id: str | None) -> str:
+    """Who the client pays for this job: 403 if the caller is not the job's client, 409
+    if nobody is hired yet, 422 if the body names someone else."""
+    if job.client_id != client.uid:
+        raise errors.Forbidden("Only the job's client can pay for it.", job_id=job.id)
+    if job.freelancer_id is None:
+        raise errors.InvalidState("This job has no hired freelancer yet.", job_id=job.id)
+    if freelancer_id is not None and freelancer_id != job.freelancer_id:
+        raise errors.ValidationFailed(fields=[{"field": "freelancer_id", "message": "is not the job's hired freelancer"}])
+    if job.freelancer_id == client.uid:
+        raise errors.InvalidState("The job's client is also its freelancer.", job_id=job.id)
+    return job.freelancer_id
 
 
 def get(db: Store, caller: Caller, escrow_id: str) -> dict[str, Any]:

@@ -128,8 +128,9 @@ class PurchasesPage(Page):
 
 class JobPayment(Body):
     job_id: DocumentId
-    freelancer_id: DocumentId
     amount_dirhams: AmountDirhams
+    # The job's hired freelancer; when given it must be that one (a check, not a choice).
+    freelancer_id: DocumentId | None = None
 
 
 class Dispute(Body):

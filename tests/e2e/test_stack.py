@@ -117,12 +117,15 @@ def test_a_person_can_buy_coins_through_the_sandbox_checkout(stack):
 def test_a_job_payment_auto_releases_by_itself_through_the_trigger_and_a_task():
     """The wiring: the emulator delivers the ledger event to the trigger, which schedules
     the timer; the local queue calls the auto-release target; the freelancer is paid."""
-    port = free_port()
+    port, firestore_port = free_port(), free_port()
     process, lines = start_stack(
-        "--port", str(port), "--firestore-port", str(free_port()), "--fatora-port", str(free_port()),
+        "--port", str(port), "--firestore-port", str(firestore_port), "--fatora-port", str(free_port()),
         env={"ESCROW_AUTO_RELEASE_SECONDS": "2"},
     )
     try:
+        # `make job id=job-e2e client=client-e2e freelancer=freelancer-e2e`, as the README does.
+        subprocess.run([sys.executable, "-m", "local.jobs", "job-e2e", "client-e2e", "freelancer-e2e",
+                        "--firestore", f"127.0.0.1:{firestore_port}"], cwd=ROOT, check=True, capture_output=True)
         base = f"http://127.0.0.1:{port}"
         admin = {"Authorization": f"Bearer {mint('ops', admin=True)}"}
         client = {"Authorization": f"Bearer {mint('client-e2e')}"}

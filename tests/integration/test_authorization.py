@@ -7,6 +7,7 @@ import pytest
 
 from local.tokens import mint
 from tests.conftest import SERVICE_HEADERS
+from tests import factories
 from tests.money import fresh_id
 
 OWNER, STRANGER, ADMIN, FREELANCER = "owner-user", "stranger-user", "admin-user", "freelancer-user"
@@ -28,7 +29,8 @@ MATRIX = [
     ("coins_fatora_webhook", "POST", None, {"order_id": "{purchase}"}, (401, 401, 401, 401, 401)),
     # Scheduler targets take only the scheduler (the local stack's secret here).
     ("purchases_reconcile", "POST", None, None, (401, 401, 401, 401, 401)),
-    ("coins_job_payment", "POST", None, {"job_id": "{job}", "freelancer_id": FREELANCER, "amount_dirhams": 500}, (401, 401, 409, 201, 409)),
+    # Only the job's client pays for it (the owner's job; an admin is not its client).
+    ("coins_job_payment", "POST", None, {"job_id": "{job}", "freelancer_id": FREELANCER, "amount_dirhams": 500}, (401, 401, 403, 201, 403)),
     ("coins_escrow_get", "GET", "/api/coins/escrow/{escrow}", None, (401, 401, 404, 200, 200)),
     # The owner is the client of the escrow: it may release, not refund.
     ("coins_escrow_release", "POST", "/api/coins/escrow/{escrow}/release", None, (401, 401, 404, 200, 200)),
@@ -60,7 +62,7 @@ def owners_things(api, fatora):
     api.adjust(ADMIN, OWNER, {"GPC": 1, "GSC": 1})
     locked = api.call(
         "coins_job_payment", "POST", uid=OWNER, key=fresh_id("k"),
-        body={"job_id": fresh_id("job"), "freelancer_id": FREELANCER, "amount_dirhams": 10_000},
+        body={"job_id": factories.job(OWNER, FREELANCER), "freelancer_id": FREELANCER, "amount_dirhams": 10_000},
     )
     assert locked.status_code == 201
     kyc = api.client("admin_kyc_set").post(
@@ -74,7 +76,7 @@ def owners_things(api, fatora):
     )
     assert withdrawal.status_code == 201
     return {
-        "purchase": response.get_json()["id"], "escrow": locked.get_json()["id"], "job": fresh_id("job"),
+        "purchase": response.get_json()["id"], "escrow": locked.get_json()["id"], "job": factories.job(OWNER, FREELANCER),
         "withdrawal": withdrawal.get_json()["id"], "owner": OWNER,
     }
 

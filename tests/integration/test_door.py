@@ -9,6 +9,7 @@ import pytest
 from local.tokens import mint
 from tests.conftest import SERVICE_HEADERS
 from tests.integration.test_authorization import MATRIX
+from tests import factories
 from tests.money import fresh_id, snapshot_all
 
 # Ids Firestore reserves or refuses, and ids outside ours.
@@ -40,10 +41,11 @@ def test_a_path_id_that_cannot_be_a_document_id_is_404_and_changes_nothing(api, 
 def test_a_job_payment_to_a_freelancer_id_firestore_refuses_is_422_and_pays_nothing(api, db, bad):
     client = fresh_id()
     api.adjust("door-admin", client, {"GPC": 1})
+    job = factories.job(client, fresh_id("free"))
     before = snapshot_all(db)
     response = api.call(
         "coins_job_payment", "POST", uid=client, key=fresh_id("k"),
-        body={"job_id": fresh_id("job"), "freelancer_id": bad, "amount_dirhams": 10_000},
+        body={"job_id": job, "freelancer_id": bad, "amount_dirhams": 10_000},
     )
     assert response.status_code == 422
     assert [f["field"] for f in envelope(response)["details"]["fields"]] == ["freelancer_id"]

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from coins import catalog, effects, errors, escrow, ledger, reconciliation, wallets, withdrawals
+from coins import catalog, clients, effects, errors, escrow, ledger, reconciliation, wallets, withdrawals
 from coins.auth import Caller
+from tests import factories
 from tests.money import assert_conserved, assert_vault_matches_ledger
 
 USERS = [f"r{i}" for i in range(4)]
@@ -40,7 +41,8 @@ def test_random_operations_conserve_every_coin(db, task_queue, seed):
     def pay():
         client, freelancer = rng.sample(USERS, 2)
         amount = rng.randint(1, 60) * catalog.GRID_DIRHAMS
-        response = escrow.lock(db, Caller(client), job_id=f"job{rng.random()}".replace(".", ""), freelancer_id=freelancer,
+        job_id = factories.job(client, freelancer)
+        response = escrow.lock(db, clients.app_db(), Caller(client), job_id=job_id, freelancer_id=None,
                                amount_dirhams=amount, idempotency=key(rng))
         escrows.append(response.body["id"])
 

@@ -3,7 +3,7 @@ then calls one function of the `coins` package; coins.api does the HTTP glue."""
 
 import functions_framework
 
-from coins import api, catalog, clients, effects, escrow, models, purchases, reconciliation, wallets, withdrawals
+from coins import api, catalog, clients, effects, escrow, models, notify, purchases, reconciliation, wallets, withdrawals
 from coins.api import Access, Call, endpoint
 
 # What the framework answers before any function runs (a path its router cannot match)
@@ -140,6 +140,12 @@ def escrows_sweep(call: Call):
 def ledger_on_create(cloud_event):
     """Eventarc: google.cloud.firestore.document.v1.created on ledger/{entryId}."""
     effects.handle_event(clients.store(), clients.scheduler, cloud_event.data)
+
+
+@functions_framework.cloud_event
+def outbox_on_create(cloud_event):
+    """Eventarc: google.cloud.firestore.document.v1.created on outbox/{eventId}."""
+    notify.handle_event(clients.store(), clients.app_db(), clients.push, cloud_event.data)
 
 
 @functions_framework.http

@@ -1,9 +1,9 @@
 """The local stack in the foreground: the Firestore emulator (with firestore.rules, and
-document events pointed at this server), the Fatora sandbox, and every function on one
-port.
+document events pointed at this server), the Fatora sandbox, the Expo push stand-in,
+and every function on one port.
 
     python -m local.stack [--port 5000] [--firestore-port 8080] [--fatora-port 5002]
-                          [--firestore HOST:PORT]
+                          [--expo-port 5003] [--firestore HOST:PORT]
 
 Prints the URLs, then `ready`. Ctrl-C or SIGTERM stops everything it started.
 """
@@ -54,6 +54,15 @@ def start_fatora_sandbox(functions_base_url: str, port: int = 0):
     return sandbox
 
 
+def start_expo_push(port: int = 0):
+    """Starts the Expo push stand-in and points the functions at it."""
+    from local.expo_push import ExpoPushStandIn
+
+    expo = ExpoPushStandIn().serve(port)
+    os.environ["EXPO_PUSH_URL"] = expo.url
+    return expo
+
+
 def configure_tasks(functions_base_url: str):
     """Escrow timers in development: the in-process queue in place of Cloud Tasks,
     delivering to this server with the stack's service secret. Returns the queue."""
@@ -71,7 +80,10 @@ def configure_tasks(functions_base_url: str):
 
 
 # The document triggers of the coins database: (function, event type, document pattern).
-TRIGGERS = (("ledger_on_create", "google.cloud.firestore.document.v1.created", "ledger/{entryId}"),)
+TRIGGERS = (
+    ("ledger_on_create", "google.cloud.firestore.document.v1.created", "ledger/{entryId}"),
+    ("outbox_on_create", "google.cloud.firestore.document.v1.created", "outbox/{eventId}"),
+)
 
 
 def serve_functions(port: int = 0):
@@ -89,7 +101,7 @@ def serve_functions(port: int = 0):
     return server
 
 
-def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_port: int) -> None:
+def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_port: int, expo_port: int) -> None:
     from local import gateway
 
     emulator = None
@@ -101,13 +113,16 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
             log_path=ROOT / ".firestore-emulator.log",
         ).start()
         firestore_address = emulator.address
-    sandbox = server = queue = None
+    sandbox = server = queue = expo = None
     try:
         configure_environment(firestore_address)
         base = f"http://127.0.0.1:{port}"
         os.environ["LOCAL_SERVICE_SECRET"] = secrets.token_urlsafe(24)
         queue = configure_tasks(base)
         sandbox = start_fatora_sandbox(base, fatora_port)
+        expo = start_expo_push(expo_port)
+        # Who hears about withdrawals, disputes and reviews on the local stack.
+        os.environ.setdefault("ADMIN_UIDS", "ops")
         server = serve_functions(port)
         if emulator is not None:
             # The emulator delivers ledger events to this server (a running emulator
@@ -121,6 +136,7 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
         signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
         print(f"Firestore emulator  http://{firestore_address}", flush=True)
         print(f"Fatora sandbox      {sandbox.base_url}  (webhooks to {base}{WEBHOOK_PATH})", flush=True)
+        print(f"Expo push stand-in  {expo.url}  (what was pushed: {expo.url}/_sent)", flush=True)
         print(f"Ledger trigger      ledger_on_create; escrow timers in-process, "
               f"auto-release after {os.environ.get('ESCROW_AUTO_RELEASE_SECONDS', '259200')} s", flush=True)
         for pattern, name in gateway.rewrites():
@@ -137,6 +153,8 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
             sandbox.stop()
         if queue is not None:
             queue.stop()
+        if expo is not None:
+            expo.stop()
         if emulator is not None:
             emulator.stop()
 
@@ -146,10 +164,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
     parser.add_argument("--firestore-port", type=int, default=int(os.environ.get("FIRESTORE_PORT", "8080")))
     parser.add_argument("--fatora-port", type=int, default=int(os.environ.get("FATORA_PORT", "5002")))
+    parser.add_argument("--expo-port", type=int, default=int(os.environ.get("EXPO_PORT", "5003")))
     parser.add_argument("--firestore", help="use a running emulator at HOST:PORT instead of starting one")
     args = parser.parse_args()
     try:
-        serve(args.port, args.firestore, args.firestore_port, args.fatora_port)
+        serve(args.port, args.firestore, args.firestore_port, args.fatora_port, args.expo_port)
     except EmulatorNotFound as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -26,7 +26,27 @@ def emulator():
         configure_environment(emu.address)
         # Scheduler and task targets take this in place of an OIDC token, as in the stack.
         os.environ["LOCAL_SERVICE_SECRET"] = LOCAL_SERVICE_SECRET
+        os.environ["ADMIN_UIDS"] = ",".join(ADMIN_UIDS)
         yield emu
+
+
+ADMIN_UIDS = ("ops-one", "ops-two")
+
+
+@pytest.fixture(scope="session")
+def expo_session(emulator):
+    from local.stack import start_expo_push
+
+    expo = start_expo_push()
+    yield expo
+    expo.stop()
+
+
+@pytest.fixture
+def expo(expo_session):
+    """The Expo push stand-in, emptied; the functions push to it."""
+    expo_session.reset()
+    return expo_session
 
 
 @pytest.fixture(scope="session")

@@ -131,3 +131,20 @@ def wait_for(condition, timeout_seconds: float = 15.0, interval_seconds: float =
             return result
         time.sleep(interval_seconds)
     raise AssertionError(f"condition not met within {timeout_seconds} s")
+
+
+def document_event(collection: str, document_id: str, database: str = "guild-coins"):
+    """The headers and body of the CloudEvent Eventarc sends when `collection/document_id`
+    is created in `database` (binary mode, a DocumentEventData protobuf)."""
+    from cloudevents.conversion import to_binary
+    from cloudevents.http import CloudEvent
+    from google.events.cloud.firestore import DocumentEventData
+
+    name = f"projects/demo-guild/databases/{database}/documents/{collection}/{document_id}"
+    event = CloudEvent(
+        {"type": "google.cloud.firestore.document.v1.created",
+         "source": f"//firestore.googleapis.com/projects/demo-guild/databases/{database}",
+         "subject": f"documents/{collection}/{document_id}"},
+        DocumentEventData.serialize(DocumentEventData(value={"name": name})),
+    )
+    return to_binary(event)

@@ -117,7 +117,7 @@ def parse_user(uid: str, data: Mapping[str, Any] | None) -> AppUser:
         if not isinstance(value, Mapping) or value.get("isActive") is False:
             continue
         token = value.get("token")
-        if isinstance(token, str) and token.startswith(("ExponentPushToken[", "ExpoPushToken[")):
+        if isinstance(token, str) and token.startswith("ExponentPushToken["):
             tokens.append(PushToken(token=token, field_path=path))
     return AppUser(uid=uid, language=language, push_tokens=tuple(tokens))
 

@@ -73,6 +73,14 @@ def _fatora(base_url: str, api_key: str):
     return FatoraClient(base_url, api_key)
 
 
+def push():
+    """Expo's push service for the current configuration."""
+    from .push import ExpoPush
+
+    settings = config.settings()
+    return ExpoPush(settings.expo_push_url, settings.expo_access_token)
+
+
 def install_scheduler(scheduler) -> None:
     """The local stack's timer service in place of Cloud Tasks (development only)."""
     global _installed_scheduler

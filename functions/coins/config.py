@@ -92,6 +92,15 @@ class Settings:
     tasks_queue: str
     escrow_auto_release_url: str | None
     tasks_service_account: str | None
+    # Who hears about what needs an operator (withdrawal requests, disputes, purchases in
+    # review, reconciliation problems): Firebase uids, comma-separated in ADMIN_UIDS.
+    admin_uids: tuple[str, ...]
+    # Deep links in notifications: `{app_link_base}coins/escrow/{id}`.
+    app_link_base: str
+    # Expo's push service (a stand-in on the local stack) and, where Expo's enhanced
+    # push security is on, its access token (a secret).
+    expo_push_url: str
+    expo_access_token: str | None
 
     @property
     def emulated(self) -> bool:
@@ -123,6 +132,10 @@ def settings() -> Settings:
         tasks_queue=_env("TASKS_QUEUE") or "escrow-auto-release",
         escrow_auto_release_url=_env("ESCROW_AUTO_RELEASE_URL"),
         tasks_service_account=_env("TASKS_SERVICE_ACCOUNT"),
+        admin_uids=tuple(uid.strip() for uid in (_env("ADMIN_UIDS") or "").split(",") if uid.strip()),
+        app_link_base=_env("APP_LINK_BASE") or "guild://",
+        expo_push_url=_env("EXPO_PUSH_URL") or "https://exp.host",
+        expo_access_token=_env("EXPO_ACCESS_TOKEN"),
     )
 # How long a request may hold its idempotency key before another request with the same
 # key may take over: longer than any request runs (Cloud Functions' default timeout is 60 s).

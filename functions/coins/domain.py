@@ -24,6 +24,24 @@ class EntryType(StrEnum):
     ADMIN_ADJUST = "admin_adjust"
 
 
+class EventKind(StrEnum):
+    """What happened, as the outbox (`outbox/{id}`) records it for the people concerned."""
+
+    COINS_ISSUED = "coins_issued"
+    PURCHASE_FAILED = "purchase_failed"
+    PURCHASE_IN_REVIEW = "purchase_in_review"
+    BALANCE_ADJUSTED = "balance_adjusted"
+    ESCROW_FUNDED = "escrow_funded"
+    ESCROW_RELEASED = "escrow_released"
+    ESCROW_REFUNDED = "escrow_refunded"
+    ESCROW_DISPUTED = "escrow_disputed"
+    WITHDRAWAL_REQUESTED = "withdrawal_requested"
+    WITHDRAWAL_APPROVED = "withdrawal_approved"
+    WITHDRAWAL_PAID = "withdrawal_paid"
+    WITHDRAWAL_REJECTED = "withdrawal_rejected"
+    RECONCILIATION_PROBLEM = "reconciliation_problem"
+
+
 class EscrowStatus(StrEnum):
     LOCKED = "locked"
     RELEASED = "released"

@@ -1,15 +1,16 @@
 """What may lag behind a ledger entry, applied by the `ledger/{entryId}` created trigger:
-notifications, wallet statistics, the vault's aggregates, and the escrow timers.
+wallet statistics, the vault's aggregates, and the escrow timers. (What people hear
+about an entry is the outbox's: coins.notify.)
 
 Events are delivered at least once. The Firestore effects are written in one transaction
 together with a marker `ledger_effects/{entryId}`, so a redelivered event changes
 nothing. Timers are set before that transaction and are idempotent themselves (a task
 named after its escrow). A transient failure raises, so that Eventarc delivers again.
 
-An effect that can never be applied (an entry naming a user id Firestore refuses, say)
-must not fail the event forever, nor be lost: the others are applied, the marker is
-written, and the failure is kept on `ledger_effect_failures/{entryId}` with its reason,
-logged as an ERROR and named by reconciliation.
+An effect that can never be applied (an entry with malformed data, or naming an id
+Firestore refuses) must not fail the event forever, nor be lost: the others are
+applied, the marker is written, and the failure is kept on `effect_failures/{entryId}`
+with its reason, logged as an ERROR and named by reconciliation.
 
 The vault's documents are hot (every entry touches them), so they are sharded: each
 entry adds to one of VAULT_SHARDS shard documents, chosen by its id, and readers sum the
@@ -50,14 +51,6 @@ def class_balances(balances: postings.Balances) -> dict[str, dict[str, int]]:
         for tier, count in tiers.items():
             merged[tier] = merged.get(tier, 0) + count
     return {name: catalog.normalize(tiers) for name, tiers in classes.items()}
-
-
-def entry_id_of(document_name: str) -> str:
-    """`projects/P/databases/(default)/documents/ledger/ID` -> `ID`."""
-    collection, _, entry_id = document_name.rpartition("/")
-    if not collection.endswith("/" + store.LEDGER) and collection != store.LEDGER:
-        raise ValueError(f"not a ledger entry: {document_name}")
-    return entry_id
 
 
 def apply(db: Store, scheduler, entry_id: str) -> bool:
@@ -101,7 +94,7 @@ def _commit(db: Store, entry: Mapping[str, Any], effects: list[Effect], failures
                              "failed": [failure["effect"] for failure in failures]}
         if failures:
             documents[store.effect_failure(entry_id)] = {
-                "entry_id": entry_id, "type": entry.get("type"), "failures": failures, "at": reader.now,
+                "source": "ledger", "id": entry_id, "type": entry.get("type"), "failures": failures, "at": reader.now,
             }
         return ledger.Plan(entry=None, documents=documents, respond=lambda outcome: ledger.Response(200, {"applied": True}))
 
@@ -121,8 +114,6 @@ def _effects(entry: Mapping[str, Any]) -> tuple[list[Effect], list[dict[str, str
     """Every Firestore effect of an entry, as blind merges, and the effects that cannot
     be applied, with why. Pure given the entry."""
     builders: list[tuple[str, Callable[[], Mapping[Doc, Mapping[str, Any]]]]] = [(VAULT, lambda: _vault_writes(entry))]
-    for uid in entry.get("parties", entry.get("user_ids", [])):
-        builders.append((f"notification:{uid}", lambda uid=uid: _notification(entry, uid)))
     for uid in entry.get("users", {}):
         builders.append((f"stats:{uid}", lambda uid=uid: _stats(entry, uid)))
     effects, failures = [], []
@@ -138,20 +129,6 @@ def _effects(entry: Mapping[str, Any]) -> tuple[list[Effect], list[dict[str, str
         else:
             effects.append(Effect(name, writes))
     return effects, failures
-
-
-def _notification(entry: Mapping[str, Any], uid: str) -> dict[Doc, dict[str, Any]]:
-    mine = entry.get("users", {}).get(uid)
-    return {
-        store.notification(uid, entry["id"]): {
-            "entry_id": entry["id"],
-            "type": entry["type"],
-            "amount_dirhams": mine["amount_dirhams"] if mine else 0,
-            "refs": entry.get("refs", {}),
-            "read": False,
-            "created_at": entry["created_at"],
-        }
-    }
 
 
 def _stats(entry: Mapping[str, Any], uid: str) -> dict[Doc, dict[str, Any]]:
@@ -201,8 +178,7 @@ def handle_event(db: Store, scheduler_factory, data: bytes) -> bool:
     from google.events.cloud.firestore import DocumentEventData
 
     try:
-        name = DocumentEventData.deserialize(data).value.name
-        entry_id = entry_id_of(name)
+        entry_id = store.id_in(DocumentEventData.deserialize(data).value.name, store.LEDGER)
     except Exception as error:  # noqa: BLE001 - a malformed event is dropped, loudly
         logs.error("ledger trigger got an event it cannot read", error=type(error).__name__)
         return False

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from . import audit, catalog, config, errors, ledger, logs, postings, store
 from .app import AppDb, Job
 from .auth import Caller
-from .domain import PLATFORM_FEES, Account, EntryType, EscrowStatus
+from .domain import PLATFORM_FEES, Account, EntryType, EscrowStatus, EventKind
 from .store import Store, Where
 from .times import moment
 
@@ -113,6 +113,11 @@ def transition(actor: Actor, escrow: Mapping[str, Any], action: Action) -> Trans
     raise errors.InvalidState(f"The escrow is {status}; it cannot be {action}d now.", status=status)
 
 
+def facts(escrow: Mapping[str, Any]) -> dict[str, Any]:
+    """What an escrow event tells (coins.notices turns it into words)."""
+    return {"escrow_id": escrow["id"], **{key: escrow[key] for key in ("job_id", "client_id", "freelancer_id", "amount_dirhams")}}
+
+
 def render(escrow: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": escrow["id"],
@@ -184,6 +189,7 @@ def lock(
                 store.escrow(escrow_id): escrow,
                 store.escrow_job(job_id): {"escrow_id": escrow_id, "client_id": client.uid, "created_at": reader.now},
             },
+            events=(ledger.Event(EventKind.ESCROW_FUNDED, facts(escrow)),),
             respond=lambda outcome: ledger.Response(201, render({**escrow, "coins": postings.received(moved, hold)})),
         )
 
@@ -281,9 +287,14 @@ def _finish(
             memo={"from_status": escrow["status"]},
             parties=(client.id, freelancer.id),
         )
+        told = facts(escrow)
+        if row.to is RELEASED:
+            told.update(paid_dirhams=escrow["amount_dirhams"] - escrow["fee_dirhams"], fee_dirhams=escrow["fee_dirhams"])
+        kind = EventKind.ESCROW_RELEASED if row.to is RELEASED else EventKind.ESCROW_REFUNDED
         return ledger.Plan(
             entry=entry,
             documents=documents,
+            events=(ledger.Event(kind, told),),
             respond=lambda outcome: ledger.Response(200, render({**escrow, **changes, "coins": {}})),
         )
 
@@ -306,8 +317,9 @@ def dispute(db: Store, caller: Caller, escrow_id: str, *, reason: str) -> dict[s
             "dispute_reason": reason,
             "updated_at": reader.now,
         }
+        disputed = ledger.Event(EventKind.ESCROW_DISPUTED, {**facts(escrow), "disputed_by": caller.uid, "reason": reason})
         return ledger.Plan(
-            entry=None, documents={store.escrow(escrow_id): changes},
+            entry=None, documents={store.escrow(escrow_id): changes}, events=(disputed,),
             respond=lambda outcome: ledger.Response(200, render({**escrow, **changes})),
         )
 

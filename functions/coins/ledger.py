@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 
 from . import backoff, catalog, config, errors, logs, postings, store
 from . import idempotency as keys
-from .domain import AccountKind
+from .domain import AccountKind, EventKind
 from .idempotency import Claim, Idempotency, Response
 from .postings import Entry
 from .store import Doc, Reader, Store, Write
@@ -48,13 +48,29 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Event:
+    """Something the people concerned hear about (coins.notify delivers it): written to
+    the outbox in the same commit as what it announces, so it is never lost nor told of
+    something that did not happen."""
+
+    kind: EventKind
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+    def document(self, event_id: str, *, actor: str, now: datetime, entry_id: str | None = None) -> dict[str, Any]:
+        """As kept in `outbox/{event_id}`."""
+        return {"id": event_id, "kind": self.kind, "facts": dict(self.facts), "entry_id": entry_id, "actor": actor, "at": now}
+
+
+@dataclass(frozen=True)
 class Plan:
     """An operation's decision: at most one journal entry, the business documents it
-    merges into (or creates), and the response built from the outcome."""
+    merges into (or creates), the events it announces, and the response built from the
+    outcome."""
 
     entry: Entry | None
     respond: Callable[[Outcome], Response]
     documents: Mapping[Doc, Mapping[str, Any]] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()
 
 
 Operation = Callable[[Reader], Plan]
@@ -137,6 +153,12 @@ def _writes(reader: Reader, plan: Plan, actor: str, now: datetime) -> tuple[dict
     """Validates the plan against what was read and computes every write. Pure given
     the reads."""
     writes: dict[Doc, Write] = {doc: Write(dict(data)) for doc, data in plan.documents.items()}
+    for number, event in enumerate(plan.events):
+        # Named after the transaction's entry id: the id of the journal entry when money
+        # moves, so a notification can be traced to it.
+        event_id = reader.entry_id if number == 0 else f"{reader.entry_id}-{number}"
+        entry_id = reader.entry_id if plan.entry else None
+        writes[store.outbox(event_id)] = Write(event.document(event_id, actor=actor, now=now, entry_id=entry_id), merge=False)
     entry = plan.entry
     if entry is None:
         return writes, Outcome(entry_id=None, wallets={})

@@ -16,11 +16,13 @@ from typing import Any, Mapping
 from . import catalog, config, errors, fatora, ledger, logs, postings, store
 from .idempotency import claimed, lease
 from .auth import Caller
-from .domain import EntryType, PurchaseStatus, is_valid_id
+from .domain import EntryType, EventKind, PurchaseStatus, is_valid_id
 from .store import Store, Where
 from .times import moment
 
 PENDING, PAID, FAILED, EXPIRED = PurchaseStatus.PENDING, PurchaseStatus.PAID, PurchaseStatus.FAILED, PurchaseStatus.EXPIRED
+# What the buyer (and, for a review, the admins) hear about a settlement.
+ANNOUNCED = {"paid": EventKind.COINS_ISSUED, "failed": EventKind.PURCHASE_FAILED, "needs_review": EventKind.PURCHASE_IN_REVIEW}
 # Leases on purchases being settled: idempotency records of their own scope.
 SETTLEMENT_LEASE_SCOPE = "settle-purchase"
 
@@ -132,7 +134,11 @@ def settle(db: Store, purchase_id: str, verification: fatora.Verification, *, ex
         if event is not None and changes:
             # Only notifications that changed something are recorded; duplicates stay reads.
             documents[store.purchase_event(purchase_id, event["id"])] = {**event, "outcome": outcome, "received_at": reader.now}
-        return ledger.Plan(entry=entry, documents=documents, respond=lambda o: ledger.Response(200, {"outcome": outcome}))
+        told = ANNOUNCED.get(outcome)
+        events = (ledger.Event(told, {"user_id": purchase["user_id"], "purchase_id": purchase_id,
+                                      "value_dirhams": purchase["value_dirhams"], "reason": changes.get("review_reason")}),) if told else ()
+        return ledger.Plan(entry=entry, documents=documents, events=events,
+                           respond=lambda o: ledger.Response(200, {"outcome": outcome}))
 
     outcome = ledger.execute(db, operation, actor="fatora").body["outcome"]
     if outcome == "needs_review":

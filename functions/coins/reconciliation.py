@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import catalog, effects, ledger, logs, postings, store
-from .domain import Account, EntryType, EscrowStatus, PurchaseStatus
+from .domain import Account, EntryType, EscrowStatus, EventKind, PurchaseStatus
 from .store import Store
 from .withdrawals import OPEN as OPEN_WITHDRAWAL
 
@@ -83,7 +83,7 @@ def run(db: Store, *, vault: bool = True) -> dict[str, Any]:
     if vault:
         problems.extend(_vault_problems(db, balances))
         for failure in db.scan(store.EFFECT_FAILURES):
-            problems.append({"kind": "effects_failed", "entry_id": failure["entry_id"], "failures": failure["failures"]})
+            problems.append({"kind": "effects_failed", "source": failure["source"], "id": failure["id"], "failures": failure["failures"]})
     return {"ok": not problems, "checked": checked, "problems": problems}
 
 
@@ -113,4 +113,7 @@ def run_daily(db: Store, day: str | None = None) -> dict[str, Any]:
         logs.info("reconciliation ok", day=day, **report["checked"])
     else:
         logs.error("reconciliation found problems", day=day, problems=len(report["problems"]), first=report["problems"][:5])
+        # Once per day (the id is the day): the admins hear about it.
+        event = ledger.Event(EventKind.RECONCILIATION_PROBLEM, {"day": day, "problem_count": len(report["problems"])})
+        db.create(store.outbox(f"reconciliation-{day}"), event.document(f"reconciliation-{day}", actor="reconciliation", now=now))
     return report

@@ -30,8 +30,8 @@ PURCHASE_EVENTS = "events"  # purchases/{id}/events/{event_id}
 AUDIT = "audit"
 RECONCILIATION = "reconciliation"
 EFFECTS = "ledger_effects"  # ledger_effects/{entry_id}: the trigger applied this entry
-EFFECT_FAILURES = "ledger_effect_failures"  # effects the trigger could not apply
-NOTIFICATIONS = "notifications"  # notifications/{uid}/items/{entry_id}
+EFFECT_FAILURES = "effect_failures"  # effects a trigger could not apply, by entry or event id
+OUTBOX = "outbox"  # outbox/{event_id}: what happened, for notifications, push and the app's job
 VAULT = "vault"  # vault/summary/shards/{n}
 VAULT_DAILY = "vault_daily"  # vault_daily/{day}/shards/{n}
 SHARDS = "shards"
@@ -60,6 +60,15 @@ class Doc:
 
     def __str__(self) -> str:
         return "/".join(self.path)
+
+
+def id_in(document_name: str, collection: str) -> str:
+    """`projects/P/databases/D/documents/ledger/ID` -> `ID`, for a top-level collection
+    (what a document event names); ValueError for a document elsewhere."""
+    parent, _, document_id = document_name.rpartition("/")
+    if not (parent == collection or parent.endswith("/documents/" + collection)) or not document_id:
+        raise ValueError(f"not a document of {collection}: {document_name}")
+    return document_id
 
 
 def new_id() -> str:
@@ -123,8 +132,8 @@ def effect_failure(entry_id: str) -> Doc:
     return Doc((EFFECT_FAILURES, entry_id))
 
 
-def notification(uid: str, entry_id: str) -> Doc:
-    return Doc((NOTIFICATIONS, uid, "items", entry_id))
+def outbox(event_id: str) -> Doc:
+    return Doc((OUTBOX, event_id))
 
 
 def vault_shard(shard: int, day: str | None = None) -> Doc:

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from . import audit, catalog, ledger, postings, store
 from .auth import Caller
-from .domain import Account, EntryType, KycStatus, new_wallet
+from .domain import Account, EntryType, EventKind, KycStatus, new_wallet
 from .store import Store, Where
 from .times import rfc3339
 
@@ -110,7 +110,9 @@ def adjust_balance(
                 },
             )
 
-        return ledger.Plan(entry=entry, respond=respond, documents=trail)
+        adjusted = ledger.Event(EventKind.BALANCE_ADJUSTED,
+                                {"user_id": user_id, "amount_dirhams": catalog.value_dirhams(coins), "reason": reason})
+        return ledger.Plan(entry=entry, respond=respond, documents=trail, events=(adjusted,))
 
     return ledger.execute(db, operation, idempotency=idempotency, actor=admin.uid)
 

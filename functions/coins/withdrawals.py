@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from . import audit, catalog, config, errors, ledger, postings, store
 from .auth import Caller
-from .domain import TREASURY, Account, EntryType, KycStatus, WithdrawalStatus
+from .domain import TREASURY, Account, EntryType, EventKind, KycStatus, WithdrawalStatus
 from .store import Store, Where
 from .times import moment
 
@@ -28,18 +28,25 @@ OPEN = (REQUESTED, APPROVED)
 @dataclass(frozen=True)
 class Transition:
     """An admin moves a withdrawal from one of `from_states` to `to`; `entry` names the
-    ledger entry that ends the hold (None: no money moves)."""
+    ledger entry that ends the hold (None: no money moves), `event` what its owner hears."""
 
     from_states: tuple[WithdrawalStatus, ...]
     to: WithdrawalStatus
     entry: EntryType | None
+    event: EventKind
 
 
 TRANSITIONS = {
-    APPROVED: Transition((REQUESTED,), APPROVED, None),
-    PAID: Transition((APPROVED,), PAID, EntryType.WITHDRAWAL_PAID),
-    REJECTED: Transition((REQUESTED, APPROVED), REJECTED, EntryType.WITHDRAWAL_REJECTED),
+    APPROVED: Transition((REQUESTED,), APPROVED, None, EventKind.WITHDRAWAL_APPROVED),
+    PAID: Transition((APPROVED,), PAID, EntryType.WITHDRAWAL_PAID, EventKind.WITHDRAWAL_PAID),
+    REJECTED: Transition((REQUESTED, APPROVED), REJECTED, EntryType.WITHDRAWAL_REJECTED, EventKind.WITHDRAWAL_REJECTED),
 }
+
+
+def facts(withdrawal: Mapping[str, Any]) -> dict[str, Any]:
+    """What a withdrawal event tells (coins.notices turns it into words)."""
+    return {"withdrawal_id": withdrawal["id"], "user_id": withdrawal["user_id"], "amount_dirhams": withdrawal["amount_dirhams"],
+            "large": withdrawal["large"]}
 
 
 def mask(destination: Mapping[str, str]) -> dict[str, str]:
@@ -110,6 +117,7 @@ def create(
                 store.withdrawal_destination(withdrawal_id): {"method": method, **destination},
                 store.wallet(caller.uid): {"open_withdrawal_id": withdrawal_id, "held_dirhams": amount},
             },
+            events=(ledger.Event(EventKind.WITHDRAWAL_REQUESTED, facts(withdrawal)),),
             respond=lambda outcome: ledger.Response(201, render({**withdrawal, "coins": postings.received(moved, hold)})),
         )
 
@@ -195,6 +203,7 @@ def _transition(
                 parties=(owner,),
             )
         after = {**withdrawal, **changes, "coins": {} if entry else held}
-        return ledger.Plan(entry=entry, documents=documents, respond=lambda outcome: ledger.Response(200, render(after)))
+        told = ledger.Event(row.event, {**facts(withdrawal), "reason": fields.get("reason")})
+        return ledger.Plan(entry=entry, documents=documents, events=(told,), respond=lambda outcome: ledger.Response(200, render(after)))
 
     return ledger.execute(db, operation, actor=admin.uid, idempotency=idempotency)

@@ -1,14 +1,14 @@
-"""The ledger trigger and an entry it cannot fully apply: the effects that can be applied
-are, the failure is kept on a document an admin can read, an ERROR is logged, and
-reconciliation names the entry. A redelivery changes nothing. (Found by fuzzing: an
-entry naming user `__fuzz__` failed on every delivery, so its vault increment was never
-applied and reconciliation stayed "not ok" for good.)"""
+"""The triggers and what they cannot fully apply: the effects that can be applied are,
+the failure is kept on a document an admin can read (`effect_failures/{id}`), an ERROR
+is logged, and reconciliation names it; a redelivery changes nothing. (Found by
+fuzzing: an escrow naming freelancer `__fuzz__` failed on every delivery of its event,
+so its vault increment was never applied and reconciliation stayed "not ok" for good.)"""
 
 import json
 from datetime import timedelta
 
-from coins import effects, ledger, postings, reconciliation, store
-from coins.domain import Account, EntryType
+from coins import clients, effects, ledger, notify, postings, reconciliation, store
+from coins.domain import Account, EntryType, EventKind
 from tests import factories
 from tests.money import assert_vault_matches_ledger, fresh_id
 
@@ -20,52 +20,55 @@ def legacy_lock_naming(db, client, freelancer_id):
     def operation(reader):
         moved = postings.transfer(Account.user(client), Account.escrow(escrow_id), {"GPC": 1})
         entry = postings.Entry(EntryType.ESCROW_LOCK, moved, refs={"escrow_id": escrow_id}, parties=(client, freelancer_id))
-        escrow = {"id": escrow_id, "status": "locked", "client_id": client, "freelancer_id": freelancer_id,
-                  "amount_dirhams": 10_000, "fee_dirhams": 1_000, "auto_release_at": reader.now + timedelta(days=3), "job_id": "j"}
-        return ledger.Plan(entry=entry, documents={store.escrow(escrow_id): escrow},
+        escrow = {"id": escrow_id, "status": "locked", "client_id": client, "freelancer_id": freelancer_id, "amount_dirhams": 10_000,
+                  "fee_dirhams": 1_000, "auto_release_at": reader.now + timedelta(days=3), "job_id": "j"}
+        funded = ledger.Event(EventKind.ESCROW_FUNDED, {"escrow_id": escrow_id, "job_id": "j", "client_id": client,
+                                                        "freelancer_id": freelancer_id, "amount_dirhams": 10_000})
+        return ledger.Plan(entry=entry, documents={store.escrow(escrow_id): escrow}, events=(funded,),
                            respond=lambda outcome: ledger.Response(201, {"entry_id": outcome.entry_id}))
 
     return ledger.execute(db, operation, actor=client).body["entry_id"]
 
 
-def test_an_entry_naming_a_refused_id_applies_what_it_can_and_records_the_rest(api, db, task_queue, capsys):
+def error_logs(capsys):
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    return [line for line in lines if line["severity"] == "ERROR"]
+
+
+def test_an_event_naming_a_refused_id_notifies_the_others_and_records_the_rest(api, db, task_queue, expo, capsys):
     client = factories.wallet(api, {"GPC": 1})
     entry_id = legacy_lock_naming(db, client, "__fuzz__")
-    for earlier in [s.id for s in db.collection("ledger").stream() if s.id != entry_id]:
-        assert effects.apply(db, task_queue, earlier)
+    for snapshot in db.collection("ledger").stream():
+        assert effects.apply(db, task_queue, snapshot.id)
+    assert_vault_matches_ledger(db)  # the money side is whole
     capsys.readouterr()
 
-    assert effects.apply(db, task_queue, entry_id) is True
-    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    errors = [line for line in logged if line["severity"] == "ERROR"]
-    assert [line["message"] for line in errors] == ["ledger effects failed"]
-    assert errors[0]["entry_id"] == entry_id
-
+    assert notify.deliver(db, clients.app_db(), clients.push(), entry_id) is True
+    errors = error_logs(capsys)
+    assert [line["message"] for line in errors] == ["outbox effects failed"] and errors[0]["event_id"] == entry_id
     failure = db.get(store.effect_failure(entry_id))
     assert [f["effect"] for f in failure["failures"]] == ["notification:__fuzz__"]
-    assert "__fuzz__" in failure["failures"][0]["reason"]
-    assert db.get(store.notification(client, entry_id)) is not None, "the client's notification is written"
-    assert_vault_matches_ledger(db)  # the vault increment is applied
+    assert clients.app_db().client.document(f"notifications/{entry_id}_{client}").get().exists, "the client is notified"
 
     report = reconciliation.run(db)
-    assert [p["kind"] for p in report["problems"]] == ["effects_failed"]
-    assert report["problems"][0]["entry_id"] == entry_id
-
-    assert effects.apply(db, task_queue, entry_id) is False, "a redelivery changes nothing"
-    assert_vault_matches_ledger(db)
+    assert [(p["kind"], p["source"], p["id"]) for p in report["problems"]] == [("effects_failed", "outbox", entry_id)]
+    assert notify.deliver(db, clients.app_db(), clients.push(), entry_id) is False, "a redelivery changes nothing"
 
 
-def test_an_entry_with_malformed_data_is_recorded_not_retried_forever(api, db, task_queue):
+def test_an_entry_with_malformed_data_is_recorded_not_retried_forever(api, db, task_queue, capsys):
     client = fresh_id()
     entry_id = api.adjust("fx-admin", client, {"GBC": 2}).get_json()["entry_id"]
-    # A party the entry names without its user record (as a corrupt entry could).
+    # The user record of the entry lacks its amount (as a corrupt entry could).
     db.collection("ledger").document(entry_id).update({"users": {client: {"no_amount": True}}})
+    capsys.readouterr()
     assert effects.apply(db, task_queue, entry_id) is True
+    assert [line["message"] for line in error_logs(capsys)] == ["ledger effects failed"]
     failure = db.get(store.effect_failure(entry_id))
-    assert sorted(f["effect"] for f in failure["failures"]) == [f"notification:{client}", f"stats:{client}"]
-    assert all(f["reason"].startswith("malformed entry: KeyError") for f in failure["failures"])
+    assert [f["effect"] for f in failure["failures"]] == [f"stats:{client}"]
+    assert failure["failures"][0]["reason"].startswith("malformed entry: KeyError")
     assert_vault_matches_ledger(db)
-    db.collection("ledger").document(entry_id).update({"users": {}})  # the wallet check after the test reads it
+    assert [(p["kind"], p["source"]) for p in reconciliation.run(db)["problems"]] == [("effects_failed", "ledger")]
+    assert effects.apply(db, task_queue, entry_id) is False
 
 
 def test_a_release_to_an_id_firestore_refuses_is_409_not_500(api, db, task_queue):

@@ -31,7 +31,7 @@ def seeded(emulator, db):
     db.collection("withdrawals").document("w1").set({"id": "w1", "user_id": ALICE, "destination_masked": {"iban": "•••• DEFG"}})
     db.collection("withdrawals").document("w1").collection("private").document("destination").set({"iban": "QA58DOHB00001234567890ABCDEFG"})
     db.collection("audit").document("a1").set({"action": "kyc_set"})
-    db.collection("ledger_effect_failures").document("e1").set({"entry_id": "e1", "failures": []})
+    db.collection("effect_failures").document("e1").set({"entry_id": "e1", "failures": []})
     db.collection("reconciliation").document("2026-11-27").set({"ok": True})
 
 
@@ -104,7 +104,7 @@ def test_a_user_cannot_list_all_wallets(rest):
         ("PATCH", "/audit/a1", {"fields": {}}),
         ("PATCH", "/vault/summary/shards/0", {"fields": {}}),
         ("PATCH", "/escrow_jobs/j1", {"fields": {"escrow_id": {"stringValue": "x"}}}),
-        ("PATCH", "/ledger_effect_failures/e1", {"fields": {}}),
+        ("PATCH", "/effect_failures/e1", {"fields": {}}),
     ],
 )
 @pytest.mark.parametrize("admin", [False, True], ids=["user", "admin-claim"])
@@ -143,7 +143,7 @@ def test_a_user_reads_their_own_withdrawal_but_never_the_full_destination(rest):
     assert rest("GET", "/withdrawals/w1/private/destination", uid=ALICE).status_code == 403
 
 
-@pytest.mark.parametrize("path", ["/audit/a1", "/reconciliation/2026-11-27", "/ledger_effect_failures/e1"])
+@pytest.mark.parametrize("path", ["/audit/a1", "/reconciliation/2026-11-27", "/effect_failures/e1"])
 def test_only_admins_read_audit_and_reconciliation(rest, path):
     assert rest("GET", path, uid="ops", admin=True).status_code == 200
     assert rest("GET", path, uid=ALICE).status_code == 403

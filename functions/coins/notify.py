@@ -1,0 +1,92 @@
+"""What people hear about, applied by the `outbox/{eventId}` created trigger: for each
+event, one notification document per person concerned in the app's `notifications`
+collection (in the app's schema and the reader's language), a push to their devices
+through Expo, and, for escrow events, our escrow written onto the app's job.
+
+Events are delivered at least once. Notification documents have deterministic ids
+(event id + user id) and are created only if absent; the job gets values computed from
+the escrow as it is now, so a late or repeated event converges on the truth; and the
+event is marked delivered at the end, so a redelivery after that changes nothing. A
+crash between the push and the mark can push twice, which is the price of never
+pushing zero times. A person the trigger cannot notify (an id Firestore refuses) is
+recorded on `effect_failures/{eventId}`, logged as an ERROR and named by reconciliation;
+the others are notified.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from . import config, errors, ledger, logs, notices, store
+from .app import AppDb
+from .domain import firestore_accepts_id
+from .push import ExpoPush, Message
+from .store import Store
+
+
+def deliver(db: Store, app_db: AppDb, push: ExpoPush | None, event_id: str) -> bool:
+    """Delivers one event once. Returns False if it was delivered before."""
+    event = db.get(store.outbox(event_id))
+    if event is None:
+        raise LookupError(f"outbox event {event_id} not found")
+    if event.get("delivered_at"):
+        return False
+    settings = config.settings()
+    failures: list[dict[str, str]] = []
+    messages: list[Message] = []
+    owners = {}
+    for notice in notices.for_event(event, admins=settings.admin_uids, link_base=settings.app_link_base):
+        uid = notice.user_id
+        if not firestore_accepts_id(uid):
+            failures.append({"effect": f"notification:{uid}", "reason": "not a valid document id"})
+            continue
+        user = app_db.user(uid)
+        note = notice.in_language(user.language)
+        app_db.notify(f"{event_id}_{uid}", note, created_at=event["at"])
+        for token in user.push_tokens:
+            messages.append(Message(token.token, note.title, note.description, {"url": note.action_url, "eventId": event_id}))
+            owners[token.token] = (uid, token)
+    _record_escrow_on_job(db, app_db, event.get("facts", {}))
+    if push is not None:
+        for gone in push.send(messages):
+            uid, token = owners[gone]
+            app_db.deactivate_token(uid, token)
+            logs.info("push token no longer registered; marked inactive", uid=uid)
+    now = ledger.now_utc()
+    if failures:
+        db.set(store.effect_failure(event_id), {"source": "outbox", "id": event_id, "type": event["kind"], "failures": failures, "at": now})
+        logs.error("outbox effects failed", event_id=event_id, kind=event["kind"], failures=failures)
+    db.set(store.outbox(event_id), {"delivered_at": now, "pushes": len(messages)}, merge=True)
+    logs.info("outbox event delivered", event_id=event_id, kind=event["kind"], pushes=len(messages))
+    return True
+
+
+def _record_escrow_on_job(db: Store, app_db: AppDb, facts: Mapping[str, Any]) -> None:
+    """The app shows the job's payment from `escrowId` and `coinEscrow` (QAR)."""
+    escrow_id, job_id = facts.get("escrow_id"), facts.get("job_id")
+    if not (escrow_id and job_id):
+        return
+    escrow = db.get(store.escrow(escrow_id))
+    if escrow is None:
+        return
+    released = escrow["amount_dirhams"] if escrow["status"] == "released" else 0
+    summary = {"status": escrow["status"], "amount": notices.qar_value(escrow["amount_dirhams"]), "released": notices.qar_value(released)}
+    if not app_db.record_escrow(job_id, escrow_id, summary):
+        logs.warning("the escrow's job is gone from the app", job_id=job_id, escrow_id=escrow_id)
+
+
+def handle_event(db: Store, app_db: AppDb, push_factory, data: bytes) -> bool:
+    """A `google.cloud.firestore.document.v1.created` event for `outbox/{eventId}`."""
+    from google.events.cloud.firestore import DocumentEventData
+
+    try:
+        event_id = store.id_in(DocumentEventData.deserialize(data).value.name, store.OUTBOX)
+    except Exception as error:  # noqa: BLE001 - a malformed event is dropped, loudly
+        logs.error("outbox trigger got an event it cannot read", error=type(error).__name__)
+        return False
+    try:
+        push = push_factory()
+    except errors.Unavailable as error:
+        logs.warning("push is not configured; notifications only", reason=error.message)
+        push = None
+    return deliver(db, app_db, push, event_id)

@@ -1,6 +1,8 @@
 """Creates a job in the app's database of the local stack, as the GUILD app writes it
 once the client accepted a freelancer's offer (src/services/jobService.ts), so that the
-client can pay it:
+client can pay it. Its client and freelancer get a `users/{uid}` document with one Expo
+push token each (`ExponentPushToken[local-<uid>]`, as the app registers a device), if
+they have none, so that the Expo stand-in shows what they were pushed:
 
     make job id=job-1 client=alice freelancer=bob     (freelancer= left out: still open)
     python -m local.jobs job-1 alice [bob] [--firestore HOST:PORT]
@@ -43,7 +45,14 @@ def main() -> None:
     from google.cloud import firestore
 
     app = firestore.Client(project=PROJECT_ID, database="(default)")
-    app.collection("jobs").document(args.job_id).set(job_document(args.job_id, args.client, args.freelancer, datetime.now(timezone.utc)))
+    now = datetime.now(timezone.utc)
+    app.collection("jobs").document(args.job_id).set(job_document(args.job_id, args.client, args.freelancer, now))
+    for uid in filter(None, (args.client, args.freelancer)):
+        user = app.collection("users").document(uid)
+        if not user.get().exists:
+            # setDoc(..., {merge: true}) with a dotted key, as the app does: one top-level field.
+            user.set({"displayName": uid, "notificationTokens.local-device": {
+                "token": f"ExponentPushToken[local-{uid}]", "platform": "ios", "isActive": True, "updatedAt": now}})
     print(f"jobs/{args.job_id}: client {args.client}, " + (f"freelancer {args.freelancer}" if args.freelancer else "nobody hired yet"))
 
 

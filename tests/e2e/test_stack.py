@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -36,6 +37,9 @@ def start_stack(*args: str, env: dict[str, str] | None = None) -> tuple[subproce
             break
         lines.append(line.rstrip())
         if line.strip() == "ready":
+            # Keep reading what the stack logs (a line per request): a full pipe would
+            # block its threads, and its exit, on writing to stdout.
+            threading.Thread(target=lambda: lines.extend(l.rstrip() for l in process.stdout), daemon=True).start()
             return process, lines
     process.kill()
     raise AssertionError("the stack never said ready:\n" + "\n".join(lines))
@@ -155,6 +159,27 @@ def test_a_job_payment_auto_releases_by_itself_through_the_trigger_and_a_task():
             return wallet_stats(base, freelancer).get("escrow_release") == {"count": 1, "amount_dirhams": 9000}
 
         wait_for(notified, timeout_seconds=15)
+
+        # The outbox trigger told the freelancer where the app looks, and pushed it.
+        from unittest import mock
+
+        from google.cloud import firestore
+
+        with mock.patch.dict(os.environ, {"FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{firestore_port}"}):
+            app = firestore.Client(project="demo-guild", database="(default)")  # this stack's emulator
+
+        def released_note():
+            notes = app.collection("notifications").where(filter=firestore.FieldFilter("userId", "==", "freelancer-e2e")).stream()
+            return [n.to_dict() for n in notes if n.get("title") == "Payment released"]
+
+        [note] = wait_for(released_note, timeout_seconds=15)
+        assert note["metadata"]["amount"] == 90
+        expo = next(line.split()[3] for line in lines if line.startswith("Expo push stand-in"))
+        pushed = wait_for(lambda: [m for m in requests.get(f"{expo}/_sent", timeout=10).json()
+                                   if m["to"] == "ExponentPushToken[local-freelancer-e2e]" and m["title"] == "Payment released"])
+        assert pushed[0]["body"] == note["description"]
+        job = app.document("jobs/job-e2e").get().to_dict()
+        assert job["coinEscrow"] == {"status": "released", "amount": 100, "released": 100} and job["escrowId"] == escrow_id
     finally:
         assert stop_stack(process) == 0
 
@@ -199,8 +224,6 @@ def emulator_is_gone(firestore_port: int) -> bool:
 
 def start_loaded_stack():
     """A stack with its own emulator, and four threads posting adjustments to it."""
-    import threading
-
     port, firestore_port = free_port(), free_port()
     process, _ = start_stack("--port", str(port), "--firestore-port", str(firestore_port), "--fatora-port", str(free_port()))
     admin = {"Authorization": f"Bearer {mint('ops', admin=True)}"}

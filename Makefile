@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test token job bench clean
+.PHONY: dev test token job bench deploy clean
 
 $(STAMP): requirements.txt functions/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ bench: $(STAMP)
 	$(PY) -m bench.ledger
 	$(PY) -m bench.escrow
 	$(PY) -m bench.reconcile
+
+# make deploy PROJECT=<id> REGION=<region> [SITE=...] [ADMIN_UIDS=a,b]; DRY_RUN=1 prints the commands.
+deploy: $(STAMP)
+	@test -n "$(PROJECT)" -a -n "$(REGION)" || { echo "usage: make deploy PROJECT=<project id> REGION=<region> [SITE=<site>] [DRY_RUN=1]" >&2; exit 2; }
+	@$(PY) -m deploy.deploy --project "$(PROJECT)" --region "$(REGION)" $(if $(SITE),--site "$(SITE)") $(if $(ADMIN_UIDS),--admin-uids "$(ADMIN_UIDS)")
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

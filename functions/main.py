@@ -137,12 +137,14 @@ def escrows_sweep(call: Call):
 
 
 @functions_framework.cloud_event
+@api.on_document_created("ledger/{entryId}")
 def ledger_on_create(cloud_event):
     """Eventarc: google.cloud.firestore.document.v1.created on ledger/{entryId}."""
     effects.handle_event(clients.store(), clients.scheduler, cloud_event.data)
 
 
 @functions_framework.cloud_event
+@api.on_document_created("outbox/{eventId}")
 def outbox_on_create(cloud_event):
     """Eventarc: google.cloud.firestore.document.v1.created on outbox/{eventId}."""
     notify.handle_event(clients.store(), clients.app_db(), clients.push, cloud_event.data)

@@ -79,11 +79,16 @@ def configure_tasks(functions_base_url: str):
     return queue
 
 
-# The document triggers of the coins database: (function, event type, document pattern).
-TRIGGERS = (
-    ("ledger_on_create", "google.cloud.firestore.document.v1.created", "ledger/{entryId}"),
-    ("outbox_on_create", "google.cloud.firestore.document.v1.created", "outbox/{eventId}"),
-)
+CREATED = "google.cloud.firestore.document.v1.created"
+
+
+def document_triggers() -> list[tuple[str, str]]:
+    """(function, document pattern) of every document trigger main.py declares."""
+    import main
+    from local.gateway import function_names
+
+    return [(name, getattr(main, name).document_pattern) for name in function_names()
+            if hasattr(getattr(main, name), "document_pattern")]
 
 
 def serve_functions(port: int = 0):
@@ -129,8 +134,8 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
             # given with --firestore delivers wherever it was started to).
             from coins import config
 
-            for trigger in TRIGGERS:
-                emulator.register_trigger(*trigger, database=config.settings().coins_database)
+            for name, pattern in document_triggers():
+                emulator.register_trigger(name, CREATED, pattern, database=config.settings().coins_database)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         signal.signal(signal.SIGINT, lambda signum, frame: stop.set())

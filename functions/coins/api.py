@@ -127,9 +127,21 @@ def endpoint(
             )
             return to_flask(response, method)
 
+        entry.access = access  # read by the deploy (deploy/deploy.py): who may invoke it
         return entry
 
     return decorate
+
+
+def on_document_created(pattern: str) -> Callable[[Callable], Callable]:
+    """Marks a CloudEvent function as the trigger of documents created at `pattern` in
+    the coins database (`ledger/{entryId}`); the deploy and the local stack read it."""
+
+    def mark(function: Callable) -> Callable:
+        function.document_pattern = pattern
+        return function
+
+    return mark
 
 
 def to_flask(response: Response, method: str | None = None) -> flask.Response:
@@ -162,7 +174,7 @@ def _authenticate_service(request: flask.Request) -> Caller:
     settings = config.settings()
     account = authenticate_service(
         request.headers,
-        audience=settings.service_audience,
+        audiences=settings.service_audiences,
         accounts=settings.service_accounts,
         # The local stack's secret means something only where Firestore is the emulator.
         local_secret=settings.local_service_secret if settings.emulated else None,

@@ -63,11 +63,11 @@ def authenticate(authorization: str | None, app, *, auth_emulator: bool, emulate
     )
 
 
-def authenticate_service(headers, *, audience: str | None, accounts: frozenset[str], local_secret: str | None, request=None) -> str:
+def authenticate_service(headers, *, audiences: tuple[str, ...], accounts: frozenset[str], local_secret: str | None, request=None) -> str:
     """The service account behind a scheduler or task call, or Unauthenticated/Forbidden.
 
-    Production: a Google-signed OIDC token (`Authorization: Bearer`) for `audience`,
-    from one of `accounts`. Development: the local stack's shared secret header, honoured
+    Production: a Google-signed OIDC token (`Authorization: Bearer`) for one of
+    `audiences`, from one of `accounts`. Development: the local stack's shared secret header, honoured
     only when the caller passes `local_secret` (coins.api does so only on the emulator).
     """
     presented = headers.get(LOCAL_SERVICE_SECRET_HEADER)
@@ -76,14 +76,14 @@ def authenticate_service(headers, *, audience: str | None, accounts: frozenset[s
             return "local-service"
         raise errors.Unauthenticated("Wrong local service secret.")
     token = _bearer(headers.get("Authorization"))
-    if not audience or not accounts:
+    if not audiences or not accounts:
         raise errors.Unauthenticated("Service calls are not configured (SERVICE_AUDIENCE, SERVICE_ACCOUNTS).")
     import google.auth.exceptions
     import google.auth.transport.requests
     from google.oauth2 import id_token
 
     try:
-        claims = id_token.verify_oauth2_token(token, request or google.auth.transport.requests.Request(), audience=audience)
+        claims = id_token.verify_oauth2_token(token, request or google.auth.transport.requests.Request(), audience=list(audiences))
     except google.auth.exceptions.TransportError:
         raise errors.Unavailable("Could not fetch Google's token keys.") from None
     except (ValueError, google.auth.exceptions.GoogleAuthError):

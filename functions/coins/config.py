@@ -77,9 +77,9 @@ class Settings:
     # Where Fatora sends the payer's browser after checkout (the app's return pages).
     purchase_success_url: str | None
     purchase_failure_url: str | None
-    # Scheduler and Cloud Tasks calls: Google-signed OIDC tokens for this audience from
-    # these service accounts, in production.
-    service_audience: str | None
+    # Scheduler and Cloud Tasks calls: Google-signed OIDC tokens for one of these
+    # audiences (the private functions' URLs) from these service accounts, in production.
+    service_audiences: tuple[str, ...]
     service_accounts: frozenset[str]
     # Development only (with the emulator): the local stack's shared secret in place of
     # an OIDC token.
@@ -111,6 +111,11 @@ def _env(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
+def _list(name: str) -> tuple[str, ...]:
+    """A comma-separated variable."""
+    return tuple(item.strip() for item in (_env(name) or "").split(",") if item.strip())
+
+
 def settings() -> Settings:
     return Settings(
         project_id=_env("GOOGLE_CLOUD_PROJECT") or _env("GCLOUD_PROJECT") or "demo-guild",
@@ -123,8 +128,8 @@ def settings() -> Settings:
         fatora_webhook_secret=_env("FATORA_WEBHOOK_SECRET"),
         purchase_success_url=_env("PURCHASE_SUCCESS_URL"),
         purchase_failure_url=_env("PURCHASE_FAILURE_URL"),
-        service_audience=_env("SERVICE_AUDIENCE"),
-        service_accounts=frozenset(filter(None, (_env("SERVICE_ACCOUNTS") or "").split(","))),
+        service_audiences=_list("SERVICE_AUDIENCE"),
+        service_accounts=frozenset(_list("SERVICE_ACCOUNTS")),
         local_service_secret=_env("LOCAL_SERVICE_SECRET"),
         escrow_auto_release_seconds=int(_env("ESCROW_AUTO_RELEASE_SECONDS") or ESCROW_AUTO_RELEASE_SECONDS_DEFAULT),
         withdrawal_large_dirhams=int(_env("WITHDRAWAL_LARGE_DIRHAMS") or WITHDRAWAL_LARGE_DIRHAMS_DEFAULT),
@@ -132,7 +137,7 @@ def settings() -> Settings:
         tasks_queue=_env("TASKS_QUEUE") or "escrow-auto-release",
         escrow_auto_release_url=_env("ESCROW_AUTO_RELEASE_URL"),
         tasks_service_account=_env("TASKS_SERVICE_ACCOUNT"),
-        admin_uids=tuple(uid.strip() for uid in (_env("ADMIN_UIDS") or "").split(",") if uid.strip()),
+        admin_uids=_list("ADMIN_UIDS"),
         app_link_base=_env("APP_LINK_BASE") or "guild://",
         expo_push_url=_env("EXPO_PUSH_URL") or "https://exp.host",
         expo_access_token=_env("EXPO_ACCESS_TOKEN"),

@@ -64,7 +64,7 @@ def oidc_token(signer, **overrides):
 
 
 def check(headers, certs, accounts=frozenset({SCHEDULER}), local_secret=None):
-    return authenticate_service(headers, audience=AUDIENCE, accounts=accounts, local_secret=local_secret, request=CertsEndpoint(certs))
+    return authenticate_service(headers, audiences=(AUDIENCE, "https://other.example/fn"), accounts=accounts, local_secret=local_secret, request=CertsEndpoint(certs))
 
 
 def test_a_token_from_the_scheduler_account_for_this_audience_is_accepted(google_keys):
@@ -72,7 +72,7 @@ def test_a_token_from_the_scheduler_account_for_this_audience_is_accepted(google
     endpoint = CertsEndpoint(certs)
     token = oidc_token(signer)
     account = authenticate_service(
-        {"Authorization": f"Bearer {token}"}, audience=AUDIENCE, accounts=frozenset({SCHEDULER}), local_secret=None, request=endpoint
+        {"Authorization": f"Bearer {token}"}, audiences=(AUDIENCE, "https://other.example/fn"), accounts=frozenset({SCHEDULER}), local_secret=None, request=endpoint
     )
     assert account == SCHEDULER
     assert endpoint.urls == ["https://www.googleapis.com/oauth2/v1/certs"]

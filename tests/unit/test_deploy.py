@@ -1,0 +1,109 @@
+"""The deploy, by its dry run (`DRY_RUN=1 make deploy`): every function of main.py is
+deployed exactly once with the right trigger and the right public/private setting,
+nothing else is deployed, every secret comes from Secret Manager, and neither the
+project's default Hosting site nor the app's `(default)` rules are touched."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from deploy import deploy
+from local.gateway import function_names
+from tests.conftest import ROOT
+
+PROJECT, REGION = "guild-4f46b", "me-central1"
+
+
+@pytest.fixture(scope="module")
+def dry_run():
+    env = {**os.environ, "DRY_RUN": "1", "PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin"}
+    result = subprocess.run(["make", "-s", "deploy", f"PROJECT={PROJECT}", f"REGION={REGION}", "ADMIN_UIDS=ops1,ops2"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
+    commands = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
+    return [shlex.split(line.split(" || ")[-1]) for line in commands]
+
+
+def deployed(commands):
+    return {argv[3]: argv for argv in commands if argv[:3] == ["gcloud", "functions", "deploy"]}
+
+
+def flag(argv, name):
+    values = [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"--{name}=")]
+    return values
+
+
+def test_every_function_of_main_is_deployed_exactly_once_and_nothing_else(dry_run):
+    names = [argv[3] for argv in dry_run if argv[:3] == ["gcloud", "functions", "deploy"]]
+    assert sorted(names) == sorted(function_names())
+    for name, argv in deployed(dry_run).items():
+        assert flag(argv, "entry-point") == [name] and flag(argv, "source") == ["functions"] and "--gen2" in argv
+
+
+def test_triggers_are_firestore_events_on_the_coins_database_and_the_rest_is_http(dry_run):
+    triggers = {f.name: f.document_pattern for f in deploy.functions() if f.kind == "trigger"}
+    assert triggers == {"ledger_on_create": "ledger/{entryId}", "outbox_on_create": "outbox/{eventId}"}
+    for name, argv in deployed(dry_run).items():
+        if name in triggers:
+            assert flag(argv, "trigger-event-filters") == ["type=google.cloud.firestore.document.v1.created", "database=guild-coins"]
+            assert flag(argv, "trigger-event-filters-path-pattern") == [f"document={triggers[name]}"]
+            assert "--retry" in argv and "--trigger-http" not in argv
+        else:
+            assert "--trigger-http" in argv and not flag(argv, "trigger-event-filters")
+
+
+def test_only_the_scheduler_and_task_targets_are_private_and_only_the_invoker_may_call_them(dry_run):
+    sys.path.insert(0, str(ROOT / "functions"))
+    import main
+    from coins.api import Access
+
+    invoker = f"serviceAccount:coins-invoker@{PROJECT}.iam.gserviceaccount.com"
+    bindings = {argv[3] for argv in dry_run if argv[:3] == ["gcloud", "functions", "add-invoker-policy-binding"]
+                and f"--member={invoker}" in argv}
+    for name, argv in deployed(dry_run).items():
+        access = getattr(getattr(main, name), "access", None)
+        if access is None:
+            continue  # a trigger
+        private = access is Access.SERVICE
+        assert ("--no-allow-unauthenticated" if private else "--allow-unauthenticated") in argv, name
+        assert (name in bindings) == private, name
+    scheduled = {re.sub("^coins-", "", argv[5]) for argv in dry_run if argv[:5] == ["gcloud", "scheduler", "jobs", "create", "http"]}
+    assert scheduled == {"purchases_reconcile", "escrows_sweep", "reconcile_daily"}
+    assert scheduled < bindings and "escrow_auto_release" in bindings
+
+
+def test_every_secret_comes_from_secret_manager_and_nothing_local_ships(dry_run):
+    for name, argv in deployed(dry_run).items():
+        [env] = flag(argv, "set-env-vars")
+        variables = dict(item.split("=", 1) for item in env.removeprefix("^;^").split(";"))
+        assert not [v for v in variables if re.search("KEY|SECRET|TOKEN|PASSWORD", v)], variables
+        assert not {"LOCAL_SERVICE_SECRET", "FIRESTORE_EMULATOR_HOST", "FIREBASE_AUTH_EMULATOR_HOST"} & set(variables)
+        assert variables["COINS_DATABASE"] == "guild-coins"
+        assert flag(argv, "set-secrets") == ["FATORA_API_KEY=fatora-api-key:latest"]
+    readers = [argv[3] for argv in dry_run if argv[:3] == ["gcloud", "secrets", "add-iam-policy-binding"]]
+    assert readers == ["fatora-api-key"]
+
+
+def test_hosting_and_rules_go_to_our_site_and_our_database_only(dry_run):
+    [firebase] = [argv for argv in dry_run if argv[:2] == ["firebase", "deploy"]]
+    assert firebase[firebase.index("--only") + 1] == "firestore,hosting"
+    assert firebase[firebase.index("--config") + 1] == "firebase.deploy.json"
+    config = deploy.deploy_config(deploy.Target(PROJECT, REGION, f"{PROJECT}-coins"))
+    assert config["hosting"]["site"] == f"{PROJECT}-coins" != PROJECT
+    assert [db["database"] for db in config["firestore"]] == ["guild-coins"]
+    assert {rule["function"]["region"] for rule in config["hosting"]["rewrites"]} == {REGION}
+    assert not (ROOT / "firebase.deploy.json").exists(), "a dry run writes nothing"
+
+
+def test_the_default_site_is_refused():
+    result = subprocess.run([sys.executable, "-m", "deploy.deploy", "--project", PROJECT, "--region", REGION, "--site", PROJECT,
+                             "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "admin portal" in result.stderr
+
+
+def test_without_a_project_make_deploy_says_how_to_call_it():
+    result = subprocess.run(["make", "-s", "deploy"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "usage: make deploy PROJECT=" in result.stderr

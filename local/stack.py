@@ -142,7 +142,8 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
         print(f"Firestore emulator  http://{firestore_address}", flush=True)
         print(f"Fatora sandbox      {sandbox.base_url}  (webhooks to {base}{WEBHOOK_PATH})", flush=True)
         print(f"Expo push stand-in  {expo.url}  (what was pushed: {expo.url}/_sent)", flush=True)
-        print(f"Ledger trigger      ledger_on_create; escrow timers in-process, "
+        print(f"Triggers            {', '.join(name for name, _ in document_triggers())} on the "
+              f"{os.environ.get('COINS_DATABASE', 'guild-coins')} database; escrow timers in-process, "
               f"auto-release after {os.environ.get('ESCROW_AUTO_RELEASE_SECONDS', '259200')} s", flush=True)
         for pattern, name in gateway.rewrites():
             print(f"  {base}{pattern.pattern.strip('^$').replace(chr(92), '').replace('[^/]*', '{id}')}  ->  {name}", flush=True)

@@ -31,6 +31,7 @@ def seeded(emulator, db):
     db.collection("withdrawals").document("w1").set({"id": "w1", "user_id": ALICE, "destination_masked": {"iban": "•••• DEFG"}})
     db.collection("withdrawals").document("w1").collection("private").document("destination").set({"iban": "QA58DOHB00001234567890ABCDEFG"})
     db.collection("audit").document("a1").set({"action": "kyc_set"})
+    db.collection("outbox").document("o1").set({"kind": "escrow_funded", "facts": {"client_id": ALICE}})
     db.collection("effect_failures").document("e1").set({"entry_id": "e1", "failures": []})
     db.collection("reconciliation").document("2026-11-27").set({"ok": True})
 
@@ -105,6 +106,7 @@ def test_a_user_cannot_list_all_wallets(rest):
         ("PATCH", "/vault/summary/shards/0", {"fields": {}}),
         ("PATCH", "/escrow_jobs/j1", {"fields": {"escrow_id": {"stringValue": "x"}}}),
         ("PATCH", "/effect_failures/e1", {"fields": {}}),
+        ("PATCH", "/outbox/o1", {"fields": {}}),
     ],
 )
 @pytest.mark.parametrize("admin", [False, True], ids=["user", "admin-claim"])
@@ -133,8 +135,9 @@ def test_the_client_and_the_freelancer_read_their_escrow_and_nobody_else(rest):
     assert rest("PATCH", "/escrows/escrow-1", uid=ALICE, json={"fields": {"status": {"stringValue": "released"}}}).status_code == 403
 
 
-def test_the_vault_is_closed_to_clients(rest):
+def test_the_vault_and_the_outbox_are_closed_to_clients(rest):
     assert rest("GET", "/vault/summary/shards/0", uid=ALICE, admin=True).status_code == 403
+    assert rest("GET", "/outbox/o1", uid=ALICE).status_code == 403
 
 
 def test_a_user_reads_their_own_withdrawal_but_never_the_full_destination(rest):

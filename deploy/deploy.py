@@ -44,7 +44,7 @@ DEPLOY_CONFIG = ROOT / "firebase.deploy.json"  # generated, git-ignored
 
 RUNTIME = "python311"
 DATABASE = "guild-coins"
-QUEUE = "escrow-auto-release"
+QUEUE = "escrow-timers"
 # Secret Manager secret -> the environment variable the functions read.
 SECRETS = {"FATORA_API_KEY": "fatora-api-key"}
 OPTIONAL_SECRETS = {"EXPO_ACCESS_TOKEN": "expo-access-token"}
@@ -68,7 +68,7 @@ SCHEDULES = {
     "escrows_sweep": ("*/15 * * * *", "Asia/Qatar"),
     "reconcile_daily": ("30 2 * * *", "Asia/Qatar"),
 }
-# Cloud Tasks retries of an auto-release that failed (the sweeper is the net behind them).
+# Cloud Tasks retries of an escrow timer that failed (the sweeper is the net behind them).
 QUEUE_RETRY = ("--max-attempts=20", "--min-backoff=10s", "--max-backoff=600s", "--max-doublings=5")
 CREATED = "google.cloud.firestore.document.v1.created"
 
@@ -137,7 +137,7 @@ def environment(target: Target, private: list[Function]) -> dict[str, str]:
         "SERVICE_ACCOUNTS": target.account("coins-invoker"),
         "TASKS_LOCATION": target.region,
         "TASKS_QUEUE": QUEUE,
-        "ESCROW_AUTO_RELEASE_URL": f"{target.base_url}/escrow_auto_release",
+        "ESCROW_TIMER_URL": f"{target.base_url}/escrow_timer",
         "TASKS_SERVICE_ACCOUNT": target.account("coins-invoker"),
         "PURCHASE_SUCCESS_URL": f"{site}/purchase-complete.html",
         "PURCHASE_FAILURE_URL": f"{site}/purchase-complete.html",

@@ -94,10 +94,19 @@ def coins_job_payment(call: Call):
         call.app_db,
         call.caller,
         job_id=body.job_id,
+        milestone=body.milestone,
         freelancer_id=body.freelancer_id,
         amount_dirhams=body.amount_dirhams,
         idempotency=call.idempotency,
     )
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.USER, query=models.EscrowsPage)
+def coins_escrows_list(call: Call):
+    page = call.query
+    return escrow.list_for(call.db, call.caller, role=page.role, status=page.status, job_id=page.job_id, limit=page.limit,
+                           cursor=page.cursor)
 
 
 @functions_framework.http
@@ -107,27 +116,62 @@ def coins_escrow_get(call: Call):
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/release", idempotent=True)
+@endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/submit", body=models.Submit)
+def coins_escrow_submit(call: Call):
+    return escrow.submit(call.db, call.caller, call.params["id"], note=call.body.note)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/request-changes", body=models.RequestChanges)
+def coins_escrow_request_changes(call: Call):
+    return escrow.request_changes(call.db, call.caller, call.params["id"], note=call.body.note)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/release", body=models.Release, idempotent=True)
 def coins_escrow_release(call: Call):
-    return escrow.finish(call.db, call.caller, call.params["id"], escrow.Action.RELEASE, idempotency=call.idempotency)
+    return escrow.release(call.db, call.caller, call.params["id"], amount_dirhams=call.body.amount_dirhams,
+                          idempotency=call.idempotency)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/request-refund", body=models.RequestRefund)
+def coins_escrow_request_refund(call: Call):
+    return escrow.request_refund(call.db, call.caller, call.params["id"], reason=call.body.reason)
 
 
 @functions_framework.http
 @endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/refund", idempotent=True)
 def coins_escrow_refund(call: Call):
-    return escrow.finish(call.db, call.caller, call.params["id"], escrow.Action.REFUND, idempotency=call.idempotency)
+    return escrow.refund(call.db, call.caller, call.params["id"], idempotency=call.idempotency)
 
 
 @functions_framework.http
 @endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/dispute", body=models.Dispute)
 def coins_escrow_dispute(call: Call):
-    return escrow.dispute(call.db, call.caller, call.params["id"], reason=call.body.reason)
+    body = call.body
+    return escrow.dispute(call.db, call.caller, call.params["id"], reason=body.reason, evidence_urls=tuple(body.evidence_urls))
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.SERVICE, body=models.AutoRelease)
-def escrow_auto_release(call: Call):
-    return {"outcome": escrow.auto_release(call.db, call.body.escrow_id)}
+@endpoint("GET", access=Access.ADMIN, query=models.Page)
+def admin_disputes_list(call: Call):
+    return escrow.list_disputes(call.db, limit=call.query.limit, cursor=call.query.cursor)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.ADMIN, path="/api/admin/coins/escrow/{id}/resolve", body=models.Resolve, idempotent=True)
+def admin_escrow_resolve(call: Call):
+    body = call.body
+    return escrow.resolve(call.db, call.caller, call.params["id"], freelancer_dirhams=body.freelancer_dirhams, note=body.note,
+                          idempotency=call.idempotency)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.SERVICE, body=models.WindowTimer)
+def escrow_timer(call: Call):
+    """The Cloud Tasks target of the escrow timers (the review and refund-response windows)."""
+    return {"outcome": escrow.when_window_ends(call.db, call.body.escrow_id, call.body.version)}
 
 
 @functions_framework.http
@@ -140,14 +184,14 @@ def escrows_sweep(call: Call):
 @api.on_document_created("ledger/{entryId}")
 def ledger_on_create(cloud_event):
     """Eventarc: google.cloud.firestore.document.v1.created on ledger/{entryId}."""
-    effects.handle_event(clients.store(), clients.scheduler, cloud_event.data)
+    effects.handle_event(clients.store(), cloud_event.data)
 
 
 @functions_framework.cloud_event
 @api.on_document_created("outbox/{eventId}")
 def outbox_on_create(cloud_event):
     """Eventarc: google.cloud.firestore.document.v1.created on outbox/{eventId}."""
-    notify.handle_event(clients.store(), clients.app_db(), clients.push, cloud_event.data)
+    notify.handle_event(clients.store(), clients.app_db(), clients.push, clients.scheduler, cloud_event.data)
 
 
 @functions_framework.http

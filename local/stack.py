@@ -72,7 +72,7 @@ def configure_tasks(functions_base_url: str):
 
     os.environ.setdefault("LOCAL_SERVICE_SECRET", secrets.token_urlsafe(24))
     queue = LocalTaskQueue(
-        functions_base_url + "/escrow_auto_release",
+        functions_base_url + "/escrow_timer",
         headers={LOCAL_SERVICE_SECRET_HEADER: os.environ["LOCAL_SERVICE_SECRET"]},
     )
     clients.install_scheduler(queue)
@@ -144,7 +144,7 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
         print(f"Expo push stand-in  {expo.url}  (what was pushed: {expo.url}/_sent)", flush=True)
         print(f"Triggers            {', '.join(name for name, _ in document_triggers())} on the "
               f"{os.environ.get('COINS_DATABASE', 'guild-coins')} database; escrow timers in-process, "
-              f"auto-release after {os.environ.get('ESCROW_AUTO_RELEASE_SECONDS', '259200')} s", flush=True)
+              f"review window {os.environ.get('ESCROW_REVIEW_WINDOW_SECONDS', '259200')} s", flush=True)
         for pattern, name in gateway.rewrites():
             print(f"  {base}{pattern.pattern.strip('^$').replace(chr(92), '').replace('[^/]*', '{id}')}  ->  {name}", flush=True)
         print(f"Functions           {base}/<function name>: {', '.join(gateway.function_names())}", flush=True)

@@ -30,7 +30,7 @@ class LocalTaskQueue:
     BACKOFF_MIN_SECONDS = 0.1
     BACKOFF_MAX_SECONDS = 5.0
 
-    def __init__(self, target_url: str, *, queue_name: str = "escrow-auto-release", headers: dict[str, str] | None = None, workers: int = 2) -> None:
+    def __init__(self, target_url: str, *, queue_name: str = "escrow-timers", headers: dict[str, str] | None = None, workers: int = 2) -> None:
         self.target_url = target_url
         self.queue_name = queue_name
         self.headers = dict(headers or {})

@@ -97,7 +97,7 @@ def endpoint(
                     )
                     if access is Access.ADMIN and not caller.admin:
                         raise errors.Forbidden("This needs an admin.")
-                raw = _json_body(request) if body is not None else None
+                raw = _json_body(request, may_be_empty=_all_optional(body)) if body is not None else None
                 call = Call(
                     caller=caller,
                     body=_validate(body, raw) if body is not None else None,
@@ -191,8 +191,14 @@ def _read_body(request: flask.Request) -> bytes:
     return data
 
 
-def _json_body(request: flask.Request) -> dict[str, Any]:
+def _all_optional(model: type[pydantic.BaseModel]) -> bool:
+    return not any(field.is_required() for field in model.model_fields.values())
+
+
+def _json_body(request: flask.Request, *, may_be_empty: bool = False) -> dict[str, Any]:
     data = _read_body(request)
+    if may_be_empty and not data.strip():
+        return {}  # a body of optional fields only may be left out (a whole release, a submit without a note)
     if request.mimetype != "application/json":
         raise errors.InvalidRequest("Send JSON with Content-Type: application/json.")
     try:

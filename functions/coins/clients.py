@@ -92,13 +92,13 @@ def scheduler():
     if _installed_scheduler is not None:
         return _installed_scheduler
     settings = config.settings()
-    if not (settings.escrow_auto_release_url and settings.tasks_service_account):
-        raise errors.Unavailable("Cloud Tasks is not configured (ESCROW_AUTO_RELEASE_URL, TASKS_SERVICE_ACCOUNT).")
+    if not (settings.escrow_timer_url and settings.tasks_service_account):
+        raise errors.Unavailable("Cloud Tasks is not configured (ESCROW_TIMER_URL, TASKS_SERVICE_ACCOUNT).")
     return _cloud_tasks(
         settings.project_id,
         settings.tasks_location,
         settings.tasks_queue,
-        settings.escrow_auto_release_url,
+        settings.escrow_timer_url,
         settings.tasks_service_account,
     )
 

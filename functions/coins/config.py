@@ -42,15 +42,24 @@ PURCHASE_EXPIRE_AFTER_SECONDS = 24 * 60 * 60
 PURCHASE_SWEEP_BATCH_MAX = 50
 
 
-# Escrows: released automatically 72 hours after locking unless disputed (configurable,
-# ESCROW_AUTO_RELEASE_SECONDS). The sweeper releases at most this many per run.
-ESCROW_AUTO_RELEASE_SECONDS_DEFAULT = 72 * 60 * 60
+# Escrows: the review window starts when the freelancer submits (nothing moves merely
+# because time passed since funding); when it ends, what is held is released. The
+# refund-response window starts at a client's refund request; when it ends unanswered,
+# what is held goes back to the client. 72 hours each (ESCROW_REVIEW_WINDOW_SECONDS,
+# ESCROW_REFUND_RESPONSE_SECONDS). The sweeper acts on at most this many per run.
+ESCROW_REVIEW_WINDOW_SECONDS_DEFAULT = 72 * 60 * 60
+ESCROW_REFUND_RESPONSE_SECONDS_DEFAULT = 72 * 60 * 60
 ESCROW_SWEEP_BATCH_MAX = 100
 # Withdrawals at or above 10,000 QAR are flagged `large` for the admin (configurable,
 # WITHDRAWAL_LARGE_DIRHAMS). There is no maximum.
 WITHDRAWAL_LARGE_DIRHAMS_DEFAULT = 10_000 * 100
 # Free text of a dispute.
 DISPUTE_REASON_LENGTH_MAX = 1000
+# Evidence a party attaches to a dispute: links to uploads the app made.
+DISPUTE_EVIDENCE_URLS_MAX = 10
+URL_LENGTH_MAX = 2048
+# A milestone's name: the app's label ("1", "Design", "Final delivery").
+MILESTONE_LENGTH_MAX = 64
 
 
 # The money lives in a named database of its own, never under the app's rules (DESIGN.md).
@@ -84,13 +93,14 @@ class Settings:
     # Development only (with the emulator): the local stack's shared secret in place of
     # an OIDC token.
     local_service_secret: str | None
-    escrow_auto_release_seconds: int
+    escrow_review_window_seconds: int
+    escrow_refund_response_seconds: int
     withdrawal_large_dirhams: int
-    # Cloud Tasks: the queue and the auto-release target, called with an OIDC token of
+    # Cloud Tasks: the queue and the escrow timer target, called with an OIDC token of
     # this service account. (The local stack injects its own queue instead.)
     tasks_location: str
     tasks_queue: str
-    escrow_auto_release_url: str | None
+    escrow_timer_url: str | None
     tasks_service_account: str | None
     # Who hears about what needs an operator (withdrawal requests, disputes, purchases in
     # review, reconciliation problems): Firebase uids, comma-separated in ADMIN_UIDS.
@@ -131,11 +141,12 @@ def settings() -> Settings:
         service_audiences=_list("SERVICE_AUDIENCE"),
         service_accounts=frozenset(_list("SERVICE_ACCOUNTS")),
         local_service_secret=_env("LOCAL_SERVICE_SECRET"),
-        escrow_auto_release_seconds=int(_env("ESCROW_AUTO_RELEASE_SECONDS") or ESCROW_AUTO_RELEASE_SECONDS_DEFAULT),
+        escrow_review_window_seconds=int(_env("ESCROW_REVIEW_WINDOW_SECONDS") or ESCROW_REVIEW_WINDOW_SECONDS_DEFAULT),
+        escrow_refund_response_seconds=int(_env("ESCROW_REFUND_RESPONSE_SECONDS") or ESCROW_REFUND_RESPONSE_SECONDS_DEFAULT),
         withdrawal_large_dirhams=int(_env("WITHDRAWAL_LARGE_DIRHAMS") or WITHDRAWAL_LARGE_DIRHAMS_DEFAULT),
         tasks_location=_env("TASKS_LOCATION") or "me-central1",
-        tasks_queue=_env("TASKS_QUEUE") or "escrow-auto-release",
-        escrow_auto_release_url=_env("ESCROW_AUTO_RELEASE_URL"),
+        tasks_queue=_env("TASKS_QUEUE") or "escrow-timers",
+        escrow_timer_url=_env("ESCROW_TIMER_URL"),
         tasks_service_account=_env("TASKS_SERVICE_ACCOUNT"),
         admin_uids=_list("ADMIN_UIDS"),
         app_link_base=_env("APP_LINK_BASE") or "guild://",

@@ -18,6 +18,7 @@ class EntryType(StrEnum):
     ESCROW_LOCK = "escrow_lock"
     ESCROW_RELEASE = "escrow_release"
     ESCROW_REFUND = "escrow_refund"
+    ESCROW_SPLIT = "escrow_split"
     WITHDRAWAL_HOLD = "withdrawal_hold"
     WITHDRAWAL_PAID = "withdrawal_paid"
     WITHDRAWAL_REJECTED = "withdrawal_rejected"
@@ -32,9 +33,13 @@ class EventKind(StrEnum):
     PURCHASE_IN_REVIEW = "purchase_in_review"
     BALANCE_ADJUSTED = "balance_adjusted"
     ESCROW_FUNDED = "escrow_funded"
+    ESCROW_SUBMITTED = "escrow_submitted"
+    ESCROW_CHANGES_REQUESTED = "escrow_changes_requested"
     ESCROW_RELEASED = "escrow_released"
+    ESCROW_REFUND_REQUESTED = "escrow_refund_requested"
     ESCROW_REFUNDED = "escrow_refunded"
     ESCROW_DISPUTED = "escrow_disputed"
+    ESCROW_RESOLVED = "escrow_resolved"
     WITHDRAWAL_REQUESTED = "withdrawal_requested"
     WITHDRAWAL_APPROVED = "withdrawal_approved"
     WITHDRAWAL_PAID = "withdrawal_paid"
@@ -43,10 +48,13 @@ class EventKind(StrEnum):
 
 
 class EscrowStatus(StrEnum):
-    LOCKED = "locked"
+    FUNDED = "funded"
+    SUBMITTED = "submitted"
+    REFUND_REQUESTED = "refund_requested"
+    DISPUTED = "disputed"
     RELEASED = "released"
     REFUNDED = "refunded"
-    DISPUTED = "disputed"
+    SPLIT = "split"
 
 
 class WithdrawalStatus(StrEnum):

@@ -1,11 +1,10 @@
 """What may lag behind a ledger entry, applied by the `ledger/{entryId}` created trigger:
-wallet statistics, the vault's aggregates, and the escrow timers. (What people hear
-about an entry is the outbox's: coins.notify.)
+wallet statistics and the vault's aggregates. (What people hear about an entry, and the
+escrow timers, are the outbox's: coins.notify.)
 
-Events are delivered at least once. The Firestore effects are written in one transaction
-together with a marker `ledger_effects/{entryId}`, so a redelivered event changes
-nothing. Timers are set before that transaction and are idempotent themselves (a task
-named after its escrow). A transient failure raises, so that Eventarc delivers again.
+Events are delivered at least once. The effects are written in one transaction together
+with a marker `ledger_effects/{entryId}`, so a redelivered event changes nothing. A
+transient failure raises, so that Eventarc delivers again.
 
 An effect that can never be applied (an entry with malformed data, or naming an id
 Firestore refuses) must not fail the event forever, nor be lost: the others are
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from . import catalog, errors, ledger, logs, postings, store
-from .domain import TREASURY, EntryType, firestore_accepts_id
+from .domain import TREASURY, firestore_accepts_id
 from .store import Doc, Increment, Store
 
 # Sixteen shards take well over a hundred entries a second at about one write per second
@@ -53,7 +52,7 @@ def class_balances(balances: postings.Balances) -> dict[str, dict[str, int]]:
     return {name: catalog.normalize(tiers) for name, tiers in classes.items()}
 
 
-def apply(db: Store, scheduler, entry_id: str) -> bool:
+def apply(db: Store, entry_id: str) -> bool:
     """Applies the effects of one entry once. Returns False if they were applied before."""
     marker = store.effects_marker(entry_id)
     if db.get(marker) is not None:
@@ -61,7 +60,6 @@ def apply(db: Store, scheduler, entry_id: str) -> bool:
     entry = db.get(store.entry(entry_id))
     if entry is None:
         raise LookupError(f"ledger entry {entry_id} not found")
-    _set_timers(db, scheduler, entry)
     effects, failures = _effects(entry)
     try:
         applied = _commit(db, entry, effects, failures)
@@ -99,15 +97,6 @@ def _commit(db: Store, entry: Mapping[str, Any], effects: list[Effect], failures
         return ledger.Plan(entry=None, documents=documents, respond=lambda outcome: ledger.Response(200, {"applied": True}))
 
     return ledger.execute(db, operation, actor="ledger-trigger").body["applied"]
-
-
-def _set_timers(db: Store, scheduler, entry: Mapping[str, Any]) -> None:
-    escrow_id = entry.get("refs", {}).get("escrow_id")
-    if entry["type"] == EntryType.ESCROW_LOCK:
-        escrow = db.get(store.escrow(escrow_id))
-        scheduler.schedule(escrow_id, escrow["auto_release_at"], {"escrow_id": escrow_id})
-    elif entry["type"] in (EntryType.ESCROW_RELEASE, EntryType.ESCROW_REFUND):
-        scheduler.cancel(escrow_id)
 
 
 def _effects(entry: Mapping[str, Any]) -> tuple[list[Effect], list[dict[str, str]]]:
@@ -172,7 +161,7 @@ def read_vault(db: Store, day: str | None = None) -> dict[str, Any]:
     return total
 
 
-def handle_event(db: Store, scheduler_factory, data: bytes) -> bool:
+def handle_event(db: Store, data: bytes) -> bool:
     """A `google.cloud.firestore.document.v1.created` event for `ledger/{entryId}`: its
     data is a DocumentEventData protobuf."""
     from google.events.cloud.firestore import DocumentEventData
@@ -182,4 +171,4 @@ def handle_event(db: Store, scheduler_factory, data: bytes) -> bool:
     except Exception as error:  # noqa: BLE001 - a malformed event is dropped, loudly
         logs.error("ledger trigger got an event it cannot read", error=type(error).__name__)
         return False
-    return apply(db, scheduler_factory(), entry_id)
+    return apply(db, entry_id)

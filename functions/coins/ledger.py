@@ -185,11 +185,13 @@ def _writes(reader: Reader, plan: Plan, actor: str, now: datetime) -> tuple[dict
                 "seq": seq,
             }
         elif account.is_hold:
-            # A hold (escrow, withdrawal) keeps its coins on its business document.
+            # A hold (escrow, withdrawal) keeps its coins on its business document, which
+            # is written whole: a merge would keep tiers the new coins no longer have.
             doc = store.account_document(account)
-            data = dict(writes[doc].data) if doc in writes else {}
-            data["coins"] = postings.non_negative(account, reader.account_coins(account), delta)
-            writes[doc] = Write(data)
+            before = reader.get(doc) or {}
+            data = {**before, **(writes[doc].data if doc in writes else {})}
+            data["coins"] = postings.non_negative(account, before.get("coins", {}), delta)
+            writes[doc] = Write(data, merge=False)
     writes[store.entry(reader.entry_id)] = Write(
         {
             "id": reader.entry_id,

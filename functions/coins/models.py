@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from . import catalog, config
-from .domain import EntryType, KycStatus, is_valid_id
+from .domain import EntryType, EscrowStatus, KycStatus, is_valid_id
 
 
 class Body(BaseModel):
@@ -126,19 +126,84 @@ class PurchasesPage(Page):
     user_id: DocumentId | None = None
 
 
+def _printable(text: str) -> str:
+    if any(not character.isprintable() for character in text):
+        raise ValueError("must be printable text, on one line")
+    return text
+
+
+Milestone = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=config.MILESTONE_LENGTH_MAX), AfterValidator(_printable)
+]
+DisputeReason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=config.DISPUTE_REASON_LENGTH_MAX)]
+
+
+def _https_url(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.netloc or any(c.isspace() for c in url):
+        raise ValueError("must be an https URL")
+    return url
+
+
+HttpsUrl = Annotated[str, StringConstraints(max_length=config.URL_LENGTH_MAX), AfterValidator(_https_url)]
+
+
+def _grid_or_zero(amount: int) -> int:
+    if amount != 0:
+        _on_grid(amount)
+    return amount
+
+
 class JobPayment(Body):
     job_id: DocumentId
     amount_dirhams: AmountDirhams
+    # A name of the job's milestone; one open escrow per (job, milestone).
+    milestone: Milestone = "1"
     # The job's hired freelancer; when given it must be that one (a check, not a choice).
     freelancer_id: DocumentId | None = None
 
 
+class Submit(Body):
+    note: Reason | None = None
+
+
+class RequestChanges(Body):
+    note: Reason
+
+
+class RequestRefund(Body):
+    reason: Reason
+
+
+class Release(Body):
+    # Part of what is held (on the 5 QAR grid); everything still held when left out.
+    amount_dirhams: AmountDirhams | None = None
+
+
 class Dispute(Body):
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=config.DISPUTE_REASON_LENGTH_MAX)]
+    reason: DisputeReason
+    evidence_urls: Annotated[list[HttpsUrl], Field(max_length=config.DISPUTE_EVIDENCE_URLS_MAX)] = []
 
 
-class AutoRelease(Body):
+class Resolve(Body):
+    # The freelancer's share of what is held: 0 (refund) up to all of it (release).
+    freelancer_dirhams: Annotated[int, Field(ge=0), AfterValidator(_grid_or_zero)]
+    note: Reason
+
+
+class EscrowsPage(Page):
+    role: Literal["client", "freelancer"] | None = None
+    status: EscrowStatus | None = None
+    job_id: DocumentId | None = None
+
+
+class WindowTimer(Body):
+    """What an escrow timer (Cloud Task) carries."""
+
     escrow_id: DocumentId
+    version: Annotated[int, Field(ge=1)] | None = None
 
 
 def _qatar_iban(iban: str) -> str:

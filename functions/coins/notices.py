@@ -95,11 +95,14 @@ def _adjusted(facts, admins, base):
 
 
 def _escrow(kind: EventKind):
+    """The other party hears of what one party did; both hear of what the system or an
+    admin did; admins hear of disputes."""
+
     def build(facts, admins, base):
-        amount = facts["amount_dirhams"]
-        link, meta = f"{base}coins/escrow/{facts['escrow_id']}", _metadata(facts, amount, kind)
+        link, meta = f"{base}coins/escrow/{facts['escrow_id']}", _metadata(facts, facts["amount_dirhams"], kind)
         client, freelancer = facts["client_id"], facts["freelancer_id"]
-        a = qar(amount)
+        a, m = qar(facts["amount_dirhams"]), facts.get("milestone", "1")
+        note = facts.get("note") or facts.get("reason") or ""
         if kind is EventKind.ESCROW_FUNDED:
             return [
                 Notice(client, PAYMENT, MEDIUM, {"en": ("Payment held in escrow", f"{a} QAR is held until the work is done."),
@@ -107,29 +110,49 @@ def _escrow(kind: EventKind):
                 Notice(freelancer, PAYMENT, HIGH, {"en": ("Job funded", f"{a} QAR is held in escrow for your work."),
                                                    "ar": ("تم تمويل المهمة", f"تم حجز {a} ر.ق لعملك.")}, link, meta),
             ]
+        if kind is EventKind.ESCROW_SUBMITTED:
+            return [Notice(client, PAYMENT, HIGH, {
+                "en": ("Work submitted", f"Milestone {m} is ready for your review; {a} QAR is released if you do not respond in time."),
+                "ar": ("تم تسليم العمل", f"المرحلة {m} جاهزة لمراجعتك، وسيُحرَّر {a} ر.ق إن لم ترد في الوقت المحدد.")}, link, meta)]
+        if kind is EventKind.ESCROW_CHANGES_REQUESTED:
+            return [Notice(freelancer, PAYMENT, HIGH, {"en": ("Changes requested", f"Milestone {m}: {note}"),
+                                                       "ar": ("طُلبت تعديلات", f"المرحلة {m}: {note}")}, link, meta)]
         if kind is EventKind.ESCROW_RELEASED:
-            net, fee = qar(facts["paid_dirhams"]), qar(facts["fee_dirhams"])
+            net, fee, gross = qar(facts["paid_dirhams"]), qar(facts["fee_dirhams"]), qar(facts["released_dirhams"])
+            paid_meta = {**meta, "amount": qar_value(facts["paid_dirhams"])}
             return [
                 Notice(freelancer, PAYMENT, HIGH, {"en": ("Payment released", f"{net} QAR is in your wallet ({fee} QAR platform fee)."),
                                                    "ar": ("تم تحرير الدفعة", f"أُضيف {net} ر.ق إلى محفظتك (رسوم المنصة {fee} ر.ق).")},
-                       link, {**meta, "amount": qar_value(facts["paid_dirhams"])}),
-                Notice(client, PAYMENT, MEDIUM, {"en": ("Payment released", f"{a} QAR was released to the freelancer."),
-                                                 "ar": ("تم تحرير الدفعة", f"تم تحرير {a} ر.ق للمستقل.")}, link, meta),
+                       link, paid_meta),
+                Notice(client, PAYMENT, MEDIUM, {"en": ("Payment released", f"{gross} QAR was released to the freelancer."),
+                                                 "ar": ("تم تحرير الدفعة", f"تم تحرير {gross} ر.ق للمستقل.")},
+                       link, {**meta, "amount": qar_value(facts["released_dirhams"])}),
             ]
+        if kind is EventKind.ESCROW_REFUND_REQUESTED:
+            return [Notice(freelancer, PAYMENT, HIGH, {
+                "en": ("Refund requested", f"The client asks for the {a} QAR back: {note}. Accept or dispute it in time."),
+                "ar": ("طُلب استرداد", f"يطلب العميل استرداد {a} ر.ق: {note}. اقبل الطلب أو اعترض عليه في الوقت المحدد.")}, link, meta)]
         if kind is EventKind.ESCROW_REFUNDED:
+            back = qar(facts["refunded_dirhams"])
+            back_meta = {**meta, "amount": qar_value(facts["refunded_dirhams"])}
             return [
-                Notice(client, PAYMENT, HIGH, {"en": ("Escrow refunded", f"{a} QAR is back in your wallet."),
-                                               "ar": ("تم استرداد الدفعة", f"عاد {a} ر.ق إلى محفظتك.")}, link, meta),
-                Notice(freelancer, PAYMENT, MEDIUM, {"en": ("Escrow refunded", f"The {a} QAR held for this job went back to the client."),
-                                                     "ar": ("تم استرداد الدفعة", f"عاد مبلغ {a} ر.ق المحجوز لهذه المهمة إلى العميل.")},
-                       link, meta),
+                Notice(client, PAYMENT, HIGH, {"en": ("Escrow refunded", f"{back} QAR is back in your wallet."),
+                                               "ar": ("تم استرداد الدفعة", f"عاد {back} ر.ق إلى محفظتك.")}, link, back_meta),
+                Notice(freelancer, PAYMENT, MEDIUM, {"en": ("Escrow refunded", f"{back} QAR held for this job went back to the client."),
+                                                     "ar": ("تم استرداد الدفعة", f"عاد {back} ر.ق المحجوز لهذه المهمة إلى العميل.")},
+                       link, back_meta),
             ]
-        reason = facts.get("reason", "")
+        if kind is EventKind.ESCROW_RESOLVED:
+            share, back = qar(facts["paid_dirhams"]), qar(facts["client_dirhams"])
+            texts = {"en": ("Dispute resolved", f"{share} QAR to the freelancer (after fees), {back} QAR back to the client. {note}"),
+                     "ar": ("تم حل النزاع", f"{share} ر.ق للمستقل (بعد الرسوم) و{back} ر.ق للعميل. {note}")}
+            return [Notice(uid, DISPUTE, HIGH, texts, link, meta) for uid in (client, freelancer)]
         other = freelancer if facts.get("disputed_by") == client else client
-        admin = {"en": ("Dispute opened", f"Escrow {facts['escrow_id']} ({a} QAR): {reason}"),
-                 "ar": ("نزاع جديد", f"الضمان {facts['escrow_id']} ({a} ر.ق): {reason}")}
-        return [Notice(other, DISPUTE, HIGH, {"en": ("Payment disputed", f"A dispute was opened on {a} QAR: {reason}"),
-                                              "ar": ("نزاع على الدفعة", f"فُتح نزاع على {a} ر.ق: {reason}")}, link, meta)] + [
+        title = ("Refund request declined", "رُفض طلب الاسترداد") if facts.get("declined_refund") else ("Payment disputed", "نزاع على الدفعة")
+        admin = {"en": ("Dispute opened", f"Escrow {facts['escrow_id']} ({a} QAR): {note}"),
+                 "ar": ("نزاع جديد", f"الضمان {facts['escrow_id']} ({a} ر.ق): {note}")}
+        return [Notice(other, DISPUTE, HIGH, {"en": (title[0], f"A dispute was opened on {a} QAR: {note}"),
+                                              "ar": (title[1], f"فُتح نزاع على {a} ر.ق: {note}")}, link, meta)] + [
             Notice(uid, DISPUTE, HIGH, admin, link, meta) for uid in admins]
     return build
 
@@ -167,10 +190,7 @@ _BUILDERS = {
     EventKind.PURCHASE_FAILED: _purchase(EventKind.PURCHASE_FAILED),
     EventKind.PURCHASE_IN_REVIEW: _purchase(EventKind.PURCHASE_IN_REVIEW),
     EventKind.BALANCE_ADJUSTED: _adjusted,
-    EventKind.ESCROW_FUNDED: _escrow(EventKind.ESCROW_FUNDED),
-    EventKind.ESCROW_RELEASED: _escrow(EventKind.ESCROW_RELEASED),
-    EventKind.ESCROW_REFUNDED: _escrow(EventKind.ESCROW_REFUNDED),
-    EventKind.ESCROW_DISPUTED: _escrow(EventKind.ESCROW_DISPUTED),
+    **{kind: _escrow(kind) for kind in EventKind if kind.startswith("escrow_")},
     EventKind.WITHDRAWAL_REQUESTED: _withdrawal(EventKind.WITHDRAWAL_REQUESTED),
     EventKind.WITHDRAWAL_APPROVED: _withdrawal(EventKind.WITHDRAWAL_APPROVED),
     EventKind.WITHDRAWAL_PAID: _withdrawal(EventKind.WITHDRAWAL_PAID),

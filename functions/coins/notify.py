@@ -1,9 +1,12 @@
-"""What people hear about, applied by the `outbox/{eventId}` created trigger: for each
-event, one notification document per person concerned in the app's `notifications`
-collection (in the app's schema and the reader's language), a push to their devices
-through Expo, and, for escrow events, our escrow written onto the app's job.
+"""What follows an event, applied by the `outbox/{eventId}` created trigger: the escrow
+timers it starts or stops (Cloud Tasks), one notification document per person concerned
+in the app's `notifications` collection (in the app's schema and the reader's language),
+a push to their devices through Expo, and, for escrow events, our escrow written onto
+the app's job.
 
-Events are delivered at least once. Notification documents have deterministic ids
+Events are delivered at least once. Timers are Cloud Tasks named after the escrow and
+its state version (scheduling one twice, or cancelling one that ran, is a no-op), set
+first: they matter most. Notification documents have deterministic ids
 (event id + user id) and are created only if absent; the job gets values computed from
 the escrow as it is now, so a late or repeated event converges on the truth; and the
 event is marked delivered at the end, so a redelivery after that changes nothing. A
@@ -24,13 +27,14 @@ from .push import ExpoPush, Message
 from .store import Store
 
 
-def deliver(db: Store, app_db: AppDb, push: ExpoPush | None, event_id: str) -> bool:
+def deliver(db: Store, app_db: AppDb, push: ExpoPush | None, scheduler, event_id: str) -> bool:
     """Delivers one event once. Returns False if it was delivered before."""
     event = db.get(store.outbox(event_id))
     if event is None:
         raise LookupError(f"outbox event {event_id} not found")
     if event.get("delivered_at"):
         return False
+    _set_timers(scheduler, event.get("facts", {}))
     settings = config.settings()
     failures: list[dict[str, str]] = []
     messages: list[Message] = []
@@ -61,21 +65,31 @@ def deliver(db: Store, app_db: AppDb, push: ExpoPush | None, event_id: str) -> b
     return True
 
 
+def _set_timers(scheduler, facts: Mapping[str, Any]) -> None:
+    """The escrow timer an event stops and the one it starts (coins.escrow)."""
+    if facts.get("cancel_timer"):
+        scheduler.cancel(facts["cancel_timer"])
+    timer = facts.get("schedule_timer")
+    if timer:
+        scheduler.schedule(timer["task_id"], timer["at"], dict(timer["payload"]))
+
+
 def _record_escrow_on_job(db: Store, app_db: AppDb, facts: Mapping[str, Any]) -> None:
-    """The app shows the job's payment from `escrowId` and `coinEscrow` (QAR)."""
+    """The app shows the job's payment from `escrowId` and `coinEscrow` (QAR): the
+    milestone an event concerns, as it is now."""
     escrow_id, job_id = facts.get("escrow_id"), facts.get("job_id")
     if not (escrow_id and job_id):
         return
     escrow = db.get(store.escrow(escrow_id))
     if escrow is None:
         return
-    released = escrow["amount_dirhams"] if escrow["status"] == "released" else 0
-    summary = {"status": escrow["status"], "amount": notices.qar_value(escrow["amount_dirhams"]), "released": notices.qar_value(released)}
+    summary = {"status": escrow["status"], "milestone": escrow["milestone"], "amount": notices.qar_value(escrow["amount_dirhams"]),
+               "released": notices.qar_value(escrow["released_dirhams"]), "refunded": notices.qar_value(escrow["refunded_dirhams"])}
     if not app_db.record_escrow(job_id, escrow_id, summary):
         logs.warning("the escrow's job is gone from the app", job_id=job_id, escrow_id=escrow_id)
 
 
-def handle_event(db: Store, app_db: AppDb, push_factory, data: bytes) -> bool:
+def handle_event(db: Store, app_db: AppDb, push_factory, scheduler_factory, data: bytes) -> bool:
     """A `google.cloud.firestore.document.v1.created` event for `outbox/{eventId}`."""
     from google.events.cloud.firestore import DocumentEventData
 
@@ -89,4 +103,4 @@ def handle_event(db: Store, app_db: AppDb, push_factory, data: bytes) -> bool:
     except errors.Unavailable as error:
         logs.warning("push is not configured; notifications only", reason=error.message)
         push = None
-    return deliver(db, app_db, push, event_id)
+    return deliver(db, app_db, push, scheduler_factory(), event_id)

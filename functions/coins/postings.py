@@ -113,6 +113,16 @@ def pay(
     return postings, selection.pay
 
 
+def net(postings: Iterable[Posting], account: Account) -> dict[str, int]:
+    """What these postings add to `account` (negative counts: what they take from it)."""
+    coins: dict[str, int] = {}
+    for posting in postings:
+        for side, sign in ((posting.destination, 1), (posting.source, -1)):
+            if side == account:
+                coins[posting.tier] = coins.get(posting.tier, 0) + sign * posting.count
+    return {tier: count for tier, count in catalog.normalize(coins).items() if count}
+
+
 def received(postings: Iterable[Posting], account: Account) -> dict[str, int]:
     """The coins `account` receives from these postings."""
     coins: dict[str, int] = {}

@@ -3,7 +3,8 @@ with what the documents say.
 
 Checks: the conservation invariant (every tier sums to zero over all accounts, nothing
 but the treasury below zero); every wallet document equals its replay; every escrow and
-withdrawal holds what its status says (its amount while open, nothing once finished)
+withdrawal holds what its status says (while open: a withdrawal its amount, an escrow
+its amount less what was released and refunded; nothing once finished)
 and its document's coins equal its replay; every paid purchase has exactly one issue
 entry and no other purchase has any; the vault's derived balances (treasury, platform
 fees, ...) equal the ledger's; and no entry has effects the trigger could not apply.
@@ -15,14 +16,15 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import catalog, effects, ledger, logs, postings, store
-from .domain import Account, EntryType, EscrowStatus, EventKind, PurchaseStatus
+from .domain import Account, EntryType, EventKind, PurchaseStatus
 from .store import Store
+from .escrow import OPEN as OPEN_ESCROW
+from .escrow import held_dirhams
 from .withdrawals import OPEN as OPEN_WITHDRAWAL
 
 # A stored report keeps this many problems (a Firestore document holds at most 1 MiB);
 # the count says how many there were.
 STORED_PROBLEMS_MAX = 200
-OPEN_ESCROW = (EscrowStatus.LOCKED, EscrowStatus.DISPUTED)
 
 
 def replay(db: Store, visit: Callable[[dict[str, Any]], None] | None = None) -> postings.Balances:
@@ -57,15 +59,15 @@ def run(db: Store, *, vault: bool = True) -> dict[str, Any]:
         if catalog.normalize(wallet.get("coins", {})) != replayed or wallet.get("balance_dirhams") != catalog.value_dirhams(replayed):
             problems.append({"kind": "wallet_differs", "user_id": wallet["user_id"], "document": wallet.get("coins", {}), "ledger": replayed})
 
-    for collection, account_of, open_states in (
-        (store.ESCROWS, Account.escrow, OPEN_ESCROW),
-        (store.WITHDRAWALS, Account.withdrawal, OPEN_WITHDRAWAL),
+    for collection, account_of, open_states, still_held in (
+        (store.ESCROWS, Account.escrow, OPEN_ESCROW, held_dirhams),
+        (store.WITHDRAWALS, Account.withdrawal, OPEN_WITHDRAWAL, lambda withdrawal: withdrawal["amount_dirhams"]),
     ):
         for hold in db.scan(collection):
             checked[collection] += 1
             account = account_of(hold["id"])
             replayed = balances.get(account, {})
-            expected = hold["amount_dirhams"] if hold["status"] in open_states else 0
+            expected = still_held(hold) if hold["status"] in open_states else 0
             if catalog.value_dirhams(replayed) != expected:
                 problems.append({"kind": f"{account.kind}_hold_wrong", "id": hold["id"], "status": hold["status"],
                                  "held_dirhams": catalog.value_dirhams(replayed), "expected_dirhams": expected})

@@ -22,7 +22,7 @@ KYC_HISTORY = "kyc_history"  # wallets/{uid}/kyc_history/{id}
 LEDGER = "ledger"
 IDEMPOTENCY = "idempotency"
 ESCROWS = "escrows"
-ESCROW_JOBS = "escrow_jobs"  # one escrow per job: escrow_jobs/{job_id}
+ESCROW_MILESTONES = "escrow_milestones"  # one open escrow per (job, milestone)
 WITHDRAWALS = "withdrawals"
 PRIVATE = "private"  # withdrawals/{id}/private/destination: the unmasked destination
 PURCHASES = "purchases"
@@ -96,8 +96,12 @@ def escrow(escrow_id: str) -> Doc:
     return Doc((ESCROWS, escrow_id))
 
 
-def escrow_job(job_id: str) -> Doc:
-    return Doc((ESCROW_JOBS, job_id))
+def escrow_milestone(job_id: str, milestone: str) -> Doc:
+    """The lock that keeps one escrow open per (job, milestone): milestone names are
+    the app's text, so the id is a hash."""
+    import hashlib
+
+    return Doc((ESCROW_MILESTONES, hashlib.sha256(f"{job_id}\n{milestone}".encode()).hexdigest()[:40]))
 
 
 def withdrawal(withdrawal_id: str) -> Doc:
@@ -216,20 +220,14 @@ class Reader:
     def escrow(self, escrow_id: str) -> dict[str, Any] | None:
         return self.get(escrow(escrow_id))
 
-    def escrow_job(self, job_id: str) -> dict[str, Any] | None:
-        return self.get(escrow_job(job_id))
+    def escrow_milestone(self, job_id: str, milestone: str) -> dict[str, Any] | None:
+        return self.get(escrow_milestone(job_id, milestone))
 
     def withdrawal(self, withdrawal_id: str) -> dict[str, Any] | None:
         return self.get(withdrawal(withdrawal_id))
 
     def purchase(self, purchase_id: str) -> dict[str, Any] | None:
         return self.get(purchase(purchase_id))
-
-    def account_coins(self, account) -> dict[str, int]:
-        """The coins an account document keeps (a wallet or a hold)."""
-        doc = account_document(account)
-        assert doc is not None, f"{account} is derived from the ledger, not kept on a document"
-        return dict((self.get(doc) or {}).get("coins", {}))
 
 
 class Store:
@@ -364,12 +362,13 @@ class Store:
         owns: Callable[[Mapping[str, Any]], bool],
         render: Callable[[dict[str, Any]], dict[str, Any]],
         newest_first: bool = True,
+        order_by: str = "created_at",
     ) -> dict[str, Any]:
-        """One page of a list, ordered by `created_at` (then id), as API.md's lists are.
+        """One page of a list, ordered by `order_by` (`created_at` unless said, then id).
         The cursor is the id of the last document of the previous page; it must be a
         document `owns` accepts, so that a cursor from someone else's list reveals nothing."""
         direction = "DESCENDING" if newest_first else "ASCENDING"
-        query = self._query(collection, where).order_by("created_at", direction=direction).order_by("__name__", direction=direction)
+        query = self._query(collection, where).order_by(order_by, direction=direction).order_by("__name__", direction=direction)
         if cursor is not None:
             last = self.client.collection(collection).document(_decode_cursor(cursor)).get()
             if not last.exists or not owns(last.to_dict()):

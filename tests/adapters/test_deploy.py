@@ -72,7 +72,7 @@ def test_only_the_scheduler_and_task_targets_are_private_and_only_the_invoker_ma
         assert (name in bindings) == private, name
     scheduled = {re.sub("^coins-", "", argv[5]) for argv in dry_run if argv[:5] == ["gcloud", "scheduler", "jobs", "create", "http"]}
     assert scheduled == {"purchases_reconcile", "escrows_sweep", "reconcile_daily"}
-    assert scheduled < bindings and "escrow_auto_release" in bindings
+    assert scheduled < bindings and "escrow_timer" in bindings
 
 
 def test_every_secret_comes_from_secret_manager_and_nothing_local_ships(dry_run):

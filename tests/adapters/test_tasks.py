@@ -41,8 +41,8 @@ class CloudTasksStandIn:
 def cloud():
     stand_in = CloudTasksStandIn()
     scheduler = CloudTasksScheduler(
-        project="guild-prod", location="me-central1", queue="escrow-auto-release",
-        target_url="https://me-central1-guild-prod.cloudfunctions.net/escrow_auto_release",
+        project="guild-prod", location="me-central1", queue="escrow-timers",
+        target_url="https://me-central1-guild-prod.cloudfunctions.net/escrow_timer",
         service_account_email="tasks@guild-prod.iam.gserviceaccount.com", client=stand_in,
     )
     return scheduler, stand_in
@@ -51,18 +51,18 @@ def cloud():
 def test_a_task_is_named_after_its_escrow_and_carries_an_oidc_token(cloud):
     scheduler, _ = cloud
     request = scheduler.create_request("esc123", NOW + timedelta(hours=72), {"escrow_id": "esc123"}, NOW)
-    assert request["parent"] == "projects/guild-prod/locations/me-central1/queues/escrow-auto-release"
+    assert request["parent"] == "projects/guild-prod/locations/me-central1/queues/escrow-timers"
     task = request["task"]
     assert task["name"] == request["parent"] + "/tasks/esc123"
     assert task["schedule_time"].ToDatetime(tzinfo=timezone.utc) == NOW + timedelta(hours=72)
     http = task["http_request"]
     assert http["http_method"] == "POST"
-    assert http["url"] == "https://me-central1-guild-prod.cloudfunctions.net/escrow_auto_release"
+    assert http["url"] == "https://me-central1-guild-prod.cloudfunctions.net/escrow_timer"
     assert json.loads(http["body"]) == {"escrow_id": "esc123"}
     assert http["headers"] == {"Content-Type": "application/json"}
     assert http["oidc_token"] == {
         "service_account_email": "tasks@guild-prod.iam.gserviceaccount.com",
-        "audience": "https://me-central1-guild-prod.cloudfunctions.net/escrow_auto_release",
+        "audience": "https://me-central1-guild-prod.cloudfunctions.net/escrow_timer",
     }
 
 
@@ -98,7 +98,7 @@ class Target:
     def __init__(self, failures=0):
         self.calls, self.failures = [], failures
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/escrow_auto_release"
+        self.url = f"http://127.0.0.1:{self.server.server_port}/escrow_timer"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @Request.application
@@ -127,7 +127,7 @@ def test_the_local_queue_delivers_when_due_with_cloud_tasks_headers():
         assert at - started >= 0.25
         assert body == {"escrow_id": "esc1"}
         assert headers["X-Cloudtasks-Taskname"] == "esc1"
-        assert headers["X-Cloudtasks-Queuename"] == "escrow-auto-release"
+        assert headers["X-Cloudtasks-Queuename"] == "escrow-timers"
         assert headers["X-Cloudtasks-Taskretrycount"] == "0"
         assert headers["X-Local-Service-Secret"] == "s"
         queue.schedule("esc1", datetime.now(timezone.utc), {"escrow_id": "esc1"})

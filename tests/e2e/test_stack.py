@@ -118,13 +118,15 @@ def test_a_person_can_buy_coins_through_the_sandbox_checkout(stack):
     assert status == "paid"
 
 
-def test_a_job_payment_auto_releases_by_itself_through_the_trigger_and_a_task():
-    """The wiring: the emulator delivers the ledger event to the trigger, which schedules
-    the timer; the local queue calls the auto-release target; the freelancer is paid."""
+def test_a_submitted_milestone_nobody_acts_on_is_released_when_the_review_window_ends():
+    """The wiring: fund, submit, then nobody acts. The emulator delivers the submit's
+    outbox event to its trigger, which schedules the review timer on the local queue;
+    the queue calls the timer target when the (shortened) window ends; the freelancer is
+    paid and told so where the app looks. Nothing moved before the submit."""
     port, firestore_port = free_port(), free_port()
     process, lines = start_stack(
         "--port", str(port), "--firestore-port", str(firestore_port), "--fatora-port", str(free_port()),
-        env={"ESCROW_AUTO_RELEASE_SECONDS": "2"},
+        env={"ESCROW_REVIEW_WINDOW_SECONDS": "2"},
     )
     try:
         # `make job id=job-e2e client=client-e2e freelancer=freelancer-e2e`, as the README does.
@@ -147,6 +149,10 @@ def test_a_job_payment_auto_releases_by_itself_through_the_trigger_and_a_task():
         )
         assert locked.status_code == 201, locked.text
         escrow_id = locked.json()["id"]
+        time.sleep(3)  # longer than the review window: nothing is timed at funding
+        assert requests.get(f"{base}/api/coins/escrow/{escrow_id}", headers=client, timeout=10).json()["status"] == "funded"
+        submitted = requests.post(f"{base}/api/coins/escrow/{escrow_id}/submit", json={"note": "done"}, headers=freelancer, timeout=10)
+        assert submitted.status_code == 200 and submitted.json()["status"] == "submitted", submitted.text
 
         def released():
             return requests.get(f"{base}/api/coins/escrow/{escrow_id}", headers=client, timeout=10).json()["status"] == "released"
@@ -179,7 +185,8 @@ def test_a_job_payment_auto_releases_by_itself_through_the_trigger_and_a_task():
                                    if m["to"] == "ExponentPushToken[local-freelancer-e2e]" and m["title"] == "Payment released"])
         assert pushed[0]["body"] == note["description"]
         job = app.document("jobs/job-e2e").get().to_dict()
-        assert job["coinEscrow"] == {"status": "released", "amount": 100, "released": 100} and job["escrowId"] == escrow_id
+        assert job["coinEscrow"] == {"status": "released", "milestone": "1", "amount": 100, "released": 100, "refunded": 0}
+        assert job["escrowId"] == escrow_id
     finally:
         assert stop_stack(process) == 0
 

@@ -36,7 +36,7 @@ MATRIX = [
     ("coins_escrow_release", "POST", "/api/coins/escrow/{escrow}/release", None, (401, 401, 404, 200, 200)),
     ("coins_escrow_refund", "POST", "/api/coins/escrow/{escrow}/refund", None, (401, 401, 404, 403, 200)),
     ("coins_escrow_dispute", "POST", "/api/coins/escrow/{escrow}/dispute", {"reason": "late"}, (401, 401, 404, 200, 403)),
-    ("escrow_auto_release", "POST", None, {"escrow_id": "{escrow}"}, (401, 401, 401, 401, 401)),
+    ("escrow_timer", "POST", None, {"escrow_id": "{escrow}"}, (401, 401, 401, 401, 401)),
     ("escrows_sweep", "POST", None, None, (401, 401, 401, 401, 401)),
     ("admin_kyc_set", "POST", "/api/admin/coins/kyc/{owner}", {"status": "verified"}, (401, 401, 403, 403, 200)),
     # The stranger and the admin have no verified KYC; the owner already has a withdrawal open.

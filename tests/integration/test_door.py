@@ -55,7 +55,7 @@ def test_a_job_payment_to_a_freelancer_id_firestore_refuses_is_422_and_pays_noth
 @pytest.mark.parametrize("function, body, field", [
     ("coins_job_payment", {"job_id": "__x__", "freelancer_id": "f", "amount_dirhams": 500}, "job_id"),
     ("admin_adjust_balance", {"user_id": "__x__", "coins": {"GBC": 1}, "reason": "r"}, "user_id"),
-    ("escrow_auto_release", {"escrow_id": "__x__"}, "escrow_id"),
+    ("escrow_timer", {"escrow_id": "__x__"}, "escrow_id"),
 ])
 def test_a_body_id_that_cannot_be_a_document_id_is_422(api, db, function, body, field):
     response = api.call(function, "POST", uid="door-admin", admin=True, key=fresh_id("k"), body=body, headers=SERVICE_HEADERS)

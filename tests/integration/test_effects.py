@@ -5,9 +5,9 @@ fuzzing: an escrow naming freelancer `__fuzz__` failed on every delivery of its 
 so its vault increment was never applied and reconciliation stayed "not ok" for good.)"""
 
 import json
-from datetime import timedelta
 
 from coins import clients, effects, ledger, notify, postings, reconciliation, store
+from coins.escrow import facts as escrow_facts
 from coins.domain import Account, EntryType, EventKind
 from tests import factories
 from tests.money import assert_vault_matches_ledger, fresh_id
@@ -20,10 +20,10 @@ def legacy_lock_naming(db, client, freelancer_id):
     def operation(reader):
         moved = postings.transfer(Account.user(client), Account.escrow(escrow_id), {"GPC": 1})
         entry = postings.Entry(EntryType.ESCROW_LOCK, moved, refs={"escrow_id": escrow_id}, parties=(client, freelancer_id))
-        escrow = {"id": escrow_id, "status": "locked", "client_id": client, "freelancer_id": freelancer_id, "amount_dirhams": 10_000,
-                  "fee_dirhams": 1_000, "auto_release_at": reader.now + timedelta(days=3), "job_id": "j"}
-        funded = ledger.Event(EventKind.ESCROW_FUNDED, {"escrow_id": escrow_id, "job_id": "j", "client_id": client,
-                                                        "freelancer_id": freelancer_id, "amount_dirhams": 10_000})
+        escrow = {"id": escrow_id, "status": "funded", "version": 1, "client_id": client, "freelancer_id": freelancer_id,
+                  "parties": [client, freelancer_id], "amount_dirhams": 10_000, "released_dirhams": 0, "refunded_dirhams": 0,
+                  "fee_dirhams": 0, "timer_due_at": None, "job_id": "j", "milestone": "1", "created_at": reader.now}
+        funded = ledger.Event(EventKind.ESCROW_FUNDED, escrow_facts(escrow))
         return ledger.Plan(entry=entry, documents={store.escrow(escrow_id): escrow}, events=(funded,),
                            respond=lambda outcome: ledger.Response(201, {"entry_id": outcome.entry_id}))
 
@@ -39,11 +39,11 @@ def test_an_event_naming_a_refused_id_notifies_the_others_and_records_the_rest(a
     client = factories.wallet(api, {"GPC": 1})
     entry_id = legacy_lock_naming(db, client, "__fuzz__")
     for snapshot in db.collection("ledger").stream():
-        assert effects.apply(db, task_queue, snapshot.id)
+        assert effects.apply(db, snapshot.id)
     assert_vault_matches_ledger(db)  # the money side is whole
     capsys.readouterr()
 
-    assert notify.deliver(db, clients.app_db(), clients.push(), entry_id) is True
+    assert notify.deliver(db, clients.app_db(), clients.push(), task_queue, entry_id) is True
     errors = error_logs(capsys)
     assert [line["message"] for line in errors] == ["outbox effects failed"] and errors[0]["event_id"] == entry_id
     failure = db.get(store.effect_failure(entry_id))
@@ -52,7 +52,7 @@ def test_an_event_naming_a_refused_id_notifies_the_others_and_records_the_rest(a
 
     report = reconciliation.run(db)
     assert [(p["kind"], p["source"], p["id"]) for p in report["problems"]] == [("effects_failed", "outbox", entry_id)]
-    assert notify.deliver(db, clients.app_db(), clients.push(), entry_id) is False, "a redelivery changes nothing"
+    assert notify.deliver(db, clients.app_db(), clients.push(), task_queue, entry_id) is False, "a redelivery changes nothing"
 
 
 def test_an_entry_with_malformed_data_is_recorded_not_retried_forever(api, db, task_queue, capsys):
@@ -61,14 +61,14 @@ def test_an_entry_with_malformed_data_is_recorded_not_retried_forever(api, db, t
     # The user record of the entry lacks its amount (as a corrupt entry could).
     db.collection("ledger").document(entry_id).update({"users": {client: {"no_amount": True}}})
     capsys.readouterr()
-    assert effects.apply(db, task_queue, entry_id) is True
+    assert effects.apply(db, entry_id) is True
     assert [line["message"] for line in error_logs(capsys)] == ["ledger effects failed"]
     failure = db.get(store.effect_failure(entry_id))
     assert [f["effect"] for f in failure["failures"]] == [f"stats:{client}"]
     assert failure["failures"][0]["reason"].startswith("malformed entry: KeyError")
     assert_vault_matches_ledger(db)
     assert [(p["kind"], p["source"]) for p in reconciliation.run(db)["problems"]] == [("effects_failed", "ledger")]
-    assert effects.apply(db, task_queue, entry_id) is False
+    assert effects.apply(db, entry_id) is False
 
 
 def test_a_release_to_an_id_firestore_refuses_is_409_not_500(api, db, task_queue):
@@ -80,4 +80,4 @@ def test_a_release_to_an_id_firestore_refuses_is_409_not_500(api, db, task_queue
     headers = {"Authorization": f"Bearer {mint(client)}", "Idempotency-Key": fresh_id("k")}
     release = api.client("coins_escrow_release").post(f"/api/coins/escrow/{escrow_id}/release", headers=headers)
     assert release.status_code == 409 and release.get_json()["error"]["code"] == "invalid_state"
-    assert db.get(store.escrow(escrow_id))["status"] == "locked"
+    assert db.get(store.escrow(escrow_id))["status"] == "funded"

@@ -19,11 +19,16 @@ def app():
     return clients.app_db().client
 
 
+@pytest.fixture(autouse=True)
+def _timers(task_queue):
+    """Escrow events start and stop timers: the local queue stands in for Cloud Tasks."""
+
+
 def deliver_all(db):
     """Every event of the outbox, delivered as the trigger would, in order."""
     delivered = []
     for snapshot in sorted(db.collection("outbox").stream(), key=lambda s: s.get("at")):
-        if notify.deliver(db, clients.app_db(), clients.push(), snapshot.id):
+        if notify.deliver(db, clients.app_db(), clients.push(), clients.scheduler(), snapshot.id):
             delivered.append(snapshot.to_dict()["kind"])
     return delivered
 
@@ -93,11 +98,12 @@ def test_the_job_shows_the_escrow_and_follows_it_to_its_release(api, db, expo, j
     client, freelancer, escrow = job_paid
     deliver_all(db)
     job = app().document(f"jobs/{escrow['job_id']}").get().to_dict()
-    assert (job["escrowId"], job["coinEscrow"]) == (escrow["id"], {"status": "locked", "amount": 100, "released": 0})
+    assert (job["escrowId"], job["coinEscrow"]) == (
+        escrow["id"], {"status": "funded", "milestone": "1", "amount": 100, "released": 0, "refunded": 0})
     assert post(api, "coins_escrow_release", f"/api/coins/escrow/{escrow['id']}/release", client).status_code == 200
     assert deliver_all(db) == ["escrow_released"]
     job = app().document(f"jobs/{escrow['job_id']}").get().to_dict()
-    assert job["coinEscrow"] == {"status": "released", "amount": 100, "released": 100}
+    assert job["coinEscrow"] == {"status": "released", "milestone": "1", "amount": 100, "released": 100, "refunded": 0}
     assert job["clientId"] == client and job["title"] == "Logo design", "the app's fields are untouched"
     released = notifications_of(freelancer)[-1]
     assert released["metadata"]["amount"] == 90 and "رسوم المنصة 10" in released["description"]

@@ -1,20 +1,23 @@
 """Random sequences of every money operation, through the services, with the whole
-ledger replayed after each step: every tier sums to zero and every wallet and hold
-equals its replay. At the end the trigger's vault and a reconciliation agree."""
+ledger replayed after each step: every tier sums to zero and every wallet, hold and
+purchase equals its replay. At the end the trigger's vault and a reconciliation agree.
+Escrows go through every transition of their table, timers included."""
 
 import random
 from datetime import timedelta
 
 import pytest
 
-from coins import catalog, clients, effects, errors, escrow, ledger, reconciliation, wallets, withdrawals
+from coins import catalog, clients, effects, errors, escrow, ledger, reconciliation, store, wallets, withdrawals
 from coins.auth import Caller
 from tests import factories
 from tests.money import assert_conserved, assert_vault_matches_ledger
 
 USERS = [f"r{i}" for i in range(4)]
 ADMIN = Caller("r-admin", admin=True)
-STEPS = 40
+STEPS = 60
+# The refusals a random step may meet and that the test means: anything else fails it.
+MEANT = (errors.InsufficientFunds, errors.InvalidState, errors.WithdrawalPending, errors.Forbidden, errors.ValidationFailed)
 
 
 class NothingToActOn(Exception):
@@ -34,35 +37,55 @@ def test_random_operations_conserve_every_coin(db, task_queue, seed):
         wallets.set_kyc(db, ADMIN, user_id=uid, status="verified", note=None)
     outcomes: dict[str, int] = {}
 
+    def pick_escrow():
+        if not escrows:
+            raise NothingToActOn()
+        held = db.get(store.escrow(rng.choice(escrows)))
+        return held, Caller(held["client_id"]), Caller(held["freelancer_id"])
+
     def adjust():
         coins = {rng.choice(catalog.SYMBOLS[1:5]): rng.choice([1, 2, 3, -1])}
         wallets.adjust_balance(db, ADMIN, user_id=rng.choice(USERS), coins=coins, reason="random", idempotency=key(rng))
 
-    def pay():
+    def fund():
         client, freelancer = rng.sample(USERS, 2)
         amount = rng.randint(1, 60) * catalog.GRID_DIRHAMS
         job_id = factories.job(client, freelancer)
-        response = escrow.lock(db, clients.app_db(), Caller(client), job_id=job_id, freelancer_id=None,
-                               amount_dirhams=amount, idempotency=key(rng))
+        response = escrow.lock(db, clients.app_db(), Caller(client), job_id=job_id, milestone=rng.choice(["1", "2"]),
+                               freelancer_id=None, amount_dirhams=amount, idempotency=key(rng))
         escrows.append(response.body["id"])
 
-    def finish():
-        if not escrows:
-            raise NothingToActOn()
-        escrow_id = rng.choice(escrows)
-        held = db.collection("escrows").document(escrow_id).get().to_dict()
-        action = rng.choice([escrow.Action.RELEASE, escrow.Action.REFUND])
-        party = held["client_id"] if action is escrow.Action.RELEASE else held["freelancer_id"]
-        caller = rng.choice([Caller(party), ADMIN])
-        escrow.finish(db, caller, escrow_id, action, idempotency=key(rng))
+    def submit():
+        held, client, freelancer = pick_escrow()
+        escrow.submit(db, rng.choice([freelancer, client]), held["id"], note=None)
+
+    def request_changes():
+        held, client, freelancer = pick_escrow()
+        escrow.request_changes(db, client, held["id"], note="again")
+
+    def release():
+        held, client, freelancer = pick_escrow()
+        amount = rng.choice([None, rng.randint(1, 20) * catalog.GRID_DIRHAMS])
+        escrow.release(db, rng.choice([client, client, ADMIN, freelancer]), held["id"], amount_dirhams=amount, idempotency=key(rng))
+
+    def request_refund():
+        held, client, freelancer = pick_escrow()
+        escrow.request_refund(db, client, held["id"], reason="random")
+
+    def refund():
+        held, client, freelancer = pick_escrow()
+        escrow.refund(db, rng.choice([freelancer, ADMIN, client]), held["id"], idempotency=key(rng))
 
     def dispute():
-        if not escrows:
-            raise NothingToActOn()
-        held = db.collection("escrows").document(rng.choice(escrows)).get().to_dict()
-        escrow.dispute(db, Caller(held["client_id"]), held["id"], reason="random")
+        held, client, freelancer = pick_escrow()
+        escrow.dispute(db, rng.choice([client, freelancer]), held["id"], reason="random", evidence_urls=())
 
-    def auto():
+    def resolve():
+        held, client, freelancer = pick_escrow()
+        share = rng.randint(0, 12) * catalog.GRID_DIRHAMS
+        escrow.resolve(db, ADMIN, held["id"], freelancer_dirhams=share, note="random", idempotency=key(rng))
+
+    def windows_end():
         escrow.sweep(db, now=ledger.now_utc() + timedelta(days=4))
 
     def withdraw():
@@ -78,23 +101,24 @@ def test_random_operations_conserve_every_coin(db, task_queue, seed):
         extra = {withdrawals.approve: {"notes": None}, withdrawals.pay: {"payment_reference": "r"}, withdrawals.reject: {"reason": "r"}}
         action(db, ADMIN, withdrawal_id, idempotency=key(rng), **extra[action])
 
-    operations = [adjust, adjust, adjust, pay, pay, finish, dispute, auto, withdraw, admin_withdrawal]
+    operations = [adjust, adjust, adjust, fund, fund, fund, submit, submit, request_changes, release, release, request_refund,
+                  refund, dispute, resolve, windows_end, withdraw, admin_withdrawal]
     for _ in range(STEPS):
         operation = rng.choice(operations)
         try:
             operation()
             outcome = operation.__name__
-        except (errors.InsufficientFunds, errors.InvalidState, errors.WithdrawalPending, errors.Forbidden) as refused:
+        except MEANT as refused:
             outcome = f"{operation.__name__}: {refused.code}"
         except NothingToActOn:
             outcome = f"{operation.__name__}: nothing to act on"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         assert_conserved(db)
-    # Refusals are part of the test, but most steps must have moved something.
+    # Refusals are part of the test, but many steps must have moved something.
     assert sum(n for name, n in outcomes.items() if ":" not in name) >= STEPS // 3, outcomes
 
     for snapshot in db.collection("ledger").stream():
-        effects.apply(db, task_queue, snapshot.id)
+        effects.apply(db, snapshot.id)
     assert_vault_matches_ledger(db)
     report = reconciliation.run(db)
     assert report["ok"], report["problems"]

@@ -317,7 +317,7 @@ def test_every_admin_action_is_audited_in_its_transaction(api, db):
 
 def apply_all_effects(db, task_queue):
     for snapshot in db.collection("ledger").stream():
-        effects.apply(db, task_queue, snapshot.id)
+        effects.apply(db, snapshot.id)
 
 
 def test_reconciliation_is_clean_after_real_flows(api, db, task_queue):

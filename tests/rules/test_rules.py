@@ -26,7 +26,7 @@ def seeded(emulator, db):
     db.collection("idempotency").document("some-key").set({"scope": ALICE, "state": "done"})
     db.collection("purchases").document("purchase-alice").set({"id": "purchase-alice", "user_id": ALICE, "status": "paid"})
     db.collection("purchases").document("purchase-alice").collection("events").document("e1").set({"outcome": "paid"})
-    db.collection("escrows").document("escrow-1").set({"id": "escrow-1", "client_id": ALICE, "freelancer_id": BOB, "status": "locked"})
+    db.collection("escrows").document("escrow-1").set({"id": "escrow-1", "client_id": ALICE, "freelancer_id": BOB, "status": "funded"})
     db.collection("vault").document("summary").collection("shards").document("0").set({"entries": {}})
     db.collection("withdrawals").document("w1").set({"id": "w1", "user_id": ALICE, "destination_masked": {"iban": "•••• DEFG"}})
     db.collection("withdrawals").document("w1").collection("private").document("destination").set({"iban": "QA58DOHB00001234567890ABCDEFG"})
@@ -104,7 +104,7 @@ def test_a_user_cannot_list_all_wallets(rest):
         ("PATCH", "/withdrawals/w1", {"fields": {"user_id": {"stringValue": "alice"}}}),
         ("PATCH", "/audit/a1", {"fields": {}}),
         ("PATCH", "/vault/summary/shards/0", {"fields": {}}),
-        ("PATCH", "/escrow_jobs/j1", {"fields": {"escrow_id": {"stringValue": "x"}}}),
+        ("PATCH", "/escrow_milestones/m1", {"fields": {"open_escrow_id": {"stringValue": "x"}}}),
         ("PATCH", "/effect_failures/e1", {"fields": {}}),
         ("PATCH", "/outbox/o1", {"fields": {}}),
     ],

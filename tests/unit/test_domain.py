@@ -79,38 +79,62 @@ def test_conservation_names_an_unbalanced_tier_and_a_negative_account():
     assert postings.conservation_problems({TREASURY: {"GBC": -1}, Account.user("a"): {"GBC": 1}}) == []
 
 
-ESCROW = {"client_id": "client", "freelancer_id": "free", "status": "locked"}
+ESCROW = {"client_id": "client", "freelancer_id": "free", "status": "funded"}
+CLIENT, FREELANCER, ADMIN_CALLER, STRANGER = Caller("client"), Caller("free"), Caller("ops", admin=True), Caller("stranger")
+A = escrow.Action
 
 
 @pytest.mark.parametrize("caller, action, status, expected", [
-    (Caller("client"), escrow.Action.RELEASE, "locked", "released"),
-    (Caller("free"), escrow.Action.RELEASE, "locked", errors.Forbidden),
-    (Caller("stranger"), escrow.Action.RELEASE, "locked", errors.NotFound),
-    (Caller("ops", admin=True), escrow.Action.RELEASE, "disputed", "released"),
-    (Caller("client"), escrow.Action.RELEASE, "disputed", errors.InvalidState),
-    (Caller("client"), escrow.Action.REFUND, "locked", errors.Forbidden),
-    (Caller("free"), escrow.Action.REFUND, "locked", "refunded"),
-    (Caller("free"), escrow.Action.REFUND, "released", errors.InvalidState),
-    (Caller("ops", admin=True), escrow.Action.REFUND, "refunded", errors.InvalidState),
-    (Caller("client"), escrow.Action.DISPUTE, "locked", "disputed"),
-    (Caller("free"), escrow.Action.DISPUTE, "locked", "disputed"),
-    (Caller("ops", admin=True), escrow.Action.DISPUTE, "locked", errors.Forbidden),
-    (None, escrow.Action.RELEASE, "locked", "released"),
-    (None, escrow.Action.REFUND, "locked", errors.Forbidden),
+    (FREELANCER, A.SUBMIT, "funded", "submitted"),
+    (CLIENT, A.SUBMIT, "funded", errors.Forbidden),
+    (FREELANCER, A.SUBMIT, "submitted", errors.InvalidState),
+    (CLIENT, A.REQUEST_CHANGES, "submitted", "funded"),
+    (CLIENT, A.REQUEST_CHANGES, "funded", errors.InvalidState),
+    (CLIENT, A.RELEASE, "funded", None),
+    (CLIENT, A.RELEASE, "submitted", None),
+    (CLIENT, A.RELEASE, "refund_requested", errors.InvalidState),
+    (CLIENT, A.RELEASE, "disputed", errors.InvalidState),
+    (FREELANCER, A.RELEASE, "submitted", errors.Forbidden),
+    (ADMIN_CALLER, A.RELEASE, "disputed", None),
+    (None, A.RELEASE, "submitted", "released"),
+    (None, A.RELEASE, "funded", errors.InvalidState),
+    (CLIENT, A.REQUEST_REFUND, "submitted", "refund_requested"),
+    (FREELANCER, A.REQUEST_REFUND, "funded", errors.Forbidden),
+    (FREELANCER, A.REFUND, "refund_requested", "refunded"),
+    (FREELANCER, A.REFUND, "funded", "refunded"),
+    (CLIENT, A.REFUND, "funded", errors.Forbidden),
+    (None, A.REFUND, "refund_requested", "refunded"),
+    (None, A.REFUND, "submitted", errors.InvalidState),
+    (CLIENT, A.DISPUTE, "submitted", "disputed"),
+    (FREELANCER, A.DISPUTE, "refund_requested", "disputed"),
+    (ADMIN_CALLER, A.DISPUTE, "funded", errors.Forbidden),
+    (CLIENT, A.DISPUTE, "released", errors.InvalidState),
+    (ADMIN_CALLER, A.RESOLVE, "disputed", None),
+    (ADMIN_CALLER, A.RESOLVE, "funded", errors.InvalidState),
+    (CLIENT, A.RESOLVE, "disputed", errors.Forbidden),
+    (STRANGER, A.RELEASE, "funded", errors.NotFound),
 ])
 def test_the_escrow_table_decides_who_moves_it_from_where_to_where(caller, action, status, expected):
     actor = escrow.Actor(caller)
     document = {**ESCROW, "status": status}
-    if isinstance(expected, str):
+    if expected is None or isinstance(expected, str):
         assert escrow.transition(actor, document, action).to == expected
     else:
         with pytest.raises(expected):
             escrow.transition(actor, document, action)
 
 
-def test_money_moves_on_exactly_the_rows_that_name_an_entry():
+def test_money_moves_on_exactly_the_rows_that_pay_or_refund():
     for row in escrow.TRANSITIONS:
-        assert (row.entry is None) == (row.action is escrow.Action.DISPUTE)
+        assert (row.entry is not None) == (row.action in (A.RELEASE, A.REFUND, A.RESOLVE)), row
+
+
+def test_every_open_state_can_be_left_and_every_timed_state_ends_by_itself():
+    reachable_from = {status: {row.to for row in escrow.TRANSITIONS if status in row.from_states} for status in escrow.OPEN}
+    assert all(reachable_from.values())
+    for status, window in escrow.TIMED.items():
+        action = escrow.WHEN_WINDOW_ENDS[window]
+        assert any(row.role is escrow.Role.SYSTEM and row.action is action and status in row.from_states for row in escrow.TRANSITIONS)
 
 
 @pytest.mark.parametrize("attempt, ceiling", [(1, 0.2), (2, 0.4), (3, 0.8), (10, 3.0)])

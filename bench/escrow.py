@@ -1,7 +1,8 @@
-"""Benchmark: job payment and release through the HTTP entry points (in-process test
-clients) against the real emulator, beside the raw floor (a bare transaction with the
-same document reads and writes) in the same run; then N concurrent releases of N
-escrows of distinct clients, to show that the platform's fee account serializes nothing.
+"""Benchmark: a milestone's life through the HTTP entry points (in-process test clients)
+against the real emulator: job payment, submit, a partial release, the release of the
+rest, each beside the raw floor (a bare transaction with the same document reads and
+writes) in the same run; then N concurrent releases of N escrows of distinct clients, to
+show that the platform's fee account serializes nothing.
 
     make bench     (or: .venv/bin/python -m bench.escrow [--iterations N])
 """
@@ -58,24 +59,35 @@ def post(client, path, uid, body=None, admin=False):
     return response.get_json()
 
 
-def raw_floor(db, reads: int, writes: int):
-    """A create, then one transaction with `reads` gets and `writes - 1` sets."""
+def raw_floor(db, reads: int, writes: int, keyed: bool):
+    """What an operation's documents cost bare: for a keyed one a create (its claim)
+    first, then one transaction with `reads` gets and the remaining writes as sets."""
     from google.cloud import firestore
 
     docs = db.collection("raw")
-    record = docs.document(uuid.uuid4().hex)
-    record.create({"state": "in_progress"})
-    targets = [docs.document(f"doc{i}") for i in range(reads - 1)]
+    targets = [docs.document(f"doc{i}") for i in range(reads)]
+    if keyed:
+        targets[0].set({"state": "done"})
+        docs.document(uuid.uuid4().hex).create({"state": "in_progress"})
+    sets = writes - 1 if keyed else writes
 
     @firestore.transactional
     def body(transaction):
-        record.get(transaction=transaction)
         for ref in targets:
             ref.get(transaction=transaction)
-        for i in range(writes - 1):
+        for i in range(sets):
             transaction.set(docs.document(uuid.uuid4().hex if i >= len(targets) else f"doc{i}"), {"n": i})
 
     body(db.transaction())
+
+
+# The measured steps of a milestone: (label, key, whether it takes an Idempotency-Key).
+STEPS = (
+    ("job payment (coins_job_payment)", "pay", True),
+    ("submit (coins_escrow_submit)", "submit", False),
+    ("partial release, 40 of 100 QAR", "partial", True),
+    ("release of the rest", "release", True),
+)
 
 
 def measure(name, samples):
@@ -105,8 +117,9 @@ def main() -> None:
         counter = Counter()
         counter.install()
         logs = Logs()
-        adjust, pay, release = client_for("admin_adjust_balance"), client_for("coins_job_payment"), client_for("coins_escrow_release")
-        results: dict[str, list[float]] = {"pay": [], "release": [], "raw_pay": [], "raw_release": []}
+        adjust, pay = client_for("admin_adjust_balance"), client_for("coins_job_payment")
+        submit, release = client_for("coins_escrow_submit"), client_for("coins_escrow_release")
+        results: dict[str, list[float]] = {}
         counts: dict[str, tuple[int, int]] = {}
         with contextlib.redirect_stdout(logs):
             for i in range(n + 5):
@@ -114,25 +127,27 @@ def main() -> None:
                 post(adjust, "/", "ops", {"user_id": client, "coins": {"GRC": 1}, "reason": "bench"}, admin=True)
                 seed_job(app, f"job{i}", client, freelancer)
                 counter.take()
-                started = time.perf_counter()
-                escrow = post(pay, "/", client, {"job_id": f"job{i}", "freelancer_id": freelancer, "amount_dirhams": 10_000})
-                pay_ms = (time.perf_counter() - started) * 1000
-                pay_counts = counter.take()
-                started = time.perf_counter()
-                post(release, f"/{escrow['id']}", client)
-                release_ms = (time.perf_counter() - started) * 1000
-                release_counts = counter.take()
-                started = time.perf_counter()
-                raw_floor(db, *pay_counts)
-                raw_pay_ms = (time.perf_counter() - started) * 1000
-                started = time.perf_counter()
-                raw_floor(db, *release_counts)
-                raw_release_ms = (time.perf_counter() - started) * 1000
-                counter.take()
-                if i >= 5:  # the first few warm imports and connections
-                    for key, value in (("pay", pay_ms), ("release", release_ms), ("raw_pay", raw_pay_ms), ("raw_release", raw_release_ms)):
-                        results[key].append(value)
-                    counts = {"pay": pay_counts, "release": release_counts}
+                escrow_id = None
+                calls = {
+                    "pay": lambda: post(pay, "/", client, {"job_id": f"job{i}", "freelancer_id": freelancer, "amount_dirhams": 10_000}),
+                    "submit": lambda: post(submit, f"/{escrow_id}", freelancer, {"note": "done"}),
+                    "partial": lambda: post(release, f"/{escrow_id}", client, {"amount_dirhams": 4_000}),
+                    "release": lambda: post(release, f"/{escrow_id}", client),
+                }
+                for _, key, keyed in STEPS:
+                    started = time.perf_counter()
+                    answer = calls[key]()
+                    elapsed = (time.perf_counter() - started) * 1000
+                    escrow_id = escrow_id or answer["id"]
+                    reads, writes = counter.take()
+                    started = time.perf_counter()
+                    raw_floor(db, reads, writes, keyed)
+                    raw = (time.perf_counter() - started) * 1000
+                    counter.take()
+                    if i >= 5:  # the first few warm imports and connections
+                        results.setdefault(key, []).append(elapsed)
+                        results.setdefault("raw_" + key, []).append(raw)
+                        counts[key] = (reads, writes)
 
             concurrency = []
             for workers in (1, 8, 32):
@@ -141,7 +156,8 @@ def main() -> None:
                     client, freelancer = f"c{workers}-{i}", f"f{workers}-{i}"
                     post(adjust, "/", "ops", {"user_id": client, "coins": {"GPC": 1}, "reason": "bench"}, admin=True)
                     seed_job(app, f"cj{workers}-{i}", client, freelancer)
-                    escrows.append((client, post(pay, "/", client, {"job_id": f"cj{workers}-{i}", "freelancer_id": freelancer, "amount_dirhams": 10_000})["id"]))
+                    body = {"job_id": f"cj{workers}-{i}", "freelancer_id": freelancer, "amount_dirhams": 10_000}
+                    escrows.append((client, post(pay, "/", client, body)["id"]))
                 clients = [client_for("coins_escrow_release") for _ in range(workers)]
                 barrier = threading.Barrier(workers + 1)
                 logs.aborted = 0
@@ -163,8 +179,9 @@ def main() -> None:
 
     print(f"escrow through the HTTP entry points, {n} iterations, Firestore emulator on 127.0.0.1")
     print(f"{'':34}{'median ms':>10}{'p95 ms':>10}{'reads':>8}{'writes':>8}")
-    for name, key, raw in (("job payment (coins_job_payment)", "pay", "raw_pay"), ("release (coins_escrow_release)", "release", "raw_release")):
+    for name, key, _ in STEPS:
         reads, writes = counts[key]
+        raw = "raw_" + key
         print(f"{measure('raw floor, same reads/writes', results[raw])}{reads:>8}{writes:>8}")
         print(f"{measure(name, results[key])}{reads:>8}{writes:>8}")
         print(f"  ratio: median {statistics.median(results[key]) / statistics.median(results[raw]):.2f}x, "

@@ -3,7 +3,7 @@ database: how many events, which headers, whether (default) leaks in, ms per eve
 
     .venv/bin/python -m local.measure_trigger
 """
-import sys, threading, time, base64, json
+import sys, threading, time
 from pathlib import Path; ROOT = Path(__file__).resolve().parent.parent; sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from local.emulator import FirestoreEmulator, free_port

@@ -194,3 +194,27 @@ def test_a_reconciliation_problem_reaches_the_admins_once_a_day(api, db, expo):
     for admin in ADMIN_UIDS:
         assert [n["priority"] for n in notifications_of(admin)] == ["urgent"]
     db.collection("purchases").document("p1").delete()
+
+
+def test_each_escrow_transition_tells_the_other_party_and_the_job_follows(api, db, expo, job_paid):
+    client, freelancer, escrow = job_paid
+    path = f"/api/coins/escrow/{escrow['id']}"
+    steps = [
+        ("coins_escrow_submit", "/submit", freelancer, {"note": "v1"}, client, "Work submitted"),
+        ("coins_escrow_request_changes", "/request-changes", client, {"note": "bigger logo"}, freelancer, "طُلبت تعديلات"),
+        ("coins_escrow_request_refund", "/request-refund", client, {"reason": "too slow"}, freelancer, "طُلب استرداد"),
+        ("coins_escrow_dispute", "/dispute", freelancer, {"reason": "it was on time"}, client, "Refund request declined"),
+    ]
+    for function, suffix, actor, body, told, title in steps:
+        assert post(api, function, path + suffix, actor, body).status_code == 200, function
+        deliver_all(db)
+        assert notifications_of(told)[-1]["title"] == title, function
+    assert notifications_of(ADMIN_UIDS[0])[-1]["title"] == "Dispute opened"
+    resolved = post(api, "admin_escrow_resolve", f"/api/admin/coins/escrow/{escrow['id']}/resolve", "ops-one",
+                    {"freelancer_dirhams": 6000, "note": "half the work"}, admin=True)
+    assert resolved.status_code == 200 and resolved.get_json()["status"] == "split"
+    deliver_all(db)
+    assert notifications_of(client)[-1]["title"] == "Dispute resolved"
+    assert notifications_of(freelancer)[-1]["title"] == "تم حل النزاع"
+    job = app().document(f"jobs/{escrow['job_id']}").get().to_dict()
+    assert job["coinEscrow"] == {"status": "split", "milestone": "1", "amount": 100, "released": 60, "refunded": 40}

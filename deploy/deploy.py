@@ -48,6 +48,8 @@ QUEUE = "escrow-timers"
 # Secret Manager secret -> the environment variable the functions read.
 SECRETS = {"FATORA_API_KEY": "fatora-api-key"}
 OPTIONAL_SECRETS = {"EXPO_ACCESS_TOKEN": "expo-access-token"}
+# The token of the webhook URL set up in Fatora's dashboard (`...?token=`), if one is used.
+WEBHOOK_TOKEN_SECRET = {"FATORA_WEBHOOK_TOKEN": "fatora-webhook-token"}
 APIS = (
     "cloudfunctions.googleapis.com", "run.googleapis.com", "cloudbuild.googleapis.com", "artifactregistry.googleapis.com",
     "eventarc.googleapis.com", "firestore.googleapis.com", "cloudtasks.googleapis.com", "cloudscheduler.googleapis.com",
@@ -80,6 +82,7 @@ class Target:
     site: str
     admin_uids: str = ""
     with_expo_token: bool = False
+    with_webhook_token: bool = False
 
     @property
     def base_url(self) -> str:
@@ -139,8 +142,9 @@ def environment(target: Target, private: list[Function]) -> dict[str, str]:
         "TASKS_QUEUE": QUEUE,
         "ESCROW_TIMER_URL": f"{target.base_url}/escrow_timer",
         "TASKS_SERVICE_ACCOUNT": target.account("coins-invoker"),
-        "PURCHASE_SUCCESS_URL": f"{site}/purchase-complete.html",
-        "PURCHASE_FAILURE_URL": f"{site}/purchase-complete.html",
+        # Fatora's success_url and failure_url: our return endpoint, through our Hosting site.
+        "PURCHASE_RETURN_URL": f"{site}/api/coins/purchase/return",
+        "FATORA_REQUIRED_MODE": "live",
         "ADMIN_UIDS": target.admin_uids,
     }
 
@@ -151,7 +155,8 @@ def plan(target: Target) -> list[Step]:
     found = functions()
     private = [f for f in found if f.kind == "private"]
     env = environment(target, private)
-    secrets = {**SECRETS, **(OPTIONAL_SECRETS if target.with_expo_token else {})}
+    secrets = {**SECRETS, **(OPTIONAL_SECRETS if target.with_expo_token else {}),
+               **(WEBHOOK_TOKEN_SECRET if target.with_webhook_token else {})}
     steps = [Step("enable the APIs", ("gcloud", "services", "enable", *APIS, p))]
     steps.append(Step(
         f"the coins database {DATABASE}",
@@ -251,12 +256,14 @@ def main() -> None:
     parser.add_argument("--site", help="our Hosting site (default: <project>-coins); never the project's default site")
     parser.add_argument("--admin-uids", default=os.environ.get("ADMIN_UIDS", ""))
     parser.add_argument("--with-expo-token", action="store_true", help="also read EXPO_ACCESS_TOKEN from the secret expo-access-token")
+    parser.add_argument("--with-webhook-token", action="store_true",
+                        help="also read FATORA_WEBHOOK_TOKEN from the secret fatora-webhook-token")
     parser.add_argument("--dry-run", action="store_true", default=bool(os.environ.get("DRY_RUN")))
     args = parser.parse_args()
     site = args.site or f"{args.project}-coins"
     if site == args.project:
         sys.exit("error: the project's default site belongs to the GUILD admin portal; choose another --site")
-    target = Target(args.project, args.region, site, args.admin_uids, args.with_expo_token)
+    target = Target(args.project, args.region, site, args.admin_uids, args.with_expo_token, args.with_webhook_token)
     steps = plan(target)
     config = json.dumps(deploy_config(target), indent=2)
     if args.dry_run:

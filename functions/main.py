@@ -74,15 +74,42 @@ def coins_purchases_list(call: Call):
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.PUBLIC, raw_body=True)
+@endpoint("GET", access=Access.PUBLIC, raw_body=True, pages=True)
+def coins_purchase_return(call: Call):
+    """Fatora's success_url and failure_url: the payer's browser, sent on to the app."""
+    return api.Redirect(purchases.receive_return(call.db, clients.fatora, call.args))
+
+
+@functions_framework.http
+@endpoint(("GET", "POST"), access=Access.PUBLIC, raw_body=True)
 def coins_fatora_webhook(call: Call):
-    return purchases.receive_webhook(call.db, clients.fatora, raw_body=call.raw_body, headers=call.headers)
+    return purchases.receive_webhook(call.db, clients.fatora, query=call.args, raw_body=call.raw_body, headers=call.headers)
 
 
 @functions_framework.http
 @endpoint("POST", access=Access.SERVICE)
 def purchases_reconcile(call: Call):
     return purchases.reconcile_pending(call.db, clients.fatora())
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.ADMIN, path="/api/admin/coins/purchase/{id}/refund", body=models.PurchaseRefund, idempotent=True)
+def admin_purchase_refund(call: Call):
+    return purchases.refund(call.db, clients.fatora(), call.caller, call.params["id"], reason=call.body.reason,
+                            idempotency=call.idempotency)
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.ADMIN, query=models.Page)
+def admin_purchases_review(call: Call):
+    return purchases.list_review(call.db, limit=call.query.limit, cursor=call.query.cursor)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.ADMIN, path="/api/admin/coins/purchase/{id}/resolve", body=models.PurchaseResolve, idempotent=True)
+def admin_purchase_resolve(call: Call):
+    return purchases.resolve(call.db, clients.fatora, call.caller, call.params["id"], action=call.body.action, note=call.body.note,
+                             idempotency=call.idempotency)
 
 
 @functions_framework.http

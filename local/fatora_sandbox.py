@@ -1,9 +1,27 @@
-"""A local Fatora sandbox: the payments API (checkout, verify, refund), the hosted
-checkout page with Pay and Decline buttons, and signed webhooks retried with backoff.
+"""A local Fatora sandbox, as Fatora documents itself (fatora.io/api): the payments API
+(checkout, verify, refund), the hosted checkout page with Pay and Decline, the payer's
+redirect to `success_url` / `failure_url` with `order_id` and `transaction_id` added,
+and, if one is set up (as in Fatora's dashboard), a webhook retried with backoff.
+
+What Fatora documents, and the sandbox does:
+- `api_key` header; `{"status": "SUCCESS", "result": {...}}` or `{"status": "FAILURE",
+  "error": {"error_code", "description"}}`.
+- checkout: `amount` a JSON number (every example); `order_id` any string, not checked
+  for uniqueness (a second checkout with an id makes a second order); `success_url` and
+  `failure_url` without a query string of ours (the FAQ).
+- verify: `{order_id, transaction_id}`; by the transaction when given (it must belong
+  to the order), else the order's latest payment; answers `payment_status`, `amount` (a
+  number), `currency`, `transaction_id`, `mode`.
+- refund: `{transaction_id, order_id}`; answers `result.refund_status`.
+What Fatora does not document, and the sandbox decides safely (README, "Fatora"):
+- The webhook: a GET with query parameters `order_id`, `transaction_id`, `mode`,
+  `response_code`, `description` (what secondary sources show); a POST with JSON or a
+  form is a switch. No signature (none is documented).
+- A string amount is refused (Fatora's examples never send one); a refund of a payment
+  already refunded, or not paid, is refused; `refund_status` is "completed".
 
 Started by `make dev` and by the tests. It can be told to misbehave, over HTTP
-(`POST /_sandbox/faults`) or in-process (`sandbox.faults`): fail verify, answer 500 or
-429, delay, send duplicate webhooks, report another amount or currency.
+(`POST /_sandbox/faults`) or in-process (`sandbox.faults`).
 """
 
 from __future__ import annotations
@@ -14,8 +32,9 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from flask import Flask, Response, redirect, request
@@ -24,6 +43,7 @@ from flask import Flask, Response, redirect, request
 WEBHOOK_ATTEMPTS_MAX = 6
 WEBHOOK_BACKOFF_BASE_SECONDS = 0.2
 WEBHOOK_TIMEOUT_SECONDS = 10
+REFUND_STATUS = "completed"
 
 
 @dataclass
@@ -32,19 +52,23 @@ class Faults:
 
     fail_next_calls: int = 0  # the next N API calls answer `fail_status`
     fail_status: int = 500
+    fail_paths: tuple = ()  # only these API paths fail (all when empty)
     delay_seconds: float = 0.0  # before every API answer
     verify_status: str | None = None  # report this payment_status instead of the truth
     verify_amount: str | None = None  # report this amount instead of the truth
     verify_currency: str | None = None
+    verify_mode: str | None = None  # report this mode instead of the account's
+    refuse_refunds: bool = False  # answer refunds with FAILURE
     webhook_copies: int = 1  # send each webhook this many times, concurrently
-    webhook_form: bool = False  # form-encoded instead of JSON
+    webhook_method: str = "GET"  # "GET" (query string), "POST_JSON" or "POST_FORM"
     webhooks_enabled: bool = True
+    follow_returns: bool = True  # redirect the payer to success_url / failure_url
 
 
 @dataclass
 class Order:
     order_id: str
-    amount: str
+    amount: Decimal
     currency: str
     client: dict
     language: str
@@ -53,17 +77,18 @@ class Order:
     token: str
     status: str = "PENDING"
     transaction_id: str | None = None
-    refunded: list = field(default_factory=list)
+    refunds: list = field(default_factory=list)
 
 
 class FatoraSandbox:
-    def __init__(self, *, api_key: str, webhook_url: str | None = None, webhook_secret: str | None = None) -> None:
+    def __init__(self, *, api_key: str, webhook_url: str | None = None, mode: str = "test") -> None:
         self.api_key = api_key
+        # As set up in Fatora's dashboard (with a `?token=` of ours, if one is wanted).
         self.webhook_url = webhook_url
-        self.webhook_secret = webhook_secret
+        self.mode = mode  # the account's mode: "test" or "live"
         self.base_url = ""  # set by serve()
         self.faults = Faults()
-        self.orders: dict[str, Order] = {}
+        self.orders: list[Order] = []  # every checkout, duplicates of an order id included
         self.deliveries: list[dict[str, Any]] = []  # one per webhook try: order, status or error
         self.api_calls: list[tuple[str, dict]] = []  # (path, body) as received
         self._lock = threading.Lock()
@@ -118,37 +143,37 @@ class FatoraSandbox:
             self.deliveries.clear()
             self.api_calls.clear()
 
+    def order(self, order_id: str, transaction_id: str | None = None) -> Order | None:
+        """The order's payment with that transaction, or its latest checkout."""
+        with self._lock:
+            found = [o for o in self.orders if o.order_id == order_id and (transaction_id is None or o.transaction_id == transaction_id)]
+        return found[-1] if found else None
+
     # What a payer does on the hosted page, and what Fatora then sends.
 
     def decide(self, order_id: str, pay: bool) -> Order:
+        order = self.order(order_id)
         with self._lock:
-            order = self.orders[order_id]
             if order.status == "PENDING":
                 order.status = "SUCCESS" if pay else "FAILURE"
                 order.transaction_id = "TX-" + uuid.uuid4().hex[:16].upper()
         if self.faults.webhooks_enabled:
-            self.send_webhook(order_id)
+            self.send_webhook(order)
         return order
 
-    def send_webhook(self, order_id: str, *, wait: bool = False) -> None:
+    def return_url(self, order: Order) -> str:
+        """Where the payer's browser goes: success_url or failure_url, with Fatora's query."""
+        target = order.success_url if order.status == "SUCCESS" else order.failure_url
+        return f"{target}?{urlencode({'order_id': order.order_id, 'transaction_id': order.transaction_id or ''})}"
+
+    def send_webhook(self, order: Order, *, wait: bool = False) -> None:
         """Notifies the webhook URL, in the background, retrying non-2xx with backoff."""
         if not self.webhook_url:
             return
-        order = self.orders[order_id]
-        payload = {"order_id": order.order_id, "transaction_id": order.transaction_id, "status": order.status}
-        if self.faults.webhook_form:
-            from urllib.parse import urlencode
-
-            body, content_type = urlencode({k: v or "" for k, v in payload.items()}).encode(), "application/x-www-form-urlencoded"
-        else:
-            body, content_type = json.dumps(payload).encode(), "application/json"
-        headers = {"Content-Type": content_type}
-        if self.webhook_secret:
-            from coins.fatora import SIGNATURE_HEADER, sign
-
-            headers[SIGNATURE_HEADER] = sign(self.webhook_secret, body)
+        fields = {"order_id": order.order_id, "transaction_id": order.transaction_id or "", "mode": self.mode,
+                  "response_code": "000" if order.status == "SUCCESS" else "051", "description": order.status}
         threads = [
-            threading.Thread(target=self._deliver, args=(order_id, body, headers), daemon=True)
+            threading.Thread(target=self._deliver, args=(order.order_id, fields, self.faults.webhook_method), daemon=True)
             for _ in range(self.faults.webhook_copies)
         ]
         for thread in threads:
@@ -158,16 +183,23 @@ class FatoraSandbox:
             for thread in threads:
                 thread.join()
 
-    def _deliver(self, order_id: str, body: bytes, headers: dict) -> None:
+    def _deliver(self, order_id: str, fields: dict, method: str) -> None:
+        separator = "&" if "?" in self.webhook_url else "?"
         for attempt in range(WEBHOOK_ATTEMPTS_MAX):
             if attempt:
                 time.sleep(WEBHOOK_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
             try:
-                status = requests.post(self.webhook_url, data=body, headers=headers, timeout=WEBHOOK_TIMEOUT_SECONDS).status_code
+                if method == "POST_JSON":
+                    answer = requests.post(self.webhook_url, json=fields, timeout=WEBHOOK_TIMEOUT_SECONDS)
+                elif method == "POST_FORM":
+                    answer = requests.post(self.webhook_url, data=fields, timeout=WEBHOOK_TIMEOUT_SECONDS)
+                else:
+                    answer = requests.get(f"{self.webhook_url}{separator}{urlencode(fields)}", timeout=WEBHOOK_TIMEOUT_SECONDS)
+                status = answer.status_code
             except requests.RequestException as error:
                 status = type(error).__name__
             with self._lock:
-                self.deliveries.append({"order_id": order_id, "attempt": attempt, "status": status})
+                self.deliveries.append({"order_id": order_id, "attempt": attempt, "status": status, "method": method})
             if isinstance(status, int) and 200 <= status < 300:
                 return
 
@@ -177,56 +209,65 @@ class FatoraSandbox:
         app = Flask("fatora_sandbox")
 
         def answer(payload: dict, status: int = 200) -> Response:
-            return Response(json.dumps(payload), status, mimetype="application/json")
+            return Response(json.dumps(payload, default=_number), status, mimetype="application/json")
 
         def failure(code: str, description: str, status: int) -> Response:
             return answer({"status": "FAILURE", "error": {"error_code": code, "description": description}}, status)
+
+        def body() -> dict:
+            try:
+                parsed = json.loads(request.get_data(), parse_float=Decimal)
+            except ValueError:
+                return {}
+            return parsed if isinstance(parsed, dict) else {}
 
         @app.before_request
         def api_gate():
             if not request.path.startswith("/v1/"):
                 return None
-            body = request.get_json(silent=True)
             with self._lock:
-                self.api_calls.append((request.path, body if isinstance(body, dict) else {}))
-                failing = self.faults.fail_next_calls > 0
+                self.api_calls.append((request.path, body()))
+                faults = self.faults
+                failing = faults.fail_next_calls > 0 and (not faults.fail_paths or request.path in faults.fail_paths)
                 if failing:
-                    self.faults.fail_next_calls -= 1
-                delay = self.faults.delay_seconds
+                    faults.fail_next_calls -= 1
+                delay = faults.delay_seconds
             if delay:
                 time.sleep(delay)
             if failing:
                 return failure("SANDBOX_FAULT", "told to fail", self.faults.fail_status)
             if request.headers.get("api_key") != self.api_key:
                 return failure("INVALID_API_KEY", "api_key header missing or wrong", 401)
-            if not isinstance(body, dict):
+            if not body():
                 return failure("INVALID_REQUEST", "JSON object expected", 400)
             return None
 
         @app.post("/v1/payments/checkout")
         def checkout():
-            body = request.get_json()
-            missing = [k for k in ("amount", "currency", "order_id", "client", "success_url", "failure_url") if not body.get(k)]
+            given = body()
+            missing = [k for k in ("amount", "currency", "order_id", "client", "success_url", "failure_url") if not given.get(k)]
             if missing:
                 return failure("MISSING_FIELDS", f"missing {missing}", 400)
-            if _amount(body["amount"]) is None or body["currency"] != "QAR":
-                return failure("INVALID_AMOUNT", "amount must be a positive 2-decimal QAR value", 400)
+            amount = given["amount"]
+            if isinstance(amount, bool) or not isinstance(amount, (int, Decimal)) or amount <= 0 or given["currency"] != "QAR":
+                return failure("INVALID_AMOUNT", "amount must be a positive number of QAR", 400)
+            if any(urlsplit(given[k]).query for k in ("success_url", "failure_url")):
+                return failure("INVALID_URL", "success_url and failure_url take no query string", 400)
+            token = uuid.uuid4().hex
             with self._lock:
-                if body["order_id"] in self.orders:
-                    return failure("DUPLICATE_ORDER_ID", "order_id already used", 409)
-                token = uuid.uuid4().hex
-                self.orders[body["order_id"]] = Order(
-                    order_id=body["order_id"], amount=body["amount"], currency=body["currency"],
-                    client=body["client"], language=body.get("language", "en"),
-                    success_url=body["success_url"], failure_url=body["failure_url"], token=token,
-                )
+                self.orders.append(Order(
+                    order_id=str(given["order_id"]), amount=Decimal(amount), currency=given["currency"], client=given["client"],
+                    language=given.get("language", "en"), success_url=given["success_url"], failure_url=given["failure_url"],
+                    token=token,
+                ))
             return answer({"status": "SUCCESS", "result": {"checkout_url": f"{self.base_url}/checkout/{token}"}})
 
         @app.post("/v1/payments/verify")
         def verify():
-            order = self.orders.get(str(request.get_json().get("order_id")))
+            given = body()
+            order = self.order(str(given.get("order_id")), given.get("transaction_id") or None)
             if order is None:
-                return failure("ORDER_NOT_FOUND", "no such order", 404)
+                return failure("ORDER_NOT_FOUND", "no such order or transaction", 404)
             faults = self.faults
             return answer({
                 "status": "SUCCESS",
@@ -234,29 +275,32 @@ class FatoraSandbox:
                     "order_id": order.order_id,
                     "transaction_id": order.transaction_id,
                     "payment_status": faults.verify_status or order.status,
-                    "amount": faults.verify_amount or order.amount,
+                    "amount": Decimal(faults.verify_amount) if faults.verify_amount else order.amount,
                     "currency": faults.verify_currency or order.currency,
+                    "mode": faults.verify_mode or self.mode,
+                    "description": "Transaction Successful - Approved" if order.status == "SUCCESS" else order.status,
                 },
             })
 
         @app.post("/v1/payments/refund")
         def refund():
-            body = request.get_json()
-            order = self.orders.get(str(body.get("order_id")))
-            if order is None or order.status != "SUCCESS":
-                return failure("NOT_REFUNDABLE", "only paid orders can be refunded", 400)
-            order.refunded.append(body.get("amount") or order.amount)
-            return answer({"status": "SUCCESS", "result": {"order_id": order.order_id, "refunded": order.refunded}})
+            given = body()
+            order = self.order(str(given.get("order_id")), given.get("transaction_id") or "")
+            if order is None or order.status != "SUCCESS" or order.refunds or self.faults.refuse_refunds:
+                return failure("NOT_REFUNDABLE", "only a paid transaction, not yet refunded, can be refunded", 400)
+            order.refunds.append(order.amount)
+            return answer({"status": "SUCCESS", "result": {"order_id": order.order_id, "transaction_id": order.transaction_id,
+                                                           "refund_status": REFUND_STATUS}})
 
         def by_token(token: str) -> Order | None:
-            return next((o for o in self.orders.values() if o.token == token), None)
+            return next((o for o in self.orders if o.token == token), None)
 
         @app.get("/checkout/<token>")
         def page(token):
             order = by_token(token)
             if order is None:
                 return Response("Unknown checkout", 404)
-            amount = html.escape(order.amount)
+            amount = html.escape(f"{order.amount:.2f}")
             return Response(
                 f"""<!doctype html><title>Fatora sandbox checkout</title>
 <h1>Pay {amount} QAR</h1><p>Order {html.escape(order.order_id)} ({html.escape(order.status)})</p>
@@ -271,14 +315,9 @@ class FatoraSandbox:
             if order is None or decision not in ("pay", "decline"):
                 return Response("Unknown checkout", 404)
             order = self.decide(order.order_id, pay=decision == "pay")
-            target = order.success_url if order.status == "SUCCESS" else order.failure_url
-            separator = "&" if "?" in target else "?"
-            return redirect(f"{target}{separator}order_id={order.order_id}", code=303)
-
-        @app.get("/returned")
-        def returned():
-            return Response(f"<!doctype html><p>Payment {html.escape(request.args.get('result', ''))}. "
-                            "You can close this page.</p>", mimetype="text/html")
+            if not self.faults.follow_returns:
+                return Response("<!doctype html><p>Payment recorded. (The sandbox did not send you back.)</p>", mimetype="text/html")
+            return redirect(self.return_url(order), code=303)
 
         @app.post("/_sandbox/faults")
         def set_faults():
@@ -292,19 +331,17 @@ class FatoraSandbox:
 
         @app.post("/_sandbox/orders/<order_id>/webhook")
         def resend(order_id):
-            if order_id not in self.orders:
+            order = self.order(order_id)
+            if order is None:
                 return answer({"error": "no such order"}, 404)
-            self.send_webhook(order_id)
+            self.send_webhook(order)
             return answer({"sent": True})
 
         return app
 
 
-def _amount(text: Any) -> Decimal | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        return None
-    return value if value > 0 and value == value.quantize(Decimal("0.01")) and len(text.split(".")[-1]) == 2 else None
+def _number(value: Any):
+    """JSON numbers for Decimals (the sandbox's amounts), as Fatora sends them."""
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(type(value).__name__)

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # nothing has to listen there.
 AUTH_EMULATOR_HOST = "127.0.0.1:9099"
 WEBHOOK_PATH = "/api/coins/webhook/fatora"
+RETURN_PATH = "/api/coins/purchase/return"
 
 
 def configure_environment(firestore_address: str) -> None:
@@ -38,19 +39,19 @@ def configure_environment(firestore_address: str) -> None:
 
 
 def start_fatora_sandbox(functions_base_url: str, port: int = 0):
-    """Starts the Fatora sandbox with fresh credentials and points the functions at it."""
+    """Starts the Fatora sandbox with fresh credentials and points the functions at it:
+    the payer comes back to our return endpoint, the webhook (as one would set it up in
+    Fatora's dashboard, with a token of ours in its URL) goes to ours, and coins are
+    issued for the sandbox's mode ("test")."""
     from local.fatora_sandbox import FatoraSandbox
 
-    sandbox = FatoraSandbox(
-        api_key=secrets.token_urlsafe(16),
-        webhook_url=functions_base_url + WEBHOOK_PATH,
-        webhook_secret=secrets.token_urlsafe(24),
-    ).serve(port)
+    token = secrets.token_urlsafe(24)
+    sandbox = FatoraSandbox(api_key=secrets.token_urlsafe(16), webhook_url=f"{functions_base_url}{WEBHOOK_PATH}?token={token}").serve(port)
     os.environ["FATORA_BASE_URL"] = sandbox.api_url
     os.environ["FATORA_API_KEY"] = sandbox.api_key
-    os.environ["FATORA_WEBHOOK_SECRET"] = sandbox.webhook_secret
-    os.environ["PURCHASE_SUCCESS_URL"] = sandbox.base_url + "/returned?result=paid"
-    os.environ["PURCHASE_FAILURE_URL"] = sandbox.base_url + "/returned?result=declined"
+    os.environ["FATORA_WEBHOOK_TOKEN"] = token
+    os.environ["FATORA_REQUIRED_MODE"] = sandbox.mode
+    os.environ["PURCHASE_RETURN_URL"] = functions_base_url + RETURN_PATH
     return sandbox
 
 
@@ -140,7 +141,7 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
         print(f"Firestore emulator  http://{firestore_address}", flush=True)
-        print(f"Fatora sandbox      {sandbox.base_url}  (webhooks to {base}{WEBHOOK_PATH})", flush=True)
+        print(f"Fatora sandbox      {sandbox.base_url}  (returns to {base}{RETURN_PATH}, webhooks to {base}{WEBHOOK_PATH})", flush=True)
         print(f"Expo push stand-in  {expo.url}  (what was pushed: {expo.url}/_sent)", flush=True)
         print(f"Triggers            {', '.join(name for name, _ in document_triggers())} on the "
               f"{os.environ.get('COINS_DATABASE', 'guild-coins')} database; escrow timers in-process, "
@@ -178,6 +179,12 @@ def main() -> None:
     except EmulatorNotFound as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    # Everything the stack started is stopped. Requests that were in flight may still be
+    # retrying against the emulator that is gone, and a client library's exit hooks can
+    # wait for them; nothing of that is worth keeping the process alive for.
+    print("stopped", flush=True)
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ class Call:
     params: dict[str, str]
     headers: Any
     raw_body: bytes | None = None
+    # The query string as sent, for callers we do not define (Fatora's return and webhook).
+    args: dict[str, str] | None = None
 
     @property
     def db(self):
@@ -56,11 +58,18 @@ class Call:
         return self.caller.uid
 
 
-Handler = Callable[[Call], "dict[str, Any] | Response"]
+@dataclass(frozen=True)
+class Redirect:
+    """A 303 to `location` (the payer's browser, sent on to the app)."""
+
+    location: str
+
+
+Handler = Callable[[Call], "dict[str, Any] | Response | Redirect"]
 
 
 def endpoint(
-    method: str,
+    method: str | tuple[str, ...],
     *,
     access: Access,
     body: type[pydantic.BaseModel] | None = None,
@@ -68,11 +77,15 @@ def endpoint(
     idempotent: bool = False,
     path: str | None = None,
     raw_body: bool = False,
+    pages: bool = False,
 ) -> Callable[[Handler], Callable[[flask.Request], flask.Response]]:
     """Wraps a handler into an HTTP function. `idempotent` means the request moves money
     and needs an Idempotency-Key. `path` names the ids in the URL, as API.md writes them
     (`/api/coins/purchase/{id}`); under the function's own name they follow it
-    (`/coins_purchase_get/{id}`). `raw_body` hands the handler the bytes, unparsed."""
+    (`/coins_purchase_get/{id}`). `raw_body` hands the handler the bytes, unparsed, and
+    the query string as sent. `pages`: the caller is a browser, so errors are small HTML
+    pages rather than the JSON envelope."""
+    methods = (method,) if isinstance(method, str) else method
 
     def decorate(handler: Handler) -> Callable[[flask.Request], flask.Response]:
         name = handler.__name__
@@ -84,8 +97,8 @@ def endpoint(
             logs.bind_trace(request.headers.get("X-Cloud-Trace-Context"), config.settings().project_id)
             caller: Caller | None = None
             try:
-                if request.method != method:
-                    raise errors.MethodNotAllowed(allowed=[method])
+                if request.method not in methods:
+                    raise errors.MethodNotAllowed(allowed=list(methods))
                 params = route.match(request.path) if route else {}
                 if access is Access.SERVICE:
                     caller = _authenticate_service(request)
@@ -106,8 +119,13 @@ def endpoint(
                     params=params,
                     headers=request.headers,
                     raw_body=_read_body(request) if raw_body else None,
+                    args=_query_args(request) if raw_body else None,
                 )
                 result = handler(call)
+                if isinstance(result, Redirect):
+                    logs.info(f"{request.method} {name} 303", function=name, status=303,
+                              latency_ms=round((time.perf_counter() - started) * 1000, 1))
+                    return flask.redirect(result.location, code=303)
                 response = result if isinstance(result, Response) else Response(200, result)
             except errors.CoinsError as error:
                 response = Response(error.status, error.to_body())
@@ -125,7 +143,9 @@ def endpoint(
                 uid=caller.uid if caller else None,
                 error_code=response.body.get("error", {}).get("code") if response.status >= 400 else None,
             )
-            return to_flask(response, method)
+            if pages and response.status >= 400:
+                return _page(response, ", ".join(methods))
+            return to_flask(response, ", ".join(methods))
 
         entry.access = access  # read by the deploy (deploy/deploy.py): who may invoke it
         return entry
@@ -241,6 +261,19 @@ def _idempotency(request: flask.Request, caller: Caller | None, name: str, raw: 
         )
     assert caller is not None, "money moves only for authenticated callers"
     return Idempotency.of(scope=caller.uid, key=key, operation=name, body=raw or {})
+
+
+def _page(response: Response, methods: str) -> flask.Response:
+    """An error for a browser: a small page saying what went wrong, in both languages."""
+    import html
+
+    message = html.escape(response.body.get("error", {}).get("message", "Something went wrong."))
+    text = (f"<!doctype html><meta charset='utf-8'><title>GUILD Coins</title><p>{message}</p>"
+            "<p dir='rtl' lang='ar'>تعذّر إكمال الطلب. عُد إلى تطبيق GUILD.</p>")
+    page = flask.Response(text, response.status, mimetype="text/html")
+    if response.status == 405:
+        page.headers["Allow"] = methods
+    return page
 
 
 def answer_framework_errors_in_json() -> None:

@@ -33,10 +33,13 @@ REASON_LENGTH_MAX = 500
 ADJUST_COUNT_MAX = 10_000
 
 
-# Purchases: a pending purchase is re-verified by the sweeper after 15 minutes (a lost
-# webhook), and one that Fatora still reports unpaid after 24 hours expires.
+# Purchases: a pending purchase is re-verified by the sweeper after 15 minutes (the payer
+# never came back and no webhook came), and one that Fatora still reports unpaid after 24
+# hours expires. A refund whose Fatora call has no recorded answer after 10 minutes is
+# put in front of an admin (the call may or may not have refunded).
 PURCHASE_SWEEP_AFTER_SECONDS = 15 * 60
 PURCHASE_EXPIRE_AFTER_SECONDS = 24 * 60 * 60
+REFUND_ANSWER_WAIT_SECONDS = 10 * 60
 # Purchases one sweeper run re-verifies: each is a Fatora call of up to ~20 s worst case,
 # and Cloud Scheduler runs it every 15 minutes.
 PURCHASE_SWEEP_BATCH_MAX = 50
@@ -81,11 +84,16 @@ class Settings:
     auth_emulator_host: str | None
     fatora_base_url: str
     fatora_api_key: str | None
-    # Where configured, webhooks must carry an HMAC-SHA256 of their body made with it.
-    fatora_webhook_secret: str | None
-    # Where Fatora sends the payer's browser after checkout (the app's return pages).
-    purchase_success_url: str | None
-    purchase_failure_url: str | None
+    # Optional: a token in the webhook URL configured in Fatora's dashboard
+    # (`.../webhook/fatora?token=...`); where set, a webhook without it is refused.
+    fatora_webhook_token: str | None
+    # Coins are issued only for payments Fatora verifies in this mode ("live" unless the
+    # local stack says its sandbox's).
+    fatora_required_mode: str
+    # Where Fatora sends the payer's browser after checkout, paid or not: our return
+    # endpoint (`/api/coins/purchase/return`), which verifies, settles and sends the
+    # browser on to the app.
+    purchase_return_url: str | None
     # Scheduler and Cloud Tasks calls: Google-signed OIDC tokens for one of these
     # audiences (the private functions' URLs) from these service accounts, in production.
     service_audiences: tuple[str, ...]
@@ -135,9 +143,9 @@ def settings() -> Settings:
         auth_emulator_host=_env("FIREBASE_AUTH_EMULATOR_HOST"),
         fatora_base_url=_env("FATORA_BASE_URL") or "https://api.fatora.io/v1",
         fatora_api_key=_env("FATORA_API_KEY"),
-        fatora_webhook_secret=_env("FATORA_WEBHOOK_SECRET"),
-        purchase_success_url=_env("PURCHASE_SUCCESS_URL"),
-        purchase_failure_url=_env("PURCHASE_FAILURE_URL"),
+        fatora_webhook_token=_env("FATORA_WEBHOOK_TOKEN"),
+        fatora_required_mode=(_env("FATORA_REQUIRED_MODE") or "live").lower(),
+        purchase_return_url=_env("PURCHASE_RETURN_URL"),
         service_audiences=_list("SERVICE_AUDIENCE"),
         service_accounts=frozenset(_list("SERVICE_ACCOUNTS")),
         local_service_secret=_env("LOCAL_SERVICE_SECRET"),

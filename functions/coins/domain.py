@@ -19,6 +19,9 @@ class EntryType(StrEnum):
     ESCROW_RELEASE = "escrow_release"
     ESCROW_REFUND = "escrow_refund"
     ESCROW_SPLIT = "escrow_split"
+    REFUND_HOLD = "refund_hold"  # a purchase refunded: its coins taken back from the buyer
+    REFUND_PAID = "refund_paid"  # Fatora refunded the money: the held coins leave circulation
+    REFUND_REVERSED = "refund_reversed"  # Fatora refused: the held coins go back to the buyer
     WITHDRAWAL_HOLD = "withdrawal_hold"
     WITHDRAWAL_PAID = "withdrawal_paid"
     WITHDRAWAL_REJECTED = "withdrawal_rejected"
@@ -31,6 +34,7 @@ class EventKind(StrEnum):
     COINS_ISSUED = "coins_issued"
     PURCHASE_FAILED = "purchase_failed"
     PURCHASE_IN_REVIEW = "purchase_in_review"
+    PURCHASE_REFUNDED = "purchase_refunded"
     BALANCE_ADJUSTED = "balance_adjusted"
     ESCROW_FUNDED = "escrow_funded"
     ESCROW_SUBMITTED = "escrow_submitted"
@@ -69,6 +73,18 @@ class PurchaseStatus(StrEnum):
     PAID = "paid"
     FAILED = "failed"
     EXPIRED = "expired"
+    REFUNDING = "refunding"
+    REFUNDED = "refunded"  # final: nothing ever issues coins for it again
+
+
+class RefundStatus(StrEnum):
+    """A purchase's refund (`purchase_refunds/{purchase_id}`)."""
+
+    HELD = "held"  # the coins are taken back; Fatora not called yet
+    CALLING = "calling"  # Fatora's refund was called; its answer not recorded
+    UNCERTAIN = "uncertain"  # the call's answer was lost: an admin checks Fatora's dashboard
+    REFUNDED = "refunded"
+    REVERSED = "reversed"  # Fatora refused: the coins went back to the buyer
 
 
 class KycStatus(StrEnum):
@@ -82,13 +98,14 @@ class AccountKind(StrEnum):
     USER = "user"  # user:{uid}, the coins of wallets/{uid}
     ESCROW = "escrow"  # escrow:{id}, coins locked for a job, kept on escrows/{id}
     WITHDRAWAL = "withdrawal"  # withdrawal:{id}, coins held for a cash-out, on withdrawals/{id}
+    REFUND = "refund"  # refund:{purchase_id}, coins taken back for a refund, on purchase_refunds/{id}
     TREASURY = "treasury"  # the issuer: the negative of everything outstanding
     FEES = "platform"  # platform:fees, job fees earned
 
 
 # Holds keep their coins on their business document; the treasury and the fees are
 # derived from the ledger and are never documents.
-HOLD_KINDS = (AccountKind.ESCROW, AccountKind.WITHDRAWAL)
+HOLD_KINDS = (AccountKind.ESCROW, AccountKind.WITHDRAWAL, AccountKind.REFUND)
 
 
 @dataclass(frozen=True, order=True)
@@ -110,6 +127,10 @@ class Account:
     @staticmethod
     def withdrawal(withdrawal_id: str) -> "Account":
         return Account(AccountKind.WITHDRAWAL, withdrawal_id)
+
+    @staticmethod
+    def refund(purchase_id: str) -> "Account":
+        return Account(AccountKind.REFUND, purchase_id)
 
     @staticmethod
     def parse(text: str) -> "Account":
@@ -140,6 +161,7 @@ class Account:
             AccountKind.USER: "users",
             AccountKind.ESCROW: "escrow",
             AccountKind.WITHDRAWAL: "withdrawal",
+            AccountKind.REFUND: "refund",
             AccountKind.TREASURY: "treasury",
             AccountKind.FEES: "platform_fees",
         }[self.kind]

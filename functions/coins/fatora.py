@@ -1,27 +1,42 @@
-"""The Fatora payment gateway: the client of its API and the parsing of its webhook.
-Fatora's wire format lives in this file only.
+"""The Fatora payment gateway, as Fatora documents it (fatora.io/api): the client of its
+API and the reading of what it sends us (the payer's return, the webhook). Fatora's wire
+format lives in this file only.
 
-Fatora's REST API (base URL + `api_key` header, JSON): `POST /payments/checkout`,
-`POST /payments/verify`, `POST /payments/refund`. Success is
-`{"status": "SUCCESS", "result": {...}}`, failure `{"status": "FAILURE", "error":
-{"error_code", "description"}}`. Fatora publishes no webhook signature and no
-idempotency contract, so a notification is only a hint to call `verify`.
+- `POST /payments/checkout` (header `api_key`, JSON; `amount` a JSON number in every
+  example) answers the hosted checkout page's URL. Order ids are not checked for
+  uniqueness by Fatora: ours are single-use by construction (a fresh document id each).
+- After payment Fatora sends the payer's browser to `success_url` or `failure_url`,
+  adding query parameters (`order_id`, `transaction_id`, ...); the URLs must carry no
+  query string of ours.
+- `POST /payments/verify` with `{transaction_id, order_id}` answers `payment_status`
+  (SUCCESS | PENDING | FAILURE), `amount` (a JSON number), `currency`,
+  `transaction_id` and `mode` (test or live).
+- `POST /payments/refund` with `{transaction_id, order_id}` answers
+  `result.refund_status`.
+- A webhook exists only if one is set up in Fatora's dashboard; its method and fields
+  are not documented (secondary sources show a GET with query parameters:
+  transaction_id, order_id, mode, response_code, description). No signature is
+  documented anywhere, so nothing that arrives is trusted: it only names an order to
+  verify.
+
+Success is `{"status": "SUCCESS", "result": {...}}`, failure `{"status": "FAILURE",
+"error": {"error_code", "description"}}`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs
 
 from . import backoff
 
 CURRENCY = "QAR"
+LIVE = "live"
 # A slow gateway must not hold a request (and its idempotency claim) for long.
 CONNECT_TIMEOUT_SECONDS = 3.05
 READ_TIMEOUT_SECONDS = 15.0
@@ -29,7 +44,8 @@ READ_TIMEOUT_SECONDS = 15.0
 VERIFY_ATTEMPTS_MAX = 4
 RETRY_BACKOFF_BASE_SECONDS = 0.25
 RETRY_BACKOFF_CAP_SECONDS = 2.0
-SIGNATURE_HEADER = "X-Fatora-Signature"
+# Transaction ids are Fatora's; ours to store, so bounded.
+TRANSACTION_ID_LENGTH_MAX = 128
 
 PAID, FAILED, PENDING = "SUCCESS", "FAILURE", "PENDING"
 
@@ -39,7 +55,8 @@ class FatoraError(Exception):
 
 
 class FatoraUnavailable(FatoraError):
-    """Unreachable, timed out, 5xx or 429: the call may succeed later."""
+    """Unreachable, timed out, 5xx or 429: the call may succeed later, or may have
+    succeeded already (the answer was lost)."""
 
 
 class FatoraRejected(FatoraError):
@@ -59,6 +76,15 @@ class Verification:
     # None when Fatora's amount is not a whole number of dirhams: it then matches nothing.
     amount_dirhams: int | None
     currency: str | None
+    mode: str | None = None  # "live" or "test"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What the payer's return or a webhook names: an order, maybe its transaction."""
+
+    order_id: str
+    transaction_id: str | None
 
 
 def qar_text(amount_dirhams: int) -> str:
@@ -68,8 +94,9 @@ def qar_text(amount_dirhams: int) -> str:
 
 
 def dirhams_of(amount: Any) -> int | None:
-    """Fatora's decimal QAR amount (number or text) in dirhams, or None if not exact."""
-    if isinstance(amount, bool) or not isinstance(amount, (int, float, str)):
+    """Fatora's decimal QAR amount (a number, read as Decimal, or text) in dirhams, or
+    None if it is not an exact number of dirhams."""
+    if isinstance(amount, bool) or not isinstance(amount, (int, float, str, Decimal)):
         return None
     try:
         # str() first: a float such as 5.5 becomes the decimal "5.5", not its binary value.
@@ -81,30 +108,38 @@ def dirhams_of(amount: Any) -> int | None:
     return int(dirhams)
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The webhook signature: hex HMAC-SHA256 of the raw body with the shared secret."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def json_with_amount(body: Mapping[str, Any], amount_dirhams: int) -> str:
+    """The JSON text of `body` with `amount` as a JSON number with exactly two decimals
+    (`5.50`), made from integer dirhams without a float: a placeholder no other value
+    can contain is replaced by the number's text."""
+    placeholder = f"amount-{uuid.uuid4().hex}"
+    text = json.dumps({**body, "amount": placeholder}, separators=(",", ":"), ensure_ascii=False)
+    return text.replace(json.dumps(placeholder), qar_text(amount_dirhams), 1)
 
 
-def signature_is_valid(secret: str, body: bytes, signature: str | None) -> bool:
-    return signature is not None and hmac.compare_digest(sign(secret, body), signature.strip().lower())
-
-
-def webhook_order_id(raw_body: bytes, content_type: str) -> str:
-    """The order a notification names, from its JSON or form-encoded body; ValueError
-    when there is none."""
-    content_type = content_type.split(";")[0].strip().lower()
-    try:
-        if content_type == "application/x-www-form-urlencoded":
-            fields = {key: values[0] for key, values in parse_qs(raw_body.decode(), strict_parsing=True).items()}
-        else:
-            fields = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("The notification is neither JSON nor form-encoded.") from None
-    order_id = fields.get("order_id") if isinstance(fields, dict) else None
-    if not isinstance(order_id, str):
-        raise ValueError("The notification has no valid order_id.")
-    return order_id
+def notice_of(query: Mapping[str, str], body: bytes = b"", content_type: str = "") -> Notice:
+    """The order (and transaction) a return or webhook names: from the query string
+    first, then a JSON or form-encoded body. ValueError when there is none."""
+    fields: dict[str, Any] = dict(query)
+    if not fields.get("order_id") and body.strip():
+        kind = content_type.split(";")[0].strip().lower()
+        try:
+            if kind == "application/x-www-form-urlencoded":
+                parsed: Any = {key: values[0] for key, values in parse_qs(body.decode(), strict_parsing=True).items()}
+            else:
+                parsed = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError("The notification is neither JSON nor form-encoded.") from None
+        if isinstance(parsed, dict):
+            fields = {**parsed, **{k: v for k, v in fields.items() if v}}
+    order_id, transaction_id = fields.get("order_id"), fields.get("transaction_id")
+    if not isinstance(order_id, str) or not order_id:
+        raise ValueError("No order_id.")
+    if transaction_id in (None, ""):
+        transaction_id = None
+    elif not isinstance(transaction_id, str) or len(transaction_id) > TRANSACTION_ID_LENGTH_MAX or not transaction_id.isprintable():
+        raise ValueError("The transaction_id is not usable.")
+    return Notice(order_id, transaction_id)
 
 
 class FatoraClient:
@@ -137,9 +172,9 @@ class FatoraClient:
         note: str | None = None,
     ) -> str:
         """Opens a hosted checkout and returns its URL. Not retried after a timeout or a
-        5xx: Fatora refuses a reused order id, so a second try could not succeed anyway."""
-        body = {
-            "amount": qar_text(amount_dirhams),
+        5xx: the order may exist at Fatora already, and the purchase fails safely (its
+        order id is never used again)."""
+        body: dict[str, Any] = {
             "currency": CURRENCY,
             "order_id": order_id,
             "client": client,
@@ -149,14 +184,17 @@ class FatoraClient:
         }
         if note:
             body["note"] = note
-        result = self._call("/payments/checkout", body, attempts=1)
+        result = self._call("/payments/checkout", json_with_amount(body, amount_dirhams), attempts=1)
         url = result.get("checkout_url")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise FatoraUnavailable("checkout answered without a checkout_url")
         return url
 
-    def verify(self, order_id: str) -> Verification:
-        result = self._call("/payments/verify", {"order_id": order_id}, attempts=VERIFY_ATTEMPTS_MAX)
+    def verify(self, order_id: str, transaction_id: str | None = None) -> Verification:
+        """What Fatora says of a payment: by its transaction when we know it, else by
+        the order alone."""
+        body = {"order_id": order_id, **({"transaction_id": transaction_id} if transaction_id else {})}
+        result = self._call("/payments/verify", json.dumps(body), attempts=VERIFY_ATTEMPTS_MAX)
         status = str(result.get("payment_status", "")).upper()
         return Verification(
             order_id=str(result.get("order_id", order_id)),
@@ -164,15 +202,16 @@ class FatoraClient:
             payment_status=status if status in (PAID, FAILED, PENDING) else PENDING,
             amount_dirhams=dirhams_of(result.get("amount")),
             currency=str(result["currency"]).upper() if result.get("currency") else None,
+            mode=str(result["mode"]).lower() if result.get("mode") else None,
         )
 
-    def refund(self, order_id: str, amount_dirhams: int | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"order_id": order_id}
-        if amount_dirhams is not None:
-            body["amount"] = qar_text(amount_dirhams)
-        return self._call("/payments/refund", body, attempts=1)
+    def refund(self, order_id: str, transaction_id: str) -> str:
+        """Refunds a payment in full; returns Fatora's `refund_status`. Not retried: a
+        lost answer leaves it unknown whether the refund happened."""
+        result = self._call("/payments/refund", json.dumps({"transaction_id": transaction_id, "order_id": order_id}), attempts=1)
+        return str(result.get("refund_status", ""))
 
-    def _call(self, path: str, body: dict[str, Any], *, attempts: int) -> dict[str, Any]:
+    def _call(self, path: str, body: str, *, attempts: int) -> dict[str, Any]:
         import requests
 
         last: FatoraError = FatoraUnavailable("not called")
@@ -182,8 +221,8 @@ class FatoraClient:
             try:
                 response = self.session.post(
                     self.base_url + path,
-                    json=body,
-                    headers={"api_key": self.api_key, "Accept": "application/json"},
+                    data=body.encode(),
+                    headers={"api_key": self.api_key, "Accept": "application/json", "Content-Type": "application/json"},
                     timeout=self.timeouts,
                 )
             except requests.RequestException as error:
@@ -193,7 +232,8 @@ class FatoraClient:
                 last = FatoraUnavailable(f"{path}: HTTP {response.status_code}")
                 continue
             try:
-                payload = response.json()
+                # Amounts are read as Decimal, never as floats.
+                payload = response.json(parse_float=Decimal)
             except ValueError:
                 raise FatoraUnavailable(f"{path}: HTTP {response.status_code} without JSON") from None
             if not isinstance(payload, dict):

@@ -83,6 +83,7 @@ def execute(
     actor: str,
     idempotency: Idempotency | None = None,
     claim: Claim | None = None,
+    answers: bool = True,
     clock: Callable[[], datetime] = now_utc,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Response:
@@ -91,8 +92,10 @@ def execute(
     With an idempotency key the key is claimed first and the response stored in the same
     commit as the work. A domain error raised by the operation is stored too (a replay
     gets the same 4xx) and then raised. Work that spans an outside call (a payment
-    gateway) holds the claim itself (`idempotency.claimed`) and passes it to the
-    `execute` that ends its work, which settles it.
+    gateway) holds the claim itself (`idempotency.claimed`) and passes it to each
+    `execute` of its steps: every step checks the claim is still ours and stores a
+    refusal as the answer; the step that ends the work stores its response too, the
+    others pass `answers=False`.
     """
     if idempotency is not None:
         assert claim is None, "give the key or a claim on it, not both"
@@ -110,14 +113,14 @@ def execute(
                                         cap_seconds=config.TRANSACTION_BACKOFF_CAP_SECONDS))
         now = clock()
         try:
-            result, entry = db.attempt(lambda reader: _work(reader, operation, claim, actor, now), now=now, entry_id=entry_id)
+            result, entry = db.attempt(lambda reader: _work(reader, operation, claim, answers, actor, now), now=now, entry_id=entry_id)
         except store.Contention as contention:
             logs.info("transaction aborted", attempt=attempt, at=contention.at, reason=contention.reason)
             continue
         except store.Refused as refused:
             logs.error("firestore refused a write", actor=actor, reason=str(refused))
             raise errors.Unstorable() from None
-        if claim is not None:
+        if claim is not None and (answers or isinstance(result, errors.CoinsError)):
             claim.settled = True
         if entry is not None:
             # After the commit, so that a logged movement is one that happened.
@@ -131,7 +134,7 @@ def execute(
 
 
 
-def _work(reader: Reader, operation: Operation, claim: Claim | None, actor: str, now: datetime):
+def _work(reader: Reader, operation: Operation, claim: Claim | None, answers: bool, actor: str, now: datetime):
     """One attempt's reads and decisions: (writes, (response or stored refusal, entry))."""
     if claim is not None and not keys.still_owned(reader.get(claim.idempotency.doc), claim):
         # Our claim lapsed and another request took the key over: it does the work.
@@ -144,7 +147,7 @@ def _work(reader: Reader, operation: Operation, claim: Claim | None, actor: str,
         if not error.final or claim is None:
             raise
         return keys.answered(claim, Response(error.status, error.to_body()), now), (error, None)
-    if claim is not None:
+    if claim is not None and answers:
         writes.update(keys.answered(claim, response, now))
     return writes, (response, plan.entry)
 

@@ -122,6 +122,15 @@ class PurchaseCreate(Body):
         return catalog.fewest_coins(self.amount_dirhams)
 
 
+class PurchaseRefund(Body):
+    reason: Reason
+
+
+class PurchaseResolve(Body):
+    action: Literal["issue", "refund", "dismiss"]
+    note: Reason
+
+
 class PurchasesPage(Page):
     user_id: DocumentId | None = None
 

@@ -74,6 +74,10 @@ def _purchase(kind: EventKind):
             texts = {"en": ("Coins added", f"GUILD Coins worth {qar(amount)} QAR are in your wallet."),
                      "ar": ("تمت إضافة العملات", f"أُضيفت إلى محفظتك عملات GUILD بقيمة {qar(amount)} ر.ق.")}
             return [Notice(facts["user_id"], PAYMENT, MEDIUM, texts, link, meta)]
+        if kind is EventKind.PURCHASE_REFUNDED:
+            texts = {"en": ("Purchase refunded", f"Your payment is refunded; the coins worth {qar(amount)} QAR were taken back."),
+                     "ar": ("تم استرداد المبلغ", f"تم استرداد دفعتك، وسُحبت العملات بقيمة {qar(amount)} ر.ق.")}
+            return [Notice(facts["user_id"], PAYMENT, HIGH, texts, link, meta)]
         if kind is EventKind.PURCHASE_FAILED:
             texts = {"en": ("Payment not completed", "Your coin purchase was not completed; no coins were added."),
                      "ar": ("لم يكتمل الدفع", "لم تكتمل عملية شراء العملات، ولم تُضف أي عملات.")}
@@ -189,6 +193,7 @@ _BUILDERS = {
     EventKind.COINS_ISSUED: _purchase(EventKind.COINS_ISSUED),
     EventKind.PURCHASE_FAILED: _purchase(EventKind.PURCHASE_FAILED),
     EventKind.PURCHASE_IN_REVIEW: _purchase(EventKind.PURCHASE_IN_REVIEW),
+    EventKind.PURCHASE_REFUNDED: _purchase(EventKind.PURCHASE_REFUNDED),
     EventKind.BALANCE_ADJUSTED: _adjusted,
     **{kind: _escrow(kind) for kind in EventKind if kind.startswith("escrow_")},
     EventKind.WITHDRAWAL_REQUESTED: _withdrawal(EventKind.WITHDRAWAL_REQUESTED),

@@ -1,30 +1,44 @@
-"""Coin purchases through Fatora: checkout, the webhook, and the sweeper.
+"""Coin purchases through Fatora: checkout, the payer's return, the webhook, the sweeper,
+refunds with claw-back, and the review queue.
 
 Coins are issued exactly once, by one ledger transaction that moves them from the
 treasury to the buyer and marks the purchase `paid`, and only after Fatora's verify call
-confirms SUCCESS for the purchase's exact price in QAR. A webhook is a hint to verify;
-the sweeper verifies what no webhook settled. A payment verified as SUCCESS is honoured
-even after the purchase failed or expired on our side.
+confirms SUCCESS in the required mode (live in production) for the purchase's exact
+price in QAR. Nothing from outside is trusted: the payer's return (the primary signal,
+Fatora's documented flow), a webhook (a second one) and the sweeper (the safety net)
+only name an order to verify. A payment that does not match, or that arrives after the
+purchase failed or expired, issues nothing and waits in the review queue for an admin.
+A refunded purchase is final: no later verify issues anything for it.
+
+A refund takes the coins back first (a hold, `refund:{purchase_id}`, in one ledger
+transaction), then calls Fatora, then retires the held coins (refunded) or gives them
+back to the buyer (Fatora refused). The steps are recorded on `purchase_refunds/{id}`;
+the sweeper finishes a refund a crash interrupted, and an answer that was lost (Fatora
+may or may not have refunded) goes to an admin rather than being guessed.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from . import catalog, config, errors, fatora, ledger, logs, postings, store
-from .idempotency import claimed, lease
+from . import audit, catalog, config, errors, fatora, ledger, logs, postings, store
 from .auth import Caller
-from .domain import EntryType, EventKind, PurchaseStatus, is_valid_id
+from .domain import TREASURY, Account, EntryType, EventKind, PurchaseStatus, RefundStatus, is_valid_id
+from .idempotency import claimed, lease
 from .store import Store, Where
 from .times import moment
 
 PENDING, PAID, FAILED, EXPIRED = PurchaseStatus.PENDING, PurchaseStatus.PAID, PurchaseStatus.FAILED, PurchaseStatus.EXPIRED
+REFUNDING, REFUNDED = PurchaseStatus.REFUNDING, PurchaseStatus.REFUNDED
+# Every status in which the coins were issued.
+ISSUED = (PAID, REFUNDING, REFUNDED)
 # What the buyer (and, for a review, the admins) hear about a settlement.
 ANNOUNCED = {"paid": EventKind.COINS_ISSUED, "failed": EventKind.PURCHASE_FAILED, "needs_review": EventKind.PURCHASE_IN_REVIEW}
-# Leases on purchases being settled: idempotency records of their own scope.
+# Leases on purchases being settled or refunded: idempotency records of their own scope.
 SETTLEMENT_LEASE_SCOPE = "settle-purchase"
+# Where the payer's browser goes next: the app, told how it went.
+RETURN_STATUS = {PAID: "paid", REFUNDING: "paid", REFUNDED: "paid", FAILED: "failed", EXPIRED: "failed"}
 
 
 def render(purchase: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,14 +55,22 @@ def render(purchase: Mapping[str, Any]) -> dict[str, Any]:
         "checkout_url": purchase.get("checkout_url"),
         "failure_reason": purchase.get("failure_reason"),
         "needs_review": purchase.get("needs_review", False),
+        "review_reason": purchase.get("review_reason"),
+        "resolution": _dated(purchase.get("resolution")),
+        "refund": _dated(purchase.get("refund")),
         "created_at": moment(purchase, "created_at"),
         "paid_at": moment(purchase, "paid_at"),
+        "refunded_at": moment(purchase, "refunded_at"),
     }
+
+
+def _dated(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return {**record, "at": moment(record, "at")} if record else None
 
 
 # Creating a purchase: three phases under one idempotency claim (the gateway call cannot
 # be inside a transaction). The pending purchase is written first, so that whatever
-# happens at the gateway, our order id is on record.
+# happens at the gateway, our order id is on record; and it is never used again.
 
 
 def create(
@@ -61,9 +83,9 @@ def create(
     language: str,
     idempotency: ledger.Idempotency,
 ) -> ledger.Response:
-    settings = config.settings()
-    if not (settings.purchase_success_url and settings.purchase_failure_url):
-        raise errors.Unavailable("Purchases are not configured (PURCHASE_SUCCESS_URL, PURCHASE_FAILURE_URL).")
+    return_url = config.settings().purchase_return_url
+    if not return_url:
+        raise errors.Unavailable("Purchases are not configured (PURCHASE_RETURN_URL).")
     with claimed(db, idempotency, ledger.now_utc()) as claim:
         if isinstance(claim, ledger.Response):
             return claim
@@ -91,8 +113,8 @@ def create(
                 amount_dirhams=price,
                 client={"name": caller.name or "GUILD user", "phone": caller.phone or "", "email": caller.email or ""},
                 language=language,
-                success_url=settings.purchase_success_url,
-                failure_url=settings.purchase_failure_url,
+                success_url=return_url,
+                failure_url=return_url,
                 note=f"GUILD Coins worth {value // catalog.DIRHAMS_PER_QAR} QAR",
             )
         except fatora.FatoraError as error:
@@ -104,7 +126,6 @@ def create(
         opened = {"checkout_url": checkout_url}
         response = ledger.Response(201, render({**purchase, **opened}))
         return _write(db, purchase_id, opened, actor=caller.uid, claim=claim, response=response)
-
 
 
 def _write(db: Store, purchase_id: str, fields, *, actor, claim=None, response=None) -> ledger.Response:
@@ -125,7 +146,7 @@ def _write(db: Store, purchase_id: str, fields, *, actor, claim=None, response=N
 
 def settle(db: Store, purchase_id: str, verification: fatora.Verification, *, expire_unpaid: bool, event: dict | None) -> str:
     """Applies a verification to a purchase and returns what happened: `paid`,
-    `already_paid`, `failed`, `expired`, `needs_review` or `unchanged`."""
+    `already_paid`, `refunded`, `failed`, `expired`, `needs_review` or `unchanged`."""
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
         purchase = reader.purchase(purchase_id)
@@ -143,98 +164,135 @@ def settle(db: Store, purchase_id: str, verification: fatora.Verification, *, ex
     outcome = ledger.execute(db, operation, actor="fatora").body["outcome"]
     if outcome == "needs_review":
         logs.error(
-            "fatora payment does not match its purchase",
+            "fatora payment cannot be honoured automatically; it waits for an admin",
             purchase_id=purchase_id,
             verified_amount_dirhams=verification.amount_dirhams,
             verified_currency=verification.currency,
+            verified_mode=verification.mode,
         )
     return outcome
 
 
 def _decide(purchase, verification: fatora.Verification, expire_unpaid: bool, reader: ledger.Reader):
     """(outcome, ledger entry or None, changes to the purchase) for a verification. Pure."""
+    if purchase["status"] in (REFUNDING, REFUNDED):
+        return "refunded", None, {}  # final: a later SUCCESS never issues coins again
     if purchase["status"] == PAID:
         return "already_paid", None, {}
+    seen = {"fatora_transaction_id": verification.transaction_id} if verification.transaction_id else {}
     if verification.payment_status == fatora.PAID:
-        if verification.amount_dirhams != purchase["price_dirhams"] or verification.currency != fatora.CURRENCY:
-            return "needs_review", None, {
-                "needs_review": True,
-                "review_reason": (
-                    f"verified {verification.amount_dirhams} dirhams {verification.currency}, "
-                    f"expected {purchase['price_dirhams']} {fatora.CURRENCY}"
-                ),
-            }
+        problem = _mismatch(purchase, verification)
+        if problem is None and purchase["status"] != PENDING:
+            problem = f"paid at Fatora after the purchase was {purchase['status']} here"
+        if problem is not None:
+            if purchase.get("needs_review"):
+                return "unchanged", None, {}
+            return "needs_review", None, {**seen, "needs_review": True, "review_reason": problem, "review_at": reader.now}
         entry = postings.Entry(
             EntryType.PURCHASE_ISSUE,
             postings.issue(purchase["user_id"], purchase["coins"]),
             refs={"purchase_id": purchase["id"]},
             memo={"fatora_transaction_id": verification.transaction_id, "price_dirhams": purchase["price_dirhams"]},
         )
-        return "paid", entry, {
-            "status": PAID,
-            "fatora_transaction_id": verification.transaction_id,
-            "paid_at": reader.now,
-            "entry_id": reader.entry_id,
-        }
+        return "paid", entry, {**seen, "status": PAID, "paid_at": reader.now, "entry_id": reader.entry_id}
     if purchase["status"] != PENDING:
         return "unchanged", None, {}
     if verification.payment_status == fatora.FAILED:
-        return "failed", None, {"status": FAILED, "failure_reason": "declined at Fatora"}
+        return "failed", None, {**seen, "status": FAILED, "failure_reason": "declined at Fatora"}
     if expire_unpaid:
         return "expired", None, {"status": EXPIRED, "failure_reason": "not paid within 24 hours"}
-    return "unchanged", None, {}
+    return "unchanged", None, seen
 
 
-# The webhook.
+def _mismatch(purchase, verification: fatora.Verification) -> str | None:
+    """Why a SUCCESS cannot be honoured as it is, or None."""
+    required = config.settings().fatora_required_mode
+    if verification.mode != required:
+        return f"verified in {verification.mode or 'no'} mode, {required} required"
+    if verification.amount_dirhams != purchase["price_dirhams"] or verification.currency != fatora.CURRENCY:
+        return (f"verified {verification.amount_dirhams} dirhams {verification.currency}, "
+                f"expected {purchase['price_dirhams']} {fatora.CURRENCY}")
+    return None
 
 
-def receive_webhook(db: Store, gateway_factory, *, raw_body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
-    """Fatora's notification, as bytes: the signature is checked (where a secret is
-    configured) before anything is parsed, then the order is verified and settled."""
-    secret = config.settings().fatora_webhook_secret
-    if secret and not fatora.signature_is_valid(secret, raw_body, headers.get(fatora.SIGNATURE_HEADER)):
-        raise errors.Unauthenticated(f"A valid {fatora.SIGNATURE_HEADER} header is required.")
+# What names an order: the payer's return, a webhook.
+
+
+def receive_return(db: Store, gateway_factory, query: Mapping[str, str]) -> str:
+    """The payer's browser back from Fatora (`success_url` and `failure_url` alike):
+    verify and settle, then the app's deep link with the purchase's status (paid,
+    failed or pending). The status in the query is never trusted; when Fatora cannot
+    be reached the answer is pending, and the webhook or the sweeper settles it."""
     try:
-        order_id = fatora.webhook_order_id(raw_body, headers.get("Content-Type", ""))
+        notice = fatora.notice_of(query)
     except ValueError as error:
-        raise errors.InvalidRequest(str(error)) from None
-    if not is_valid_id(order_id):
+        raise errors.InvalidRequest(f"This is not a return from Fatora: {error}") from None
+    if not is_valid_id(notice.order_id):
+        raise errors.InvalidRequest("This is not a return from Fatora: no valid order_id.")
+    if db.get(store.purchase(notice.order_id)) is None:
+        raise errors.NotFound("No such purchase.")
+    try:
+        _verify_and_settle(db, gateway_factory(), notice, source="return")
+    except (errors.Unavailable, errors.RequestInProgress):
+        pass  # pending: settled later
+    purchase = db.get(store.purchase(notice.order_id))
+    status = "pending" if purchase.get("needs_review") else RETURN_STATUS.get(purchase["status"], "pending")
+    return f"{config.settings().app_link_base}coins/purchase/{notice.order_id}?status={status}"
+
+
+def receive_webhook(db: Store, gateway_factory, *, query: Mapping[str, str], raw_body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+    """Fatora's notification, however it comes (GET with a query string, POST with JSON
+    or a form): where a token is configured it must be in the URL; then the order is
+    verified and settled."""
+    import hmac
+
+    token = config.settings().fatora_webhook_token
+    if token and not hmac.compare_digest(query.get("token", "").encode(), token.encode()):
+        raise errors.Unauthenticated("This webhook URL needs its token.")
+    try:
+        notice = fatora.notice_of({k: v for k, v in query.items() if k != "token"}, raw_body, headers.get("Content-Type", ""))
+    except ValueError as error:
+        raise errors.InvalidRequest(f"The notification names no order: {error}") from None
+    if not is_valid_id(notice.order_id):
         raise errors.InvalidRequest("The notification has no valid order_id.")
-    return handle_webhook(db, gateway_factory(), order_id=order_id, event_id=event_id(raw_body))
-
-
-def handle_webhook(db: Store, gateway: fatora.FatoraClient, *, order_id: str, event_id: str) -> dict[str, Any]:
-    """A notification about `order_id`: verify with Fatora, then settle. Unknown orders
-    and already paid purchases are answered without a verify call; a notification that
-    arrives while another one for the order is being settled gets 409, which makes
-    Fatora deliver it again later."""
-    purchase = db.get(store.purchase(order_id))
-    if purchase is None:
-        logs.warning("fatora webhook for an unknown order", order_id=order_id)
+    if db.get(store.purchase(notice.order_id)) is None:
+        logs.warning("fatora webhook for an unknown order", order_id=notice.order_id)
         return {"outcome": "unknown_order"}
-    if purchase["status"] == PAID:
-        return {"outcome": "already_paid"}
-    with _settling(db, order_id) as taken:
+    try:
+        return {"outcome": _verify_and_settle(db, gateway_factory(), notice, source="webhook")}
+    except errors.RequestInProgress:
+        # Another delivery is settling it now; it, or the sweeper, finishes the job.
+        return {"outcome": "being_settled"}
+
+
+def _verify_and_settle(db: Store, gateway: fatora.FatoraClient, notice: fatora.Notice, *, source: str) -> str:
+    """Verify with Fatora (by the transaction when the notice names one), then settle.
+    A paid purchase is answered without a verify call; one settlement per purchase at a
+    time (RequestInProgress otherwise)."""
+    purchase = db.get(store.purchase(notice.order_id))
+    if purchase["status"] in ISSUED:
+        return "already_paid" if purchase["status"] == PAID else "refunded"
+    with _settling(db, notice.order_id) as taken:
         if not taken:
-            raise errors.RequestInProgress("This order is being settled; deliver the notification again later.")
-        verification = _verify(gateway, order_id)
+            raise errors.RequestInProgress("This order is being settled.")
+        verification = _verify(gateway, notice.order_id, notice.transaction_id)
         if verification is None:
-            return {"outcome": "unknown_at_fatora"}
-        event = {"id": event_id, "source": "webhook", "payment_status": verification.payment_status}
-        return {"outcome": settle(db, order_id, verification, expire_unpaid=False, event=event)}
+            return "unknown_at_fatora"
+        event = {"id": event_id(source, notice, verification), "source": source, "payment_status": verification.payment_status,
+                 "transaction_id": notice.transaction_id}
+        return settle(db, notice.order_id, verification, expire_unpaid=False, event=event)
 
 
 def _settling(db: Store, purchase_id: str):
-    """One settlement of a purchase at a time (webhook duplicates, the sweeper): a lease
-    on the purchase, given back afterwards; yields whether it was taken. Without it,
-    twenty duplicate notifications would each call Fatora and then contend for the same
-    documents."""
+    """One settlement (or refund step) of a purchase at a time: a lease on the purchase,
+    given back afterwards; yields whether it was taken. Without it, twenty duplicate
+    notifications would each call Fatora and then contend for the same documents."""
     return lease(db, SETTLEMENT_LEASE_SCOPE, purchase_id, ledger.now_utc())
 
 
-def _verify(gateway: fatora.FatoraClient, order_id: str) -> fatora.Verification | None:
+def _verify(gateway: fatora.FatoraClient, order_id: str, transaction_id: str | None) -> fatora.Verification | None:
     try:
-        return gateway.verify(order_id)
+        return gateway.verify(order_id, transaction_id)
     except fatora.FatoraUnavailable as error:
         # 503 to the caller: Fatora retries the webhook, Scheduler reruns the sweeper.
         raise errors.Unavailable("The payment gateway is unreachable.", reason=str(error)) from None
@@ -243,9 +301,266 @@ def _verify(gateway: fatora.FatoraClient, order_id: str) -> fatora.Verification 
         return None
 
 
-def event_id(raw_body: bytes) -> str:
-    """Duplicate deliveries of one notification share an event id."""
-    return hashlib.sha256(raw_body).hexdigest()[:32]
+def event_id(source: str, notice: fatora.Notice, verification: fatora.Verification) -> str:
+    """Deliveries of one notice of one outcome share an id."""
+    import hashlib
+
+    text = f"{source}\n{notice.order_id}\n{notice.transaction_id}\n{verification.payment_status}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+# Refunds, with claw-back.
+
+
+def refund(db: Store, gateway: fatora.FatoraClient, admin: Caller, purchase_id: str, *, reason: str,
+           idempotency: ledger.Idempotency) -> ledger.Response:
+    """An admin refunds a paid purchase: the coins it issued are taken back from the
+    buyer (409 insufficient_funds with the shortfall if the buyer no longer holds that
+    value), then Fatora refunds the money, then the held coins leave circulation; if
+    Fatora refuses, they go back to the buyer (502)."""
+    with claimed(db, idempotency, ledger.now_utc()) as claim:
+        if isinstance(claim, ledger.Response):
+            return claim
+        with _settling(db, purchase_id) as taken:
+            if not taken:
+                raise errors.RequestInProgress("This purchase is being settled or refunded; try again shortly.")
+            _hold_refund(db, admin, purchase_id, reason, claim)
+            return _call_refund(db, gateway, admin.uid, purchase_id, claim)
+
+
+def _hold_refund(db: Store, admin: Caller, purchase_id: str, reason: str, claim) -> None:
+    """The first step: the buyer's coins worth the purchase move to the refund hold.
+    A refusal (not found, not paid, too few coins) settles the claim with its answer."""
+    hold = Account.refund(purchase_id)
+
+    def operation(reader: ledger.Reader) -> ledger.Plan:
+        purchase = reader.purchase(purchase_id)
+        if purchase is None:
+            raise errors.NotFound()
+        if purchase["status"] != PAID:
+            raise errors.InvalidState(f"The purchase is {purchase['status']}; only a paid purchase is refunded.",
+                                      status=purchase["status"])
+        if not purchase.get("fatora_transaction_id"):
+            raise errors.InvalidState("Fatora's transaction id of this purchase is unknown.", status=purchase["status"])
+        buyer = Account.user(purchase["user_id"])
+        moved, _ = postings.pay(buyer, hold, reader.wallet(purchase["user_id"])["coins"], purchase["value_dirhams"])
+        record = {"purchase_id": purchase_id, "user_id": purchase["user_id"], "status": RefundStatus.HELD,
+                  "value_dirhams": purchase["value_dirhams"], "price_dirhams": purchase["price_dirhams"], "reason": reason,
+                  "by": admin.uid, "created_at": reader.now, "updated_at": reader.now}
+        return ledger.Plan(
+            entry=postings.Entry(EntryType.REFUND_HOLD, moved, refs={"purchase_id": purchase_id}, memo={"reason": reason}),
+            documents={
+                store.purchase_refund(purchase_id): record,
+                store.purchase(purchase_id): {"status": REFUNDING, "refund": {"status": RefundStatus.HELD, "reason": reason,
+                                                                               "by": admin.uid, "at": reader.now}},
+                **audit.record(actor=admin.uid, action="purchase_refund", target=str(hold), now=reader.now,
+                               before={"status": PAID}, after={"status": REFUNDING}, reason=reason),
+            },
+            respond=lambda outcome: ledger.Response(200, {}),
+        )
+
+    ledger.execute(db, operation, actor=admin.uid, claim=claim, answers=False)
+
+
+def _call_refund(db: Store, gateway: fatora.FatoraClient, actor: str, purchase_id: str, claim=None) -> ledger.Response:
+    """The second and third steps: call Fatora (recorded first, so that a lost answer is
+    known to be lost), then retire the held coins or give them back."""
+    purchase = db.get(store.purchase(purchase_id))
+    _refund_step(db, purchase_id, RefundStatus.CALLING, actor)
+    try:
+        refund_status = gateway.refund(purchase_id, purchase["fatora_transaction_id"])
+    except fatora.FatoraRejected as error:
+        return _finish_refund(db, purchase_id, refunded=False, detail=str(error), actor=actor, claim=claim)
+    except fatora.FatoraUnavailable as error:
+        # Fatora may have refunded: never guess. An admin checks Fatora's dashboard.
+        _refund_step(db, purchase_id, RefundStatus.UNCERTAIN, actor, review=f"refund call unanswered ({error}); "
+                     "check Fatora's dashboard: dismiss if it refunded, refund to call again")
+        logs.error("fatora refund unanswered; the purchase waits for an admin", purchase_id=purchase_id, reason=str(error))
+        response = ledger.Response(errors.GatewayError.status, errors.GatewayError(
+            "Fatora did not answer the refund; it may or may not have happened. The purchase is in the review queue.",
+            purchase_id=purchase_id).to_body())
+        if claim is not None:
+            _settle_claim(db, claim, response)
+        return response
+    return _finish_refund(db, purchase_id, refunded=True, detail=refund_status, actor=actor, claim=claim)
+
+
+def _refund_step(db: Store, purchase_id: str, status: RefundStatus, actor: str, review: str | None = None) -> None:
+    """Records how far a refund got; with `review`, puts the purchase before an admin."""
+
+    def operation(reader: ledger.Reader) -> ledger.Plan:
+        purchase = reader.purchase(purchase_id)
+        changes: dict[str, Any] = {"refund": {**(purchase.get("refund") or {}), "status": status}}
+        events: tuple[ledger.Event, ...] = ()
+        if review:
+            changes.update(needs_review=True, review_reason=review, review_at=reader.now)
+            events = (ledger.Event(EventKind.PURCHASE_IN_REVIEW, {"user_id": purchase["user_id"], "purchase_id": purchase_id,
+                                                                  "value_dirhams": purchase["value_dirhams"], "reason": review}),)
+        documents = {store.purchase_refund(purchase_id): {"status": status, "updated_at": reader.now},
+                     store.purchase(purchase_id): changes}
+        return ledger.Plan(entry=None, documents=documents, events=events, respond=lambda outcome: ledger.Response(200, {}))
+
+    ledger.execute(db, operation, actor=actor)
+
+
+def _finish_refund(db: Store, purchase_id: str, *, refunded: bool, detail: str, actor: str, claim=None) -> ledger.Response:
+    """Retires the held coins (Fatora refunded) or gives them back (Fatora refused)."""
+    hold = Account.refund(purchase_id)
+
+    def operation(reader: ledger.Reader) -> ledger.Plan:
+        purchase, record = reader.purchase(purchase_id), reader.purchase_refund(purchase_id)
+        if record["status"] in (RefundStatus.REFUNDED, RefundStatus.REVERSED):
+            raise errors.InvalidState(f"The refund is {record['status']} already.", status=record["status"])
+        coins = record.get("coins", {})
+        destination = TREASURY if refunded else Account.user(purchase["user_id"])
+        status = RefundStatus.REFUNDED if refunded else RefundStatus.REVERSED
+        changes = {"status": REFUNDED if refunded else PAID, "needs_review": False,
+                   "refund": {**(purchase.get("refund") or {}), "status": status, "detail": detail}}
+        if refunded:
+            changes["refunded_at"] = reader.now
+        entry = postings.Entry(EntryType.REFUND_PAID if refunded else EntryType.REFUND_REVERSED,
+                               postings.transfer(hold, destination, coins), refs={"purchase_id": purchase_id},
+                               memo={"fatora": detail}, parties=(purchase["user_id"],))
+        after = {**purchase, **changes}
+        events = (ledger.Event(EventKind.PURCHASE_REFUNDED, {"user_id": purchase["user_id"], "purchase_id": purchase_id,
+                                                            "value_dirhams": purchase["value_dirhams"]}),) if refunded else ()
+        if refunded:
+            respond = ledger.Response(200, render(after))
+        else:
+            respond = ledger.Response(errors.GatewayError.status, errors.GatewayError(
+                "Fatora refused the refund; the coins are back with the buyer.", purchase_id=purchase_id, fatora=detail).to_body())
+        return ledger.Plan(
+            entry=entry,
+            documents={store.purchase_refund(purchase_id): {"status": status, "detail": detail, "updated_at": reader.now},
+                       store.purchase(purchase_id): changes},
+            events=events,
+            respond=lambda outcome: respond,
+        )
+
+    return ledger.execute(db, operation, actor=actor, claim=claim)
+
+
+def _settle_claim(db: Store, claim, response: ledger.Response) -> None:
+    """Stores `response` as the answer of the claim (a step that moved no money)."""
+
+    def operation(reader: ledger.Reader) -> ledger.Plan:
+        return ledger.Plan(entry=None, respond=lambda outcome: response)
+
+    ledger.execute(db, operation, actor="fatora-refund", claim=claim)
+
+
+# The review queue.
+
+
+def list_review(db: Store, *, limit: int, cursor: str | None) -> dict[str, Any]:
+    """Purchases waiting for an admin, oldest first."""
+    return db.page(store.PURCHASES, (Where("needs_review", "==", True),), limit=limit, cursor=cursor,
+                   owns=lambda purchase: purchase.get("needs_review") is True, render=render, newest_first=False, order_by="review_at")
+
+
+def resolve(db: Store, gateway_factory, admin: Caller, purchase_id: str, *, action: str, note: str,
+            idempotency: ledger.Idempotency) -> ledger.Response:
+    """An admin decides a purchase in review. `issue`: credit the coins it names (once).
+    `refund`: give the money back through Fatora (taking back the coins first if they
+    were issued; calling again a refund whose answer was lost). `dismiss`: record the
+    decision; for a refund whose answer was lost, that Fatora did refund it."""
+    if action == "issue":
+        return _issue_in_review(db, admin, purchase_id, note, idempotency)
+    purchase = db.get(store.purchase(purchase_id))
+    if purchase is None or not purchase.get("needs_review"):
+        return ledger.execute(db, _refuse_unless_in_review(purchase_id), actor=admin.uid, idempotency=idempotency)
+    record = db.get(store.purchase_refund(purchase_id)) or {}
+    uncertain = record.get("status") == RefundStatus.UNCERTAIN
+    if action == "refund" and purchase["status"] == PAID:
+        return refund(db, gateway_factory(), admin, purchase_id, reason=note, idempotency=idempotency)
+    with claimed(db, idempotency, ledger.now_utc()) as claim:
+        if isinstance(claim, ledger.Response):
+            return claim
+        with _settling(db, purchase_id) as taken:
+            if not taken:
+                raise errors.RequestInProgress("This purchase is being settled or refunded; try again shortly.")
+            _record_resolution(db, admin, purchase_id, action, note)
+            if uncertain and action == "refund":
+                return _call_refund(db, gateway_factory(), admin.uid, purchase_id, claim)
+            if uncertain:
+                return _finish_refund(db, purchase_id, refunded=True, detail=f"confirmed by {admin.uid}: {note}", actor=admin.uid, claim=claim)
+            if action == "refund":
+                return _refund_unissued(db, gateway_factory(), admin.uid, purchase_id, claim)
+            response = ledger.Response(200, render({**purchase, "needs_review": False}))
+            _settle_claim(db, claim, response)
+            return response
+
+
+def _refuse_unless_in_review(purchase_id: str):
+    def operation(reader: ledger.Reader) -> ledger.Plan:
+        purchase = reader.purchase(purchase_id)
+        if purchase is None:
+            raise errors.NotFound()
+        raise errors.InvalidState("The purchase is not in the review queue.", status=purchase["status"])
+    return operation
+
+
+def _record_resolution(db: Store, admin: Caller, purchase_id: str, action: str, note: str) -> None:
+    def operation(reader: ledger.Reader) -> ledger.Plan:
+        purchase = reader.purchase(purchase_id)
+        resolution = {"action": action, "note": note, "by": admin.uid, "at": reader.now}
+        changes = {"resolution": resolution, **({"needs_review": False} if action == "dismiss" else {})}
+        return ledger.Plan(entry=None, documents={
+            store.purchase(purchase_id): changes,
+            **audit.record(actor=admin.uid, action=f"purchase_review_{action}", target=f"purchase:{purchase_id}", now=reader.now,
+                           before={"needs_review": True, "status": purchase["status"]}, after=changes, reason=note),
+        }, respond=lambda outcome: ledger.Response(200, {}))
+
+    ledger.execute(db, operation, actor=admin.uid)
+
+
+def _issue_in_review(db: Store, admin: Caller, purchase_id: str, note: str, idempotency) -> ledger.Response:
+    """Credits the coins a purchase in review names, exactly once (its status says
+    whether they were issued, in the same transaction)."""
+
+    def operation(reader: ledger.Reader) -> ledger.Plan:
+        purchase = reader.purchase(purchase_id)
+        if purchase is None:
+            raise errors.NotFound()
+        if not purchase.get("needs_review") or purchase["status"] in ISSUED:
+            raise errors.InvalidState("Only a purchase in review whose coins were never issued can be issued.",
+                                      status=purchase["status"])
+        resolution = {"action": "issue", "note": note, "by": admin.uid, "at": reader.now}
+        changes = {"status": PAID, "needs_review": False, "paid_at": reader.now, "entry_id": reader.entry_id, "resolution": resolution}
+        entry = postings.Entry(EntryType.PURCHASE_ISSUE, postings.issue(purchase["user_id"], purchase["coins"]),
+                               refs={"purchase_id": purchase_id}, memo={"issued_by": admin.uid, "note": note})
+        return ledger.Plan(
+            entry=entry,
+            documents={store.purchase(purchase_id): changes,
+                       **audit.record(actor=admin.uid, action="purchase_review_issue", target=f"purchase:{purchase_id}",
+                                      now=reader.now, before={"status": purchase["status"]}, after={"status": PAID}, reason=note)},
+            events=(ledger.Event(EventKind.COINS_ISSUED, {"user_id": purchase["user_id"], "purchase_id": purchase_id,
+                                                          "value_dirhams": purchase["value_dirhams"]}),),
+            respond=lambda outcome: ledger.Response(200, render({**purchase, **changes})),
+        )
+
+    return ledger.execute(db, operation, actor=admin.uid, idempotency=idempotency)
+
+
+def _refund_unissued(db: Store, gateway: fatora.FatoraClient, actor: str, purchase_id: str, claim) -> ledger.Response:
+    """A payment whose coins were never issued (a mismatch, a late payment): only the
+    money goes back; no coins to take."""
+    purchase = db.get(store.purchase(purchase_id))
+    transaction_id = purchase.get("fatora_transaction_id")
+    if not transaction_id:
+        response = ledger.Response(409, errors.InvalidState("Fatora's transaction id of this purchase is unknown.").to_body())
+        _settle_claim(db, claim, response)
+        return response
+    try:
+        detail = gateway.refund(purchase_id, transaction_id)
+    except fatora.FatoraError as error:
+        response = ledger.Response(errors.GatewayError.status, errors.GatewayError(
+            "Fatora did not refund; the purchase stays in review.", purchase_id=purchase_id, fatora=str(error)).to_body())
+        _settle_claim(db, claim, response)
+        return response
+    changes = {"status": REFUNDED, "needs_review": False, "refunded_at": ledger.now_utc(),
+               "refund": {"status": RefundStatus.REFUNDED, "detail": detail, "at": ledger.now_utc()}}
+    return _write(db, purchase_id, changes, actor=actor, claim=claim, response=ledger.Response(200, render({**purchase, **changes})))
 
 
 # The sweeper.
@@ -253,8 +568,9 @@ def event_id(raw_body: bytes) -> str:
 
 def reconcile_pending(db: Store, gateway: fatora.FatoraClient, now: datetime | None = None) -> dict[str, int]:
     """Re-verifies purchases still pending 15 minutes after creation (oldest first, a
-    bounded batch), so that a lost webhook never loses a paid purchase; those Fatora
-    still reports unpaid after 24 hours expire."""
+    bounded batch), so that a payer who never came back and a lost webhook never lose a
+    paid purchase; those Fatora still reports unpaid after 24 hours expire. Finishes
+    refunds a crash interrupted."""
     now = now or ledger.now_utc()
     pending = db.query(
         store.PURCHASES,
@@ -266,16 +582,40 @@ def reconcile_pending(db: Store, gateway: fatora.FatoraClient, now: datetime | N
     for purchase in pending:
         with _settling(db, purchase["id"]) as taken:
             if not taken:
-                outcome = "busy"  # a webhook is settling it right now
+                outcome = "busy"  # a return or a webhook is settling it right now
             else:
-                verification = _verify(gateway, purchase["id"])
+                verification = _verify(gateway, purchase["id"], purchase.get("fatora_transaction_id"))
                 if verification is None:
                     verification = fatora.Verification(purchase["id"], None, fatora.PENDING, None, None)
                 expire = purchase["created_at"] <= now - timedelta(seconds=config.PURCHASE_EXPIRE_AFTER_SECONDS)
                 outcome = settle(db, purchase["id"], verification, expire_unpaid=expire, event=None)
         counts[outcome] = counts.get(outcome, 0) + 1
+    for record in db.query(store.PURCHASE_REFUNDS, (Where("status", "in", [RefundStatus.HELD, RefundStatus.CALLING]),),
+                           limit=config.PURCHASE_SWEEP_BATCH_MAX):
+        outcome = _resume_refund(db, gateway, record, now)
+        counts[outcome] = counts.get(outcome, 0) + 1
     logs.info("purchases reconciled", **counts)
     return counts
+
+
+def _resume_refund(db: Store, gateway: fatora.FatoraClient, record: Mapping[str, Any], now: datetime) -> str:
+    """A refund a crash interrupted: held but never called, call it; called with no
+    answer for a while, put it in front of an admin."""
+    purchase_id = record["purchase_id"]
+    if record["updated_at"] > now - timedelta(seconds=config.REFUND_ANSWER_WAIT_SECONDS):
+        return "refund_in_progress"
+    with _settling(db, purchase_id) as taken:
+        if not taken:
+            return "busy"
+        current = db.get(store.purchase_refund(purchase_id))
+        if current["status"] == RefundStatus.HELD:
+            _call_refund(db, gateway, "system:sweeper", purchase_id)
+            return f"refund_{db.get(store.purchase_refund(purchase_id))['status']}"
+        if current["status"] == RefundStatus.CALLING:
+            _refund_step(db, purchase_id, RefundStatus.UNCERTAIN, "system:sweeper",
+                         review="refund call interrupted; check Fatora's dashboard: dismiss if it refunded, refund to call again")
+            return "refund_uncertain"
+    return "unchanged"
 
 
 # Reading.

@@ -3,10 +3,12 @@ with what the documents say.
 
 Checks: the conservation invariant (every tier sums to zero over all accounts, nothing
 but the treasury below zero); every wallet document equals its replay; every escrow and
-withdrawal holds what its status says (while open: a withdrawal its amount, an escrow
-its amount less what was released and refunded; nothing once finished)
+withdrawal and purchase refund holds what its status says (while open: a withdrawal its
+amount, a refund its purchase's value, an escrow its amount less what was released and
+refunded; nothing once finished)
 and its document's coins equal its replay; every paid purchase has exactly one issue
-entry and no other purchase has any; the vault's derived balances (treasury, platform
+entry (so does a refunded one: a refund retires coins, it does not un-issue them) and no
+other purchase has any; the vault's derived balances (treasury, platform
 fees, ...) equal the ledger's; and no entry has effects the trigger could not apply.
 The tests run the same checks, without the vault, after every test that moves money.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import catalog, effects, ledger, logs, postings, store
-from .domain import Account, EntryType, EventKind, PurchaseStatus
+from .domain import Account, EntryType, EventKind, PurchaseStatus, RefundStatus
 from .store import Store
 from .escrow import OPEN as OPEN_ESCROW
 from .escrow import held_dirhams
@@ -25,6 +27,8 @@ from .withdrawals import OPEN as OPEN_WITHDRAWAL
 # A stored report keeps this many problems (a Firestore document holds at most 1 MiB);
 # the count says how many there were.
 STORED_PROBLEMS_MAX = 200
+# A refund holds the purchase's coins until Fatora answers (or an admin decides).
+REFUND_OPEN = (RefundStatus.HELD, RefundStatus.CALLING, RefundStatus.UNCERTAIN)
 
 
 def replay(db: Store, visit: Callable[[dict[str, Any]], None] | None = None) -> postings.Balances:
@@ -42,7 +46,7 @@ def run(db: Store, *, vault: bool = True) -> dict[str, Any]:
     """The report: `{"ok", "checked", "problems"}`. `vault=False` leaves out what the
     trigger derives (the vault, failed effects), which lags behind the ledger."""
     issues_by_purchase: dict[str, int] = {}
-    checked = {"entries": 0, "wallets": 0, "escrows": 0, "withdrawals": 0, "purchases": 0}
+    checked = {"entries": 0, "wallets": 0, "escrows": 0, "withdrawals": 0, "purchase_refunds": 0, "purchases": 0}
 
     def visit(entry: dict[str, Any]) -> None:
         checked["entries"] += 1
@@ -62,22 +66,27 @@ def run(db: Store, *, vault: bool = True) -> dict[str, Any]:
     for collection, account_of, open_states, still_held in (
         (store.ESCROWS, Account.escrow, OPEN_ESCROW, held_dirhams),
         (store.WITHDRAWALS, Account.withdrawal, OPEN_WITHDRAWAL, lambda withdrawal: withdrawal["amount_dirhams"]),
+        (store.PURCHASE_REFUNDS, Account.refund, REFUND_OPEN, lambda refund: refund["value_dirhams"]),
     ):
         for hold in db.scan(collection):
             checked[collection] += 1
-            account = account_of(hold["id"])
+            hold_id = hold.get("id") or hold["purchase_id"]
+            account = account_of(hold_id)
             replayed = balances.get(account, {})
             expected = still_held(hold) if hold["status"] in open_states else 0
             if catalog.value_dirhams(replayed) != expected:
-                problems.append({"kind": f"{account.kind}_hold_wrong", "id": hold["id"], "status": hold["status"],
+                problems.append({"kind": f"{account.kind}_hold_wrong", "id": hold_id, "status": hold["status"],
                                  "held_dirhams": catalog.value_dirhams(replayed), "expected_dirhams": expected})
             if catalog.normalize(hold.get("coins", {})) != replayed:
-                problems.append({"kind": f"{account.kind}_differs", "id": hold["id"], "document": hold.get("coins", {}), "ledger": replayed})
+                problems.append({"kind": f"{account.kind}_differs", "id": hold_id, "document": hold.get("coins", {}), "ledger": replayed})
 
     for purchase in db.scan(store.PURCHASES):
         checked["purchases"] += 1
         issued = issues_by_purchase.pop(purchase["id"], 0)
-        if issued != (1 if purchase["status"] == PurchaseStatus.PAID else 0):
+        # Paid and refunding purchases were issued; a refunded one was if it has its entry
+        # (a payment refunded from the review queue never was).
+        expected = 1 if purchase["status"] in (PurchaseStatus.PAID, PurchaseStatus.REFUNDING) or purchase.get("entry_id") else 0
+        if issued != expected:
             problems.append({"kind": "purchase_issues", "id": purchase["id"], "status": purchase["status"], "issue_entries": issued})
     for purchase_id, issued in issues_by_purchase.items():
         problems.append({"kind": "issue_without_purchase", "purchase_id": purchase_id, "issue_entries": issued})

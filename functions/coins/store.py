@@ -27,6 +27,7 @@ WITHDRAWALS = "withdrawals"
 PRIVATE = "private"  # withdrawals/{id}/private/destination: the unmasked destination
 PURCHASES = "purchases"
 PURCHASE_EVENTS = "events"  # purchases/{id}/events/{event_id}
+PURCHASE_REFUNDS = "purchase_refunds"  # purchase_refunds/{purchase_id}: its refund, and the refund hold
 AUDIT = "audit"
 RECONCILIATION = "reconciliation"
 EFFECTS = "ledger_effects"  # ledger_effects/{entry_id}: the trigger applied this entry
@@ -116,6 +117,10 @@ def purchase(purchase_id: str) -> Doc:
     return Doc((PURCHASES, purchase_id))
 
 
+def purchase_refund(purchase_id: str) -> Doc:
+    return Doc((PURCHASE_REFUNDS, purchase_id))
+
+
 def purchase_event(purchase_id: str, event_id: str) -> Doc:
     return Doc((PURCHASES, purchase_id, PURCHASE_EVENTS, event_id))
 
@@ -151,7 +156,9 @@ def account_document(account) -> Doc | None:
     document; None for the derived accounts (treasury, platform fees)."""
     from .domain import AccountKind
 
-    return {AccountKind.USER: wallet, AccountKind.ESCROW: escrow, AccountKind.WITHDRAWAL: withdrawal}.get(
+    kept_on = {AccountKind.USER: wallet, AccountKind.ESCROW: escrow, AccountKind.WITHDRAWAL: withdrawal,
+               AccountKind.REFUND: purchase_refund}
+    return kept_on.get(
         account.kind, lambda _: None
     )(account.id)
 
@@ -228,6 +235,9 @@ class Reader:
 
     def purchase(self, purchase_id: str) -> dict[str, Any] | None:
         return self.get(purchase(purchase_id))
+
+    def purchase_refund(self, purchase_id: str) -> dict[str, Any] | None:
+        return self.get(purchase_refund(purchase_id))
 
 
 class Store:

@@ -14,7 +14,7 @@ from tests.money import fresh_id, snapshot_all
 
 # Ids Firestore reserves or refuses, and ids outside ours.
 BAD_IDS = ["__x__", "__victim__", "____", "a.b", "x" * 129, "é", "a b"]
-PATH_ROWS = [(function, method, path) for function, method, path, _, _ in MATRIX if path and "{" in path]
+PATH_ROWS = [(function, method, path) for function, method, path, _, _ in MATRIX if path and "{" in path and "?" not in path]
 
 
 def envelope(response):

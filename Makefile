@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test token job bench deploy clean
+.PHONY: dev test token job bench deploy fatora-contract clean
 
 $(STAMP): requirements.txt functions/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(STAMP)
 deploy: $(STAMP)
 	@test -n "$(PROJECT)" -a -n "$(REGION)" || { echo "usage: make deploy PROJECT=<project id> REGION=<region> [SITE=<site>] [DRY_RUN=1]" >&2; exit 2; }
 	@$(PY) -m deploy.deploy --project "$(PROJECT)" --region "$(REGION)" $(if $(SITE),--site "$(SITE)") $(if $(ADMIN_UIDS),--admin-uids "$(ADMIN_UIDS)")
+
+# Fatora's real API against what the client expects (FATORA_API_KEY, FATORA_BASE_URL; not part of make test).
+fatora-contract: $(STAMP)
+	@$(PY) -m deploy.fatora_contract
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -22,7 +22,7 @@ from .idempotency import Idempotency, Response
 
 
 class Access(Enum):
-    PUBLIC = "public"  # anyone; the handler may check more (the webhook's signature)
+    PUBLIC = "public"  # anyone; the handler may check more (the webhook URL's token)
     USER = "user"  # a Firebase ID token
     ADMIN = "admin"  # a Firebase ID token with the custom claim admin: true
     SERVICE = "service"  # Cloud Scheduler or Cloud Tasks (OIDC), or the local stack

@@ -40,6 +40,9 @@ ADJUST_COUNT_MAX = 10_000
 PURCHASE_SWEEP_AFTER_SECONDS = 15 * 60
 PURCHASE_EXPIRE_AFTER_SECONDS = 24 * 60 * 60
 REFUND_ANSWER_WAIT_SECONDS = 10 * 60
+# The payer's return waits this long for a settlement already in progress (a webhook that
+# arrived first) before answering "pending".
+RETURN_WAIT_SECONDS = 3.0
 # Purchases one sweeper run re-verifies: each is a Fatora call of up to ~20 s worst case,
 # and Cloud Scheduler runs it every 15 minutes.
 PURCHASE_SWEEP_BATCH_MAX = 50

@@ -233,11 +233,25 @@ def receive_return(db: Store, gateway_factory, query: Mapping[str, str]) -> str:
         raise errors.NotFound("No such purchase.")
     try:
         _verify_and_settle(db, gateway_factory(), notice, source="return")
-    except (errors.Unavailable, errors.RequestInProgress):
-        pass  # pending: settled later
+    except errors.Unavailable:
+        pass  # pending: the webhook or the sweeper settles it later
+    except errors.RequestInProgress:
+        _wait_while_settling(db, notice.order_id)  # a webhook that came first is settling it
     purchase = db.get(store.purchase(notice.order_id))
     status = "pending" if purchase.get("needs_review") else RETURN_STATUS.get(purchase["status"], "pending")
     return f"{config.settings().app_link_base}coins/purchase/{notice.order_id}?status={status}"
+
+
+def _wait_while_settling(db: Store, purchase_id: str) -> None:
+    """A moment for the settlement in progress, so that the payer lands in the app with
+    the outcome rather than "pending" (which the app then polls)."""
+    import time
+
+    deadline = time.monotonic() + config.RETURN_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if db.get(store.purchase(purchase_id))["status"] != PENDING:
+            return
+        time.sleep(0.2)
 
 
 def receive_webhook(db: Store, gateway_factory, *, query: Mapping[str, str], raw_body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:

@@ -663,3 +663,13 @@ def test_resolving_a_purchase_not_in_review_is_409(api, db, paid):
     answer = resolve(api, purchase_id, "dismiss")
     assert (answer.status_code, answer.get_json()["error"]["code"]) == (409, "invalid_state")
     assert resolve(api, "NoSuchPurchase", "dismiss").status_code == 404
+
+
+def test_a_return_racing_the_webhook_still_lands_the_payer_with_the_outcome(api, db, fatora):
+    """The sandbox sends its webhook as it redirects the browser: whichever settles, the
+    other waits a moment and answers paid."""
+    alice = fresh_id()
+    fatora.faults.delay_seconds = 0.3  # both reach verify at about the same time
+    purchase = create(api, alice, {"pack_id": "pro"}).get_json()
+    assert deep_link(come_back(pay_on_the_hosted_page(purchase["checkout_url"])))[1] == "paid"
+    assert coins_of(db, alice) == {"GPC": 1} and len(entries_of(db, purchase["id"])) == 1

@@ -16,7 +16,6 @@ from coins import fatora as fatora_module
 from coins import ledger, purchases, store
 from coins.auth import Caller
 from coins.fatora import FatoraClient
-from tests import factories
 from tests.conftest import SERVICE_HEADERS
 from tests.money import fresh_id, snapshot_all, wait_for
 

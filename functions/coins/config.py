@@ -43,6 +43,9 @@ REFUND_ANSWER_WAIT_SECONDS = 10 * 60
 # The payer's return waits this long for a settlement already in progress (a webhook that
 # arrived first) before answering "pending".
 RETURN_WAIT_SECONDS = 3.0
+# The ledger trigger applies an entry's effects within seconds; one still unapplied after
+# five minutes means the trigger is failing, and reconciliation says so.
+EFFECTS_PENDING_LIMIT_SECONDS = 5 * 60
 # Purchases one sweeper run re-verifies: each is a Fatora call of up to ~20 s worst case,
 # and Cloud Scheduler runs it every 15 minutes.
 PURCHASE_SWEEP_BATCH_MAX = 50

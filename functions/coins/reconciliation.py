@@ -15,9 +15,10 @@ The tests run the same checks, without the vault, after every test that moves mo
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Callable
 
-from . import catalog, effects, ledger, logs, postings, store
+from . import catalog, config, effects, ledger, logs, postings, store
 from .domain import Account, EntryType, EventKind, PurchaseStatus, RefundStatus
 from .store import Store
 from .escrow import OPEN as OPEN_ESCROW
@@ -42,17 +43,32 @@ def replay(db: Store, visit: Callable[[dict[str, Any]], None] | None = None) -> 
     return {account: catalog.normalize(tiers) for account, tiers in balances.items()}
 
 
-def run(db: Store, *, vault: bool = True) -> dict[str, Any]:
-    """The report: `{"ok", "checked", "problems"}`. `vault=False` leaves out what the
-    trigger derives (the vault, failed effects), which lags behind the ledger."""
+def run(db: Store, *, vault: bool = True, now: datetime | None = None) -> dict[str, Any]:
+    """The report: `{"ok", "checked", "problems", "pending_effects"}`. `vault=False`
+    leaves out what the trigger derives (the vault, failed effects), which lags behind
+    the ledger.
+
+    The vault is compared with the replay of the entries the trigger has applied (their
+    markers, written in the same transaction as their increments), so an entry whose
+    effects are still on their way is no false alarm: it is counted in
+    `pending_effects` (how many, and the oldest's age), and only an entry pending longer
+    than EFFECTS_PENDING_LIMIT_SECONDS (the trigger is failing) is a problem."""
+    now = now or ledger.now_utc()
     issues_by_purchase: dict[str, int] = {}
     checked = {"entries": 0, "wallets": 0, "escrows": 0, "withdrawals": 0, "purchase_refunds": 0, "purchases": 0}
+    applied_ids = {marker["entry_id"] for marker in db.scan(store.EFFECTS)} if vault else set()
+    applied: postings.Balances = {}
+    pending: list[datetime] = []
 
     def visit(entry: dict[str, Any]) -> None:
         checked["entries"] += 1
         if entry["type"] == EntryType.PURCHASE_ISSUE:
             purchase_id = entry.get("refs", {}).get("purchase_id")
             issues_by_purchase[purchase_id] = issues_by_purchase.get(purchase_id, 0) + 1
+        if entry["id"] in applied_ids:
+            postings.add_postings(applied, entry["postings"])
+        else:
+            pending.append(entry["created_at"])
 
     balances = replay(db, visit)
     problems = postings.conservation_problems(balances)
@@ -91,17 +107,21 @@ def run(db: Store, *, vault: bool = True) -> dict[str, Any]:
     for purchase_id, issued in issues_by_purchase.items():
         problems.append({"kind": "issue_without_purchase", "purchase_id": purchase_id, "issue_entries": issued})
 
+    report: dict[str, Any] = {}
     if vault:
-        problems.extend(_vault_problems(db, balances))
+        problems.extend(_vault_problems(db, {account: catalog.normalize(tiers) for account, tiers in applied.items()}))
         for failure in db.scan(store.EFFECT_FAILURES):
             problems.append({"kind": "effects_failed", "source": failure["source"], "id": failure["id"], "failures": failure["failures"]})
-    return {"ok": not problems, "checked": checked, "problems": problems}
+        oldest = (now - min(pending)).total_seconds() if pending else 0.0
+        report["pending_effects"] = {"count": len(pending), "oldest_age_seconds": round(oldest, 1)}
+        if oldest > config.EFFECTS_PENDING_LIMIT_SECONDS:
+            problems.append({"kind": "effects_stalled", "pending": len(pending), "oldest_age_seconds": round(oldest, 1)})
+    return {"ok": not problems, "checked": checked, "problems": problems, **report}
 
 
 def _vault_problems(db: Store, balances: postings.Balances) -> list[dict[str, Any]]:
-    """The trigger's running totals against the replay, per account class. The trigger
-    lags a little behind the ledger; an entry whose effects are not applied yet shows up
-    here, and the daily run, hours later, sees none."""
+    """The trigger's running totals against the replay of what it applied, per account
+    class: any difference is something written behind the trigger's back."""
     expected = effects.class_balances(balances)
     derived = effects.read_vault(db)["balances"]
     problems = []

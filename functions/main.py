@@ -3,7 +3,7 @@ then calls one function of the `coins` package; coins.api does the HTTP glue."""
 
 import functions_framework
 
-from coins import api, catalog, clients, effects, escrow, models, notify, purchases, reconciliation, wallets, withdrawals
+from coins import api, catalog, clients, console, effects, escrow, kyc, models, notify, purchases, reconciliation, wallets, withdrawals
 from coins.api import Access, Call, endpoint
 
 # What the framework answers before any function runs (a path its router cannot match)
@@ -224,7 +224,26 @@ def outbox_on_create(cloud_event):
 @functions_framework.http
 @endpoint("POST", access=Access.ADMIN, path="/api/admin/coins/kyc/{uid}", body=models.KycSet)
 def admin_kyc_set(call: Call):
-    return wallets.set_kyc(call.db, call.caller, user_id=call.params["uid"], status=call.body.status, note=call.body.note)
+    return kyc.decide(call.db, call.caller, user_id=call.params["uid"], status=call.body.status, note=call.body.note)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.USER, body=models.KycSubmit)
+def coins_kyc_submit(call: Call):
+    body = call.body
+    return kyc.submit(call.db, call.caller, full_name=body.full_name, qid_number=body.qid_number, document_urls=tuple(body.document_urls))
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.ADMIN, query=models.Page)
+def admin_kyc_pending(call: Call):
+    return kyc.list_pending(call.db, limit=call.query.limit, cursor=call.query.cursor)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.ADMIN, path="/api/admin/coins/users/{uid}/limits", body=models.LiftLimits)
+def admin_limits_lift(call: Call):
+    return wallets.lift_limits(call.db, call.caller, user_id=call.params["uid"], hours=call.body.lift_hours, reason=call.body.reason)
 
 
 @functions_framework.http
@@ -278,6 +297,18 @@ def coins_withdrawal_paid(call: Call):
 @endpoint("POST", access=Access.ADMIN, path="/api/coins/withdrawal/{id}/reject", body=models.Reject, idempotent=True)
 def coins_withdrawal_reject(call: Call):
     return withdrawals.reject(call.db, call.caller, call.params["id"], reason=call.body.reason, idempotency=call.idempotency)
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/users/{uid}")
+def admin_user_get(call: Call):
+    return console.user(call.db, call.params["uid"])
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.ADMIN)
+def admin_vault(call: Call):
+    return console.vault(call.db)
 
 
 @functions_framework.http

@@ -169,7 +169,8 @@ def to_flask(response: Response, method: str | None = None) -> flask.Response:
     if response.status == 405 and method:
         result.headers["Allow"] = method
     if response.status in (429, 503):
-        result.headers["Retry-After"] = "1"
+        details = response.body.get("error", {}).get("details", {})
+        result.headers["Retry-After"] = str(details.get("retry_after_seconds") or 1)
     return result
 
 

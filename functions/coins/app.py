@@ -59,7 +59,7 @@ class Notification:
     """One entry of the app's notification list, in the app's schema."""
 
     user_id: str
-    type: str  # the app's kinds: "payment" or "dispute" here
+    type: str  # the app's kinds: "payment", "dispute" or "system" here
     title: str
     description: str
     priority: str  # "low" | "medium" | "high" | "urgent"

@@ -62,6 +62,10 @@ ESCROW_SWEEP_BATCH_MAX = 100
 # Withdrawals at or above 10,000 QAR are flagged `large` for the admin (configurable,
 # WITHDRAWAL_LARGE_DIRHAMS). There is no maximum.
 WITHDRAWAL_LARGE_DIRHAMS_DEFAULT = 10_000 * 100
+# A KYC submission links at most this many uploaded documents (an ID's two sides, a selfie...).
+KYC_DOCUMENTS_MAX = 5
+# Admins lift a user's velocity limits for at most 30 days at a time.
+LIMIT_LIFT_HOURS_MAX = 30 * 24
 # Free text of a dispute.
 DISPUTE_REASON_LENGTH_MAX = 1000
 # Evidence a party attaches to a dispute: links to uploads the app made.
@@ -119,6 +123,12 @@ class Settings:
     # Who hears about what needs an operator (withdrawal requests, disputes, purchases in
     # review, reconciliation problems): Firebase uids, comma-separated in ADMIN_UIDS.
     admin_uids: tuple[str, ...]
+    # Velocity limits per user (coins.limits), GUILD's design figures by default.
+    limit_purchases_per_day: int
+    limit_purchase_dirhams_per_day: int
+    limit_withdrawals_per_week: int
+    limit_withdrawal_dirhams_per_week: int
+    limit_job_payments_per_day: int
     # Deep links in notifications: `{app_link_base}coins/escrow/{id}`.
     app_link_base: str
     # Expo's push service (a stand-in on the local stack) and, where Expo's enhanced
@@ -163,6 +173,11 @@ def settings() -> Settings:
         escrow_timer_url=_env("ESCROW_TIMER_URL"),
         tasks_service_account=_env("TASKS_SERVICE_ACCOUNT"),
         admin_uids=_list("ADMIN_UIDS"),
+        limit_purchases_per_day=int(_env("LIMIT_PURCHASES_PER_DAY") or 10),
+        limit_purchase_dirhams_per_day=int(_env("LIMIT_PURCHASE_DIRHAMS_PER_DAY") or 50_000 * 100),
+        limit_withdrawals_per_week=int(_env("LIMIT_WITHDRAWALS_PER_WEEK") or 3),
+        limit_withdrawal_dirhams_per_week=int(_env("LIMIT_WITHDRAWAL_DIRHAMS_PER_WEEK") or 20_000 * 100),
+        limit_job_payments_per_day=int(_env("LIMIT_JOB_PAYMENTS_PER_DAY") or 50),
         app_link_base=_env("APP_LINK_BASE") or "guild://",
         expo_push_url=_env("EXPO_PUSH_URL") or "https://exp.host",
         expo_access_token=_env("EXPO_ACCESS_TOKEN"),

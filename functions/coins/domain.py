@@ -49,6 +49,8 @@ class EventKind(StrEnum):
     WITHDRAWAL_PAID = "withdrawal_paid"
     WITHDRAWAL_REJECTED = "withdrawal_rejected"
     RECONCILIATION_PROBLEM = "reconciliation_problem"
+    KYC_SUBMITTED = "kyc_submitted"
+    KYC_DECIDED = "kyc_decided"
 
 
 class EscrowStatus(StrEnum):

@@ -88,6 +88,13 @@ class IdempotencyKeyReused(CoinsError):
     status, code, message = 422, "idempotency_key_reused", "This Idempotency-Key was used with another request."
 
 
+class RateLimited(CoinsError):
+    """Over a velocity limit (coins.limits); `details.retry_after_seconds` says when the
+    request would fit, and becomes the Retry-After header."""
+
+    status, code, message = 429, "rate_limited", "Over a limit for this period; see details for which, and when to retry."
+
+
 class GatewayError(CoinsError):
     status, code, message = 502, "gateway_error", "The payment gateway failed."
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Mapping
 
-from . import audit, catalog, config, errors, ledger, logs, postings, store
+from . import audit, catalog, config, errors, ledger, limits, logs, postings, store
 from .app import AppDb, Job
 from .auth import Caller
 from .domain import PLATFORM_FEES, Account, EntryType, EscrowStatus, EventKind
@@ -244,6 +244,7 @@ def lock(
                                       escrow_id=open_one)
         wallet = reader.wallet(client.uid)
         moved, _ = postings.pay(Account.user(client.uid), hold, wallet["coins"], amount_dirhams)
+        counted = limits.admit(reader.limits(client.uid), limits.Kind.JOB_PAYMENT, amount_dirhams, escrow_id, reader.now)
         escrow = {
             "id": escrow_id,
             "status": FUNDED,
@@ -270,6 +271,7 @@ def lock(
             documents={
                 store.escrow(escrow_id): escrow,
                 store.escrow_milestone(job_id, milestone): {"job_id": job_id, "milestone": milestone, "open_escrow_id": escrow_id},
+                store.limits(client.uid): counted,
             },
             events=(ledger.Event(EventKind.ESCROW_FUNDED, facts(escrow)),),
             respond=lambda outcome: ledger.Response(201, render({**escrow, "coins": postings.received(moved, hold)})),

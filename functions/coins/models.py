@@ -254,10 +254,23 @@ class WithdrawalCreate(Body):
         return self
 
 
+class KycSubmit(Body):
+    full_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=140), AfterValidator(_printable)]
+    # A Qatar ID (QID) number: 11 digits.
+    qid_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{11}$")]
+    # Links to the uploads the app already made (the ID's photos).
+    document_urls: Annotated[list[HttpsUrl], Field(min_length=1, max_length=config.KYC_DOCUMENTS_MAX)]
+
+
 class KycSet(Body):
     # Strict mode would take only enum members from Python input; the body's JSON text is fine.
     status: Annotated[KycStatus, Field(strict=False)]
     note: Reason | None = None
+
+
+class LiftLimits(Body):
+    lift_hours: Annotated[int, Field(ge=1, le=config.LIMIT_LIFT_HOURS_MAX)]
+    reason: Reason
 
 
 class Approve(Body):

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from .app import Notification
 from .domain import EventKind
 
-PAYMENT, DISPUTE = "payment", "dispute"  # the app's notification types used here
+PAYMENT, DISPUTE, SYSTEM = "payment", "dispute", "system"  # the app's notification types used here
 MEDIUM, HIGH, URGENT = "medium", "high", "urgent"
 
 
@@ -189,7 +189,25 @@ def _reconciliation(facts, admins, base):
     return [Notice(uid, PAYMENT, URGENT, texts, None, {"kind": EventKind.RECONCILIATION_PROBLEM, "day": day}) for uid in admins]
 
 
+def _kyc(kind: EventKind):
+    def build(facts, admins, base):
+        if kind is EventKind.KYC_SUBMITTED:
+            texts = {"en": ("Identity to verify", f"User {facts['user_id']} submitted their ID."),
+                     "ar": ("هوية بانتظار التحقق", f"أرسل المستخدم {facts['user_id']} هويته.")}
+            return [Notice(uid, SYSTEM, MEDIUM, texts, None, {"kind": kind, "userId": facts["user_id"]}) for uid in admins]
+        verified = facts["status"] == "verified"
+        note = facts.get("note") or ""
+        texts = ({"en": ("Identity verified", "You can now withdraw coins."), "ar": ("تم التحقق من هويتك", "يمكنك الآن سحب العملات.")}
+                 if verified else
+                 {"en": ("Identity not verified", f"Please submit your ID again. {note}".strip()),
+                  "ar": ("لم يتم التحقق من هويتك", f"يرجى إرسال هويتك مرة أخرى. {note}".strip())})
+        return [Notice(facts["user_id"], SYSTEM, HIGH, texts, f"{base}coins/kyc", {"kind": kind, "status": facts["status"]})]
+    return build
+
+
 _BUILDERS = {
+    EventKind.KYC_SUBMITTED: _kyc(EventKind.KYC_SUBMITTED),
+    EventKind.KYC_DECIDED: _kyc(EventKind.KYC_DECIDED),
     EventKind.COINS_ISSUED: _purchase(EventKind.COINS_ISSUED),
     EventKind.PURCHASE_FAILED: _purchase(EventKind.PURCHASE_FAILED),
     EventKind.PURCHASE_IN_REVIEW: _purchase(EventKind.PURCHASE_IN_REVIEW),

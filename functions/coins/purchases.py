@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from . import audit, catalog, config, errors, fatora, ledger, logs, postings, store
+from . import audit, catalog, config, errors, fatora, ledger, limits, logs, postings, store
 from .auth import Caller
 from .domain import TREASURY, Account, EntryType, EventKind, PurchaseStatus, RefundStatus, is_valid_id
 from .idempotency import claimed, lease
@@ -106,7 +106,7 @@ def create(
             "needs_review": False,
             "created_at": ledger.now_utc(),
         }
-        _write(db, purchase_id, purchase, actor=caller.uid)
+        _open(db, caller.uid, purchase, claim)
         try:
             checkout_url = gateway.checkout(
                 order_id=purchase_id,
@@ -121,22 +121,35 @@ def create(
             logs.warning("fatora checkout failed", purchase_id=purchase_id, reason=str(error))
             failed = {"status": FAILED, "failure_reason": f"checkout: {error}"}
             response = ledger.Response(errors.GatewayError.status, errors.GatewayError(purchase_id=purchase_id).to_body())
-            return _write(db, purchase_id, failed, actor=caller.uid, claim=claim, response=response)
+            return _write(db, purchase_id, failed, actor=caller.uid, claim=claim, response=response, uncount=caller.uid)
         # Only the new field: a settlement may already have changed the status.
         opened = {"checkout_url": checkout_url}
         response = ledger.Response(201, render({**purchase, **opened}))
         return _write(db, purchase_id, opened, actor=caller.uid, claim=claim, response=response)
 
 
-def _write(db: Store, purchase_id: str, fields, *, actor, claim=None, response=None) -> ledger.Response:
-    """Merges fields into the purchase through the ledger (no money moves); with a
-    claim, settles it with `response` in the same commit."""
+def _open(db: Store, uid: str, purchase: Mapping[str, Any], claim) -> None:
+    """The first phase: the pending purchase, counted against the buyer's limits in the
+    same commit (429 over them, stored as the key's answer)."""
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
-        return ledger.Plan(
-            entry=None, documents={store.purchase(purchase_id): fields},
-            respond=lambda outcome: response or ledger.Response(200, {}),
-        )
+        counted = limits.admit(reader.limits(uid), limits.Kind.PURCHASE, purchase["price_dirhams"], purchase["id"], reader.now)
+        return ledger.Plan(entry=None, documents={store.purchase(purchase["id"]): purchase, store.limits(uid): counted},
+                           respond=lambda outcome: ledger.Response(200, {}))
+
+    ledger.execute(db, operation, actor=uid, claim=claim, answers=False)
+
+
+def _write(db: Store, purchase_id: str, fields, *, actor, claim=None, response=None, uncount: str | None = None) -> ledger.Response:
+    """Merges fields into the purchase through the ledger (no money moves); with a
+    claim, settles it with `response` in the same commit. `uncount`: the buyer whose
+    limits no longer count this purchase (its checkout failed)."""
+
+    def operation(reader: ledger.Reader) -> ledger.Plan:
+        documents = {store.purchase(purchase_id): fields}
+        if uncount:
+            documents[store.limits(uncount)] = limits.forget(reader.limits(uncount), limits.Kind.PURCHASE, purchase_id)
+        return ledger.Plan(entry=None, documents=documents, respond=lambda outcome: response or ledger.Response(200, {}))
 
     return ledger.execute(db, operation, actor=actor, claim=claim)
 

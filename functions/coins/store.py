@@ -29,6 +29,8 @@ PURCHASES = "purchases"
 PURCHASE_EVENTS = "events"  # purchases/{id}/events/{event_id}
 PURCHASE_REFUNDS = "purchase_refunds"  # purchase_refunds/{purchase_id}: its refund, and the refund hold
 AUDIT = "audit"
+KYC = "kyc"  # kyc/{uid}: the identity a user submitted (admins only: the full QID)
+LIMITS = "limits"  # limits/{uid}: the user's recent purchases, withdrawals and job payments
 RECONCILIATION = "reconciliation"
 EFFECTS = "ledger_effects"  # ledger_effects/{entry_id}: the trigger applied this entry
 EFFECT_FAILURES = "effect_failures"  # effects a trigger could not apply, by entry or event id
@@ -123,6 +125,14 @@ def purchase_refund(purchase_id: str) -> Doc:
 
 def purchase_event(purchase_id: str, event_id: str) -> Doc:
     return Doc((PURCHASES, purchase_id, PURCHASE_EVENTS, event_id))
+
+
+def kyc(uid: str) -> Doc:
+    return Doc((KYC, uid))
+
+
+def limits(uid: str) -> Doc:
+    return Doc((LIMITS, uid))
 
 
 def audit(audit_id: str) -> Doc:
@@ -226,6 +236,12 @@ class Reader:
 
     def escrow(self, escrow_id: str) -> dict[str, Any] | None:
         return self.get(escrow(escrow_id))
+
+    def limits(self, uid: str) -> dict[str, Any] | None:
+        return self.get(limits(uid))
+
+    def kyc(self, uid: str) -> dict[str, Any] | None:
+        return self.get(kyc(uid))
 
     def escrow_milestone(self, job_id: str, milestone: str) -> dict[str, Any] | None:
         return self.get(escrow_milestone(job_id, milestone))
@@ -356,6 +372,11 @@ class Store:
             if len(page) < SCAN_PAGE_SIZE:
                 return
             last = page[-1]
+
+    def subcollection(self, parent: Doc, name: str, *, order_by: str, limit: int) -> list[dict[str, Any]]:
+        """The newest documents of a document's subcollection (a wallet's KYC history)."""
+        query = self._ref(parent).collection(name).order_by(order_by, direction="DESCENDING").limit(limit)
+        return [snapshot.to_dict() for snapshot in query.stream()]
 
     def vault_shards(self, day: str | None = None) -> Iterator[dict[str, Any]]:
         parent = vault_shard(0, day).path[:-2]

@@ -1,8 +1,9 @@
 """Wallets: reading them, their transaction history, balance checks, admin adjustments
-and KYC decisions."""
+and lifting a user's velocity limits."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Mapping
 
 from . import audit, catalog, ledger, postings, store
@@ -19,6 +20,7 @@ def render_wallet(wallet: Mapping[str, Any]) -> dict[str, Any]:
         "balance_dirhams": wallet.get("balance_dirhams", 0),
         "held_dirhams": wallet.get("held_dirhams", 0),
         "kyc_status": wallet.get("kyc_status", KycStatus.NONE),
+        "kyc_qid_masked": wallet.get("kyc_qid_masked"),
         "stats": wallet.get("stats", {}),
         "updated_at": rfc3339(wallet["updated_at"]),
     }
@@ -117,24 +119,17 @@ def adjust_balance(
     return ledger.execute(db, operation, idempotency=idempotency, actor=admin.uid)
 
 
-def set_kyc(db: Store, admin: Caller, *, user_id: str, status: KycStatus, note: str | None) -> dict[str, Any]:
-    """An admin sets a user's KYC status; the wallet keeps it, its history keeps every
-    change. Moves no money, so it takes no Idempotency-Key: setting a status twice
-    writes the same status."""
+def lift_limits(db: Store, admin: Caller, *, user_id: str, hours: int, reason: str) -> dict[str, Any]:
+    """An admin lifts a user's velocity limits (coins.limits) for `hours`; audited. Moves
+    no money, so it takes no Idempotency-Key: lifting twice sets the same end again."""
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
-        wallet = reader.wallet(user_id)
-        previous = wallet.get("kyc_status", KycStatus.NONE)
-        change = {"status": status, "previous": previous, "note": note, "by": admin.uid, "at": reader.now}
-        updated = {**wallet, "kyc_status": status, "kyc_note": note, "kyc_updated_at": reader.now}
-        documents = {
-            store.wallet(user_id): updated,
-            store.kyc_change(user_id, store.new_id()): change,
-            **audit.record(
-                actor=admin.uid, action="kyc_set", target=str(Account.user(user_id)), now=reader.now,
-                before={"kyc_status": previous}, after={"kyc_status": status}, reason=note,
-            ),
-        }
-        return ledger.Plan(entry=None, documents=documents, respond=lambda outcome: ledger.Response(200, render_wallet(updated)))
+        before = (reader.limits(user_id) or {}).get("lifted_until")
+        until = reader.now + timedelta(hours=hours)
+        return ledger.Plan(entry=None, documents={
+            store.limits(user_id): {"lifted_until": until, "lifted_by": admin.uid, "lift_reason": reason},
+            **audit.record(actor=admin.uid, action="limits_lifted", target=str(Account.user(user_id)), now=reader.now,
+                           before={"lifted_until": before}, after={"lifted_until": until}, reason=reason),
+        }, respond=lambda outcome: ledger.Response(200, {"user_id": user_id, "lifted_until": rfc3339(until)}))
 
     return ledger.execute(db, operation, actor=admin.uid).body

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from . import audit, catalog, config, errors, ledger, postings, store
+from . import audit, catalog, config, errors, ledger, limits, postings, store
 from .auth import Caller
 from .domain import TREASURY, Account, EntryType, EventKind, KycStatus, WithdrawalStatus
 from .store import Store, Where
@@ -99,6 +99,7 @@ def create(
         else:
             moved, _ = postings.pay(source, hold, wallet["coins"], amount_dirhams)
             amount = amount_dirhams
+        counted = limits.admit(reader.limits(caller.uid), limits.Kind.WITHDRAWAL, amount, withdrawal_id, reader.now)
         withdrawal = {
             "id": withdrawal_id,
             "user_id": caller.uid,
@@ -116,6 +117,7 @@ def create(
                 store.withdrawal(withdrawal_id): withdrawal,
                 store.withdrawal_destination(withdrawal_id): {"method": method, **destination},
                 store.wallet(caller.uid): {"open_withdrawal_id": withdrawal_id, "held_dirhams": amount},
+                store.limits(caller.uid): counted,
             },
             events=(ledger.Event(EventKind.WITHDRAWAL_REQUESTED, facts(withdrawal)),),
             respond=lambda outcome: ledger.Response(201, render({**withdrawal, "coins": postings.received(moved, hold)})),

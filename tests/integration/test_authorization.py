@@ -52,6 +52,10 @@ MATRIX = [
     ("escrow_timer", "POST", None, {"escrow_id": "{escrow}", "version": 1}, (401, 401, 401, 401, 401)),
     ("escrows_sweep", "POST", None, None, (401, 401, 401, 401, 401)),
     ("admin_kyc_set", "POST", "/api/admin/coins/kyc/{owner}", {"status": "verified"}, (401, 401, 403, 403, 200)),
+    # The owner is verified already: it cannot resubmit; the others can.
+    ("coins_kyc_submit", "POST", None, {"full_name": "A B", "qid_number": "28412345678", "document_urls": ["https://u.example/id.jpg"]},
+     (401, 401, 200, 409, 200)),
+    ("admin_kyc_pending", "GET", None, None, (401, 401, 403, 403, 200)),
     # The stranger and the admin have no verified KYC; the owner already has a withdrawal open.
     ("coins_withdrawal_create", "POST", None, {"amount_dirhams": 500, "method": "wallet", "destination": {"wallet_id": "w-1234"}},
      (401, 401, 403, 409, 403)),
@@ -63,7 +67,11 @@ MATRIX = [
     ("coins_withdrawal_paid", "POST", "/api/coins/withdrawal/{withdrawal}/paid", {"payment_reference": "r"}, (401, 401, 403, 403, 409)),
     ("coins_withdrawal_reject", "POST", "/api/coins/withdrawal/{withdrawal}/reject", {"reason": "r"}, (401, 401, 403, 403, 200)),
     ("admin_reconciliation", "GET", None, None, (401, 401, 403, 403, 200)),
+    ("admin_user_get", "GET", "/api/admin/coins/users/{owner}", None, (401, 401, 403, 403, 200)),
+    ("admin_vault", "GET", None, None, (401, 401, 403, 403, 200)),
     ("admin_purchases_review", "GET", None, None, (401, 401, 403, 403, 200)),
+    ("admin_limits_lift", "POST", "/api/admin/coins/users/{owner}/limits", {"lift_hours": 24, "reason": "r"},
+     (401, 401, 403, 403, 200)),
     # The owner's purchase is pending: not refundable, not in review.
     ("admin_purchase_refund", "POST", "/api/admin/coins/purchase/{purchase}/refund", {"reason": "r"}, (401, 401, 403, 403, 409)),
     ("admin_purchase_resolve", "POST", "/api/admin/coins/purchase/{purchase}/resolve", {"action": "dismiss", "note": "n"},

@@ -149,7 +149,7 @@ def test_the_owner_hears_of_each_step_of_a_withdrawal(api, db, expo):
         response = post(api, f"coins_withdrawal_{action}", f"/api/coins/withdrawal/{withdrawal['id']}/{action}", "ops-one", body, admin=True)
         assert response.status_code == 200
     deliver_all(db)
-    assert [n["title"] for n in notifications_of(alice)] == ["Balance adjusted", "Withdrawal approved", "Withdrawal paid"]
+    assert [n["title"] for n in notifications_of(alice)] == ["Identity verified", "Balance adjusted", "Withdrawal approved", "Withdrawal paid"]
 
 
 def test_a_dispute_tells_the_other_party_and_the_admins(api, db, expo, job_paid):

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from coins import catalog, clients, effects, errors, escrow, ledger, reconciliation, store, wallets, withdrawals
+from coins import catalog, clients, effects, errors, escrow, kyc, ledger, reconciliation, store, wallets, withdrawals
 from coins.auth import Caller
 from tests import factories
 from tests.money import assert_conserved, assert_vault_matches_ledger
@@ -34,7 +34,7 @@ def test_random_operations_conserve_every_coin(db, task_queue, seed):
     escrows: list[str] = []
     open_withdrawals: list[str] = []
     for uid in USERS:
-        wallets.set_kyc(db, ADMIN, user_id=uid, status="verified", note=None)
+        kyc.decide(db, ADMIN, user_id=uid, status="verified", note=None)
     outcomes: dict[str, int] = {}
 
     def pick_escrow():

@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test token job bench deploy fatora-contract clean
+.PHONY: dev test chromium token job bench deploy fatora-contract vendor clean
 
 $(STAMP): requirements.txt functions/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,13 @@ $(STAMP): requirements.txt functions/requirements.txt
 dev: $(STAMP)
 	$(PY) -m local.stack
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest tests
+
+# The browser tier drives Debian's chromium (Playwright's own download cannot reach its host here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium for the browser tier"; \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 token: $(STAMP)
 	@test -n "$(uid)" || { echo "usage: make token uid=alice [admin=1]" >&2; exit 2; }
@@ -40,6 +45,15 @@ deploy: $(STAMP)
 # Fatora's real API against what the client expects (FATORA_API_KEY, FATORA_BASE_URL; not part of make test).
 fatora-contract: $(STAMP)
 	@$(PY) -m deploy.fatora_contract
+
+# The console's third-party scripts, from npm at the pinned versions of public/admin/vendor/README.md.
+vendor:
+	rm -rf /tmp/coins-vendor && mkdir -p /tmp/coins-vendor && cd /tmp/coins-vendor && npm init -y >/dev/null && \
+	  npm install --silent chart.js@4.6.1 firebase@13.2.0
+	cp /tmp/coins-vendor/node_modules/chart.js/dist/chart.umd.min.js public/admin/vendor/chart-4.6.1.umd.min.js
+	cp /tmp/coins-vendor/node_modules/firebase/firebase-app-compat.js public/admin/vendor/firebase-app-compat-13.2.0.js
+	cp /tmp/coins-vendor/node_modules/firebase/firebase-auth-compat.js public/admin/vendor/firebase-auth-compat-13.2.0.js
+	sed -i 's#//\# sourceMappingURL=.*##' public/admin/vendor/*.js
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

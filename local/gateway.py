@@ -1,6 +1,10 @@
 """One WSGI app serving every function of functions/main.py, each under its own name
-(`/coins_wallet`) and under the paths firebase.json's hosting rewrites give it. The
-rewrites are read from firebase.json: it is the single source of routing truth."""
+(`/coins_wallet`) and under the paths firebase.json's hosting rewrites give it, and, as
+Firebase Hosting does, the static files of public/ (the operators' console at /admin/).
+The rewrites are read from firebase.json: it is the single source of routing truth.
+
+Local only: `POST /_local/token {"uid", "admin"}` mints an unsigned local ID token, for
+the console's local sign-in (production has Firebase Auth and /__/firebase/init.json)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "functions" / "main.py"
 FIREBASE_JSON = ROOT / "firebase.json"
+PUBLIC = ROOT / "public"
 
 
 # The decorators that make a function of main.py a deployable function.
@@ -57,14 +62,24 @@ class Gateway:
     """Dispatches by path: a hosting rewrite first, then `/{function name}[/...]`."""
 
     def __init__(self, apps: dict, routes: list[tuple[re.Pattern, str]]) -> None:
+        from werkzeug.middleware.shared_data import SharedDataMiddleware
+
         self.apps = apps
         self.routes = routes
+        self._static = SharedDataMiddleware(_not_found, {"/admin": str(PUBLIC / "admin")}, cache=False)
         missing = sorted({name for _, name in routes} - set(apps))
         if missing:
             raise ValueError(f"firebase.json rewrites to functions main.py does not define: {missing}")
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO") or "/"
+        if path == "/_local/token":
+            return local_token(environ, start_response)
+        if path == "/admin":
+            start_response("301 Moved Permanently", [("Location", "/admin/")])
+            return [b""]
+        if path.startswith("/admin/"):
+            return self.static(environ, start_response)
         trigger = EMULATOR_TRIGGER.match(path)
         if trigger and trigger.group(1) in self.apps:
             return self.apps[trigger.group(1)](emulator_event(environ), start_response)
@@ -79,6 +94,36 @@ class Gateway:
         body = json.dumps({"error": {"code": "not_found", "message": "No function serves this path.", "details": {}}})
         start_response("404 Not Found", [("Content-Type", "application/json")])
         return [body.encode()]
+
+
+    def static(self, environ, start_response):
+        """public/ as Hosting serves it: a directory's index.html."""
+        if environ["PATH_INFO"].endswith("/"):
+            environ = {**environ, "PATH_INFO": environ["PATH_INFO"] + "index.html"}
+        return self._static(environ, start_response)
+
+
+def _not_found(environ, start_response):
+    start_response("404 Not Found", [("Content-Type", "application/json")])
+    return [json.dumps({"error": {"code": "not_found", "message": "No such file.", "details": {}}}).encode()]
+
+
+def local_token(environ, start_response):
+    """The console's local sign-in: a local ID token for a uid, admin or not."""
+    from coins.domain import is_valid_id
+    from local.tokens import mint
+
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = json.loads(environ["wsgi.input"].read(min(length, 4096)) or b"{}")
+        uid, admin = body.get("uid"), body.get("admin") is True
+    except (ValueError, AttributeError):
+        uid, admin = None, False
+    if environ.get("REQUEST_METHOD") != "POST" or not is_valid_id(uid):
+        start_response("400 Bad Request", [("Content-Type", "application/json")])
+        return [json.dumps({"error": {"code": "invalid_request", "message": "POST {\"uid\", \"admin\"}", "details": {}}}).encode()]
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps({"token": mint(uid, admin=admin)}).encode()]
 
 
 # Where the Firestore emulator delivers document events (`--functions_emulator`).

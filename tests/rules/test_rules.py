@@ -32,6 +32,8 @@ def seeded(emulator, db):
     db.collection("withdrawals").document("w1").collection("private").document("destination").set({"iban": "QA58DOHB00001234567890ABCDEFG"})
     db.collection("audit").document("a1").set({"action": "kyc_set"})
     db.collection("outbox").document("o1").set({"kind": "escrow_funded", "facts": {"client_id": ALICE}})
+    db.collection("kyc").document(ALICE).set({"user_id": ALICE, "qid_number": "28412345678"})
+    db.collection("limits").document(ALICE).set({"purchase": []})
     db.collection("effect_failures").document("e1").set({"entry_id": "e1", "failures": []})
     db.collection("reconciliation").document("2026-11-27").set({"ok": True})
 
@@ -133,6 +135,11 @@ def test_the_client_and_the_freelancer_read_their_escrow_and_nobody_else(rest):
     assert rest("GET", "/escrows/escrow-1", uid=BOB).status_code == 200
     assert rest("GET", "/escrows/escrow-1", uid="carol").status_code == 403
     assert rest("PATCH", "/escrows/escrow-1", uid=ALICE, json={"fields": {"status": {"stringValue": "released"}}}).status_code == 403
+
+
+def test_a_user_never_reads_their_full_qid_nor_their_limits_record(rest):
+    assert rest("GET", "/kyc/alice", uid=ALICE).status_code == 403
+    assert rest("GET", "/limits/alice", uid=ALICE).status_code == 403
 
 
 def test_the_vault_and_the_outbox_are_closed_to_clients(rest):

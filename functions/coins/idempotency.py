@@ -4,11 +4,13 @@ A record is `in_progress` (claimed by `owner` until `locked_until`) or `done` (h
 the response). It is deleted by a TTL policy on `expires_at` (firestore.indexes.json);
 an expired record that TTL has not removed yet counts as absent.
 
-Claiming is a plain create, so of many concurrent requests with one key exactly one
-works and the others answer at once: the stored response, 409 request_in_progress, or
-422 if the key was used for another request. The work then stores its response in the
-same transaction as the work itself (`ledger.execute` with the claim). A lease is a
-claim that is never answered, only given back: one settlement of a purchase at a time.
+Work done in one transaction (every operation without an outside call) reads the record
+in that transaction and writes the response in the same commit (`ledger.execute`): of
+concurrent requests with one key, one commits and the others, conflicting on the record,
+retry and find its response. Work that spans an outside call (a gateway) claims the key
+first with a plain create, so that the others answer at once while it runs (409
+request_in_progress), and stores the response with its last step. A lease is a claim
+that is never answered, only given back: one settlement of a purchase at a time.
 """
 
 from __future__ import annotations
@@ -115,17 +117,29 @@ def claim(db: Store, idempotency: Idempotency, now: datetime) -> Claim | Respons
         existing, version = db.get_versioned(idempotency.doc)
         if existing is None:
             continue  # released between our create and our read
-        lapsed = existing["expires_at"] <= now or (existing["state"] == IN_PROGRESS and existing["locked_until"] <= now)
-        if not lapsed:
-            if existing["fingerprint"] != idempotency.fingerprint:
-                raise errors.IdempotencyKeyReused()
-            if existing["state"] != DONE:
-                raise errors.RequestInProgress()
-            return Response(existing["status"], json.loads(existing["response_json"]))
+        answer = stored_answer(existing, idempotency, now)
+        if answer is not None:
+            return answer
         # Clear an expired record or a crashed request's claim, unless someone else
         # changed it since we read it; then compete for the key with a create again.
         db.delete_if_unchanged(idempotency.doc, version)
     raise errors.Unavailable()
+
+
+def stored_answer(record: Mapping[str, Any] | None, idempotency: Idempotency, now: datetime) -> Response | None:
+    """What a record says of a request with this key: its stored response (done), 409
+    (another request holds it), 422 (the key was used for another request), or None
+    when the key is free (no record, an expired one, a crashed request's claim)."""
+    if record is None:
+        return None
+    lapsed = record["expires_at"] <= now or (record["state"] == IN_PROGRESS and record["locked_until"] <= now)
+    if lapsed:
+        return None
+    if record["fingerprint"] != idempotency.fingerprint:
+        raise errors.IdempotencyKeyReused()
+    if record["state"] != DONE:
+        raise errors.RequestInProgress()
+    return Response(record["status"], json.loads(record["response_json"]))
 
 
 def release(db: Store, claim: Claim) -> None:
@@ -144,9 +158,8 @@ def still_owned(record: Mapping[str, Any] | None, claim: Claim) -> bool:
     return record is not None and record.get("state") == IN_PROGRESS and record.get("owner") == claim.owner
 
 
-def answered(claim: Claim, response: Response, now: datetime) -> dict[store.Doc, Write]:
-    """The write that settles a claim with its response, for the work's transaction."""
-    idempotency = claim.idempotency
+def answered(idempotency: Idempotency, response: Response, now: datetime) -> dict[store.Doc, Write]:
+    """The record that answers a key with its response, for the work's transaction."""
     record = {
         "scope": idempotency.scope,
         "fingerprint": idempotency.fingerprint,

@@ -89,20 +89,17 @@ def execute(
 ) -> Response:
     """Runs `operation` in one transaction, retried on contention; see the module doc.
 
-    With an idempotency key the key is claimed first and the response stored in the same
-    commit as the work. A domain error raised by the operation is stored too (a replay
+    With an idempotency key, the key's record is read in the same transaction and the
+    response written in the same commit as the work: one round trip, and concurrent
+    requests with the key conflict on the record, so one does the work and the others
+    return its response. A domain error raised by the operation is stored too (a replay
     gets the same 4xx) and then raised. Work that spans an outside call (a payment
     gateway) holds the claim itself (`idempotency.claimed`) and passes it to each
     `execute` of its steps: every step checks the claim is still ours and stores a
     refusal as the answer; the step that ends the work stores its response too, the
     others pass `answers=False`.
     """
-    if idempotency is not None:
-        assert claim is None, "give the key or a claim on it, not both"
-        with keys.claimed(db, idempotency, clock()) as claimed:
-            if isinstance(claimed, Response):
-                return claimed
-            return execute(db, operation, actor=actor, claim=claimed, clock=clock, sleep=sleep)
+    assert idempotency is None or claim is None, "give the key or a claim on it, not both"
     entry_id = store.new_id()
     deadline = time.monotonic() + config.TRANSACTION_DEADLINE_SECONDS
     for attempt in range(config.TRANSACTION_ATTEMPTS_MAX):
@@ -113,7 +110,8 @@ def execute(
                                         cap_seconds=config.TRANSACTION_BACKOFF_CAP_SECONDS))
         now = clock()
         try:
-            result, entry = db.attempt(lambda reader: _work(reader, operation, claim, answers, actor, now), now=now, entry_id=entry_id)
+            result, entry = db.attempt(lambda reader: _work(reader, operation, idempotency, claim, answers, actor, now),
+                                       now=now, entry_id=entry_id)
         except store.Contention as contention:
             logs.info("transaction aborted", attempt=attempt, at=contention.at, reason=contention.reason)
             continue
@@ -134,21 +132,29 @@ def execute(
 
 
 
-def _work(reader: Reader, operation: Operation, claim: Claim | None, answers: bool, actor: str, now: datetime):
+def _work(reader: Reader, operation: Operation, idempotency: Idempotency | None, claim: Claim | None, answers: bool,
+          actor: str, now: datetime):
     """One attempt's reads and decisions: (writes, (response or stored refusal, entry))."""
-    if claim is not None and not keys.still_owned(reader.get(claim.idempotency.doc), claim):
-        # Our claim lapsed and another request took the key over: it does the work.
-        raise errors.RequestInProgress()
+    if claim is not None:
+        if not keys.still_owned(reader.get(claim.idempotency.doc), claim):
+            # Our claim lapsed and another request took the key over: it does the work.
+            raise errors.RequestInProgress()
+        idempotency = claim.idempotency
+    elif idempotency is not None:
+        known = keys.stored_answer(reader.get(idempotency.doc), idempotency, now)
+        if known is not None:
+            return {}, (known, None)  # a replay: nothing written
+    answering = idempotency is not None and (claim is None or answers)
     try:
         plan = operation(reader)
         writes, outcome = _writes(reader, plan, actor, now)
         response = plan.respond(outcome)
     except errors.CoinsError as error:
-        if not error.final or claim is None:
+        if not error.final or idempotency is None:
             raise
-        return keys.answered(claim, Response(error.status, error.to_body()), now), (error, None)
-    if claim is not None and answers:
-        writes.update(keys.answered(claim, response, now))
+        return keys.answered(idempotency, Response(error.status, error.to_body()), now), (error, None)
+    if answering:
+        writes.update(keys.answered(idempotency, response, now))
     return writes, (response, plan.entry)
 
 

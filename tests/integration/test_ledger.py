@@ -148,24 +148,40 @@ def test_a_crashed_requests_claim_is_taken_over_once_its_lease_runs_out(db):
 
 
 def test_a_request_whose_claim_was_taken_over_does_no_work(db):
+    """Work around an outside call holds a claim (purchases do); if it runs past its
+    lease, another request with the key takes the claim over, and the late one's last
+    step does nothing."""
     alice = fresh_id()
     key = ledger.Idempotency.of("a", "slow-one", "op", {})
-    ticks = []
+    now = ledger.now_utc()
+    mine = idempotency.claim(db, key, now)
     lease = timedelta(seconds=config.IDEMPOTENCY_LEASE_SECONDS + 1)
-
-    def clock():
-        # The first tick is the claim; before the work starts, the lease lapses and
-        # another request with the same key takes the claim over.
-        ticks.append(ledger.now_utc())
-        if len(ticks) == 2:
-            ticks.append(ticks[0] + lease)
-            assert isinstance(idempotency.claim(db, key, ticks[-1]), idempotency.Claim)
-        return ticks[-1]
-
+    assert isinstance(idempotency.claim(db, key, now + lease), idempotency.Claim), "taken over"
     with pytest.raises(errors.RequestInProgress):
-        ledger.execute(db, issue_plan(alice, {"GBC": 1}), idempotency=key, actor="a", clock=clock)
+        ledger.execute(db, issue_plan(alice, {"GBC": 1}), claim=mine, actor="a")
     assert not db.collection("wallets").document(alice).get().exists
     assert db.get(key.doc)["state"] == "in_progress", "the other request's claim stands"
+
+
+def test_a_keyed_operation_reads_and_answers_its_key_in_its_own_transaction(db):
+    """One round trip: no claim is written before the work; the record appears with the
+    response, in the work's commit."""
+    alice = fresh_id()
+    key = ledger.Idempotency.of("a", "one-trip", "op", {})
+    writes = []
+    original = db.create
+
+    def counting_create(doc, data):
+        writes.append(str(doc))
+        return original(doc, data)
+
+    db.create = counting_create
+    try:
+        ledger.execute(db, issue_plan(alice, {"GBC": 1}), idempotency=key, actor="a")
+    finally:
+        del db.create
+    assert writes == [], "no separate claim commit"
+    assert db.get(key.doc)["state"] == "done"
 
 
 def test_a_failure_that_stored_nothing_releases_the_key_for_a_retry(db):

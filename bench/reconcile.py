@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.reconcile [--entries 10000]
 
-Writes synthetic but consistent history in batches (issue entries to many wallets, with
-the wallet documents and the vault's shards to match), then times `reconciliation.run`
+Writes synthetic but consistent history in batches (issue entries to many wallets, each
+with the trigger's marker, and the wallet documents and the vault's shards to match), then times `reconciliation.run`
 at half and at the full size, so the growth per entry shows.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 
-from local.emulator import PROJECT_ID, FirestoreEmulator  # noqa: E402
+from local.emulator import FirestoreEmulator  # noqa: E402
 from local.stack import configure_environment  # noqa: E402
 
 WALLETS = 500
@@ -41,7 +41,9 @@ def write_history(db, start: int, count: int) -> None:
                 "actor": "bench", "created_at": now,
             },
         )
-        if (i - start + 1) % BATCH == 0:
+        # The trigger's marker: this entry's effects (the vault shard below) are applied.
+        batch.set(db.document(*store.effects_marker(entry_id).path), {"entry_id": entry_id, "type": "admin_adjust", "applied_at": now, "failed": []})
+        if (i - start + 1) % (BATCH // 2) == 0:
             batch.commit()
             batch = db.batch()
     batch.commit()
@@ -62,12 +64,10 @@ def main() -> None:
     half = args.entries // 2
     with FirestoreEmulator() as emulator:
         configure_environment(emulator.address)
-        from google.cloud import firestore
+        from coins import clients, reconciliation
 
-        from coins import reconciliation
-        from coins.store import Store
-
-        db = firestore.Client(project=PROJECT_ID)
+        coins_db = clients.store()  # the coins database (COINS_DATABASE), written here directly
+        db = coins_db.client
         print(f"reconciliation against the Firestore emulator on 127.0.0.1 ({WALLETS} wallets)")
         print(f"{'entries':>10}{'seconds':>10}{'s per 10k entries':>20}")
         written = 0
@@ -75,7 +75,7 @@ def main() -> None:
             write_history(db, written, size - written)
             written = size
             started = time.perf_counter()
-            report = reconciliation.run(Store(db))
+            report = reconciliation.run(coins_db)
             elapsed = time.perf_counter() - started
             assert report["ok"], report["problems"][:3]
             assert report["checked"]["entries"] == size

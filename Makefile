@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test chromium token job bench deploy fatora-contract vendor clean
+.PHONY: dev test chromium token job bench openapi deploy fatora-contract vendor clean
 
 $(STAMP): requirements.txt functions/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ token: $(STAMP)
 job: $(STAMP)
 	@test -n "$(id)" -a -n "$(client)" || { echo "usage: make job id=job-1 client=alice [freelancer=bob]" >&2; exit 2; }
 	@$(PY) -m local.jobs "$(id)" "$(client)" $(freelancer)
+
+# The OpenAPI document, regenerated from the code (a test fails while the committed one is stale).
+openapi: $(STAMP)
+	cd functions && ../$(PY) -m coins.openapi > ../docs/openapi.json
 
 bench: $(STAMP)
 	$(PY) -m bench.ledger

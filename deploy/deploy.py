@@ -125,7 +125,7 @@ def functions() -> list[Function]:
         if hasattr(function, "document_pattern"):
             found.append(Function(name, "trigger", function.document_pattern))
         else:
-            found.append(Function(name, "private" if function.access is Access.SERVICE else "public"))
+            found.append(Function(name, "private" if function.spec.access is Access.SERVICE else "public"))
     return found
 
 

@@ -1,9 +1,14 @@
 """Cloud Functions entry points. Each one only declares its method, access and input,
 then calls one function of the `coins` package; coins.api does the HTTP glue."""
 
+import sys
+
 import functions_framework
 
-from coins import api, catalog, clients, console, effects, escrow, kyc, models, notify, purchases, reconciliation, wallets, withdrawals
+from coins import (
+    api, catalog, clients, console, effects, errors, escrow, kyc, models, notify, openapi, purchases, reconciliation, responses,
+    wallets, withdrawals,
+)
 from coins.api import Access, Call, endpoint
 
 # What the framework answers before any function runs (a path its router cannot match)
@@ -12,32 +17,50 @@ api.answer_framework_errors_in_json()
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.PUBLIC)
+@endpoint("GET", access=Access.PUBLIC, path="/api/coins/catalog", response=responses.Catalog)
 def coins_catalog(call: Call):
     return catalog.describe()
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.USER)
+@endpoint("GET", access=Access.PUBLIC, path="/api/coins/openapi.json")
+def coins_openapi(call: Call):
+    return openapi.served(sys.modules[__name__])
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.USER, path="/api/coins/wallet", response=responses.Wallet)
 def coins_wallet(call: Call):
     return wallets.get_wallet(call.db, call.uid)
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.USER, query=models.TransactionsPage)
+@endpoint(
+    "GET", access=Access.USER, path="/api/coins/transactions",
+    query=models.TransactionsPage,
+    response=responses.Page[responses.Transaction],
+)
 def coins_transactions(call: Call):
     page = call.query
     return wallets.list_transactions(call.db, call.uid, limit=page.limit, cursor=page.cursor, entry_type=page.type)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.USER, body=models.CheckBalance)
+@endpoint(
+    "POST", access=Access.USER, path="/api/coins/check-balance",
+    body=models.CheckBalance,
+    response=responses.BalanceCheck,
+)
 def coins_check_balance(call: Call):
     return wallets.check_balance(call.db, call.uid, call.body.amount_dirhams)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.ADMIN, body=models.AdjustBalance, idempotent=True)
+@endpoint(
+    "POST", access=Access.ADMIN, path="/api/admin/coins/adjust-balance",
+    body=models.AdjustBalance, idempotent=True,
+    response=responses.Adjustment, raises=(errors.InsufficientFunds,),
+)
 def admin_adjust_balance(call: Call):
     body = call.body
     return wallets.adjust_balance(
@@ -46,7 +69,11 @@ def admin_adjust_balance(call: Call):
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.USER, body=models.PurchaseCreate, idempotent=True)
+@endpoint(
+    "POST", access=Access.USER, path="/api/coins/purchase",
+    body=models.PurchaseCreate, idempotent=True,
+    response=responses.Purchase, status=201, raises=(errors.RateLimited, errors.GatewayError),
+)
 def coins_purchase_create(call: Call):
     language = "ar" if call.headers.get("Accept-Language", "").lower().startswith("ar") else "en"
     return purchases.create(
@@ -61,27 +88,39 @@ def coins_purchase_create(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.USER, path="/api/coins/purchase/{id}")
+@endpoint("GET", access=Access.USER, path="/api/coins/purchase/{id}", response=responses.Purchase)
 def coins_purchase_get(call: Call):
     return purchases.get(call.db, call.caller, call.params["id"])
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.USER, query=models.PurchasesPage)
+@endpoint(
+    "GET", access=Access.USER, path="/api/coins/purchases",
+    query=models.PurchasesPage,
+    response=responses.Page[responses.Purchase],
+)
 def coins_purchases_list(call: Call):
     page = call.query
     return purchases.list_for(call.db, call.caller, user_id=page.user_id, limit=page.limit, cursor=page.cursor)
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.PUBLIC, raw_body=True, pages=True)
+@endpoint(
+    "GET", access=Access.PUBLIC, path="/api/coins/purchase/return",
+    raw_body=True, pages=True,
+    raises=(errors.InvalidRequest,),
+)
 def coins_purchase_return(call: Call):
     """Fatora's success_url and failure_url: the payer's browser, sent on to the app."""
     return api.Redirect(purchases.receive_return(call.db, clients.fatora, call.args))
 
 
 @functions_framework.http
-@endpoint(("GET", "POST"), access=Access.PUBLIC, raw_body=True)
+@endpoint(
+    ("GET", "POST"), access=Access.PUBLIC, path="/api/coins/webhook/fatora",
+    raw_body=True,
+    raises=(errors.Unauthenticated, errors.InvalidRequest),
+)
 def coins_fatora_webhook(call: Call):
     return purchases.receive_webhook(call.db, clients.fatora, query=call.args, raw_body=call.raw_body, headers=call.headers)
 
@@ -93,27 +132,44 @@ def purchases_reconcile(call: Call):
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.ADMIN, path="/api/admin/coins/purchase/{id}/refund", body=models.PurchaseRefund, idempotent=True)
+@endpoint(
+    "POST", access=Access.ADMIN, path="/api/admin/coins/purchase/{id}/refund",
+    body=models.PurchaseRefund, idempotent=True,
+    response=responses.Purchase, raises=(errors.InvalidState, errors.InsufficientFunds, errors.GatewayError),
+)
 def admin_purchase_refund(call: Call):
     return purchases.refund(call.db, clients.fatora(), call.caller, call.params["id"], reason=call.body.reason,
                             idempotency=call.idempotency)
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN, query=models.Page)
+@endpoint(
+    "GET", access=Access.ADMIN, path="/api/admin/coins/purchases/review",
+    query=models.Page,
+    response=responses.Page[responses.Purchase],
+)
 def admin_purchases_review(call: Call):
     return purchases.list_review(call.db, limit=call.query.limit, cursor=call.query.cursor)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.ADMIN, path="/api/admin/coins/purchase/{id}/resolve", body=models.PurchaseResolve, idempotent=True)
+@endpoint(
+    "POST", access=Access.ADMIN, path="/api/admin/coins/purchase/{id}/resolve",
+    body=models.PurchaseResolve, idempotent=True,
+    response=responses.Purchase, raises=(errors.InvalidState, errors.InsufficientFunds, errors.GatewayError),
+)
 def admin_purchase_resolve(call: Call):
     return purchases.resolve(call.db, clients.fatora, call.caller, call.params["id"], action=call.body.action, note=call.body.note,
                              idempotency=call.idempotency)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.USER, body=models.JobPayment, idempotent=True)
+@endpoint(
+    "POST", access=Access.USER, path="/api/coins/job-payment",
+    body=models.JobPayment, idempotent=True,
+    response=responses.Escrow, status=201,
+    raises=(errors.JobNotFound, errors.InvalidState, errors.InsufficientFunds, errors.RateLimited),
+)
 def coins_job_payment(call: Call):
     body = call.body
     return escrow.lock(
@@ -129,7 +185,11 @@ def coins_job_payment(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.USER, query=models.EscrowsPage)
+@endpoint(
+    "GET", access=Access.USER, path="/api/coins/escrows",
+    query=models.EscrowsPage,
+    response=responses.Page[responses.Escrow],
+)
 def coins_escrows_list(call: Call):
     page = call.query
     return escrow.list_for(call.db, call.caller, role=page.role, status=page.status, job_id=page.job_id, limit=page.limit,
@@ -137,57 +197,89 @@ def coins_escrows_list(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.USER, path="/api/coins/escrow/{id}")
+@endpoint("GET", access=Access.USER, path="/api/coins/escrow/{id}", response=responses.Escrow)
 def coins_escrow_get(call: Call):
     return escrow.get(call.db, call.caller, call.params["id"])
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/submit", body=models.Submit)
+@endpoint(
+    "POST", access=Access.USER, path="/api/coins/escrow/{id}/submit",
+    body=models.Submit,
+    response=responses.Escrow, raises=(errors.InvalidState,),
+)
 def coins_escrow_submit(call: Call):
     return escrow.submit(call.db, call.caller, call.params["id"], note=call.body.note)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/request-changes", body=models.RequestChanges)
+@endpoint(
+    "POST", access=Access.USER, path="/api/coins/escrow/{id}/request-changes",
+    body=models.RequestChanges,
+    response=responses.Escrow, raises=(errors.InvalidState,),
+)
 def coins_escrow_request_changes(call: Call):
     return escrow.request_changes(call.db, call.caller, call.params["id"], note=call.body.note)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/release", body=models.Release, idempotent=True)
+@endpoint(
+    "POST", access=Access.USER, path="/api/coins/escrow/{id}/release",
+    body=models.Release, idempotent=True,
+    response=responses.Escrow, raises=(errors.InvalidState,),
+)
 def coins_escrow_release(call: Call):
     return escrow.release(call.db, call.caller, call.params["id"], amount_dirhams=call.body.amount_dirhams,
                           idempotency=call.idempotency)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/request-refund", body=models.RequestRefund)
+@endpoint(
+    "POST", access=Access.USER, path="/api/coins/escrow/{id}/request-refund",
+    body=models.RequestRefund,
+    response=responses.Escrow, raises=(errors.InvalidState,),
+)
 def coins_escrow_request_refund(call: Call):
     return escrow.request_refund(call.db, call.caller, call.params["id"], reason=call.body.reason)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/refund", idempotent=True)
+@endpoint(
+    "POST", access=Access.USER, path="/api/coins/escrow/{id}/refund",
+    idempotent=True,
+    response=responses.Escrow, raises=(errors.InvalidState,),
+)
 def coins_escrow_refund(call: Call):
     return escrow.refund(call.db, call.caller, call.params["id"], idempotency=call.idempotency)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.USER, path="/api/coins/escrow/{id}/dispute", body=models.Dispute)
+@endpoint(
+    "POST", access=Access.USER, path="/api/coins/escrow/{id}/dispute",
+    body=models.Dispute,
+    response=responses.Escrow, raises=(errors.InvalidState,),
+)
 def coins_escrow_dispute(call: Call):
     body = call.body
     return escrow.dispute(call.db, call.caller, call.params["id"], reason=body.reason, evidence_urls=tuple(body.evidence_urls))
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN, query=models.Page)
+@endpoint(
+    "GET", access=Access.ADMIN, path="/api/admin/coins/disputes",
+    query=models.Page,
+    response=responses.Page[responses.Escrow],
+)
 def admin_disputes_list(call: Call):
     return escrow.list_disputes(call.db, limit=call.query.limit, cursor=call.query.cursor)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.ADMIN, path="/api/admin/coins/escrow/{id}/resolve", body=models.Resolve, idempotent=True)
+@endpoint(
+    "POST", access=Access.ADMIN, path="/api/admin/coins/escrow/{id}/resolve",
+    body=models.Resolve, idempotent=True,
+    response=responses.Escrow, raises=(errors.InvalidState,),
+)
 def admin_escrow_resolve(call: Call):
     body = call.body
     return escrow.resolve(call.db, call.caller, call.params["id"], freelancer_dirhams=body.freelancer_dirhams, note=body.note,
@@ -222,20 +314,28 @@ def outbox_on_create(cloud_event):
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.ADMIN, path="/api/admin/coins/kyc/{uid}", body=models.KycSet)
+@endpoint(
+    "POST", access=Access.ADMIN, path="/api/admin/coins/kyc/{uid}",
+    body=models.KycSet,
+    response=responses.Wallet, raises=(errors.InvalidState,),
+)
 def admin_kyc_set(call: Call):
     return kyc.decide(call.db, call.caller, user_id=call.params["uid"], status=call.body.status, note=call.body.note)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.USER, body=models.KycSubmit)
+@endpoint(
+    "POST", access=Access.USER, path="/api/coins/kyc",
+    body=models.KycSubmit,
+    response=responses.Wallet, raises=(errors.InvalidState,),
+)
 def coins_kyc_submit(call: Call):
     body = call.body
     return kyc.submit(call.db, call.caller, full_name=body.full_name, qid_number=body.qid_number, document_urls=tuple(body.document_urls))
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN, query=models.Page)
+@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/kyc/pending", query=models.Page)
 def admin_kyc_pending(call: Call):
     return kyc.list_pending(call.db, limit=call.query.limit, cursor=call.query.cursor)
 
@@ -247,7 +347,12 @@ def admin_limits_lift(call: Call):
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.USER, body=models.WithdrawalCreate, idempotent=True)
+@endpoint(
+    "POST", access=Access.USER, path="/api/coins/withdrawal",
+    body=models.WithdrawalCreate, idempotent=True,
+    response=responses.Withdrawal, status=201,
+    raises=(errors.KycRequired, errors.WithdrawalPending, errors.InsufficientFunds, errors.RateLimited),
+)
 def coins_withdrawal_create(call: Call):
     body = call.body
     return withdrawals.create(
@@ -262,31 +367,47 @@ def coins_withdrawal_create(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.USER, query=models.Page)
+@endpoint(
+    "GET", access=Access.USER, path="/api/coins/withdrawals",
+    query=models.Page,
+    response=responses.Page[responses.Withdrawal],
+)
 def coins_withdrawals_list(call: Call):
     return withdrawals.list_own(call.db, call.caller, limit=call.query.limit, cursor=call.query.cursor)
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.USER, path="/api/coins/withdrawal/{id}")
+@endpoint("GET", access=Access.USER, path="/api/coins/withdrawal/{id}", response=responses.Withdrawal)
 def coins_withdrawal_get(call: Call):
     return withdrawals.get(call.db, call.caller, call.params["id"])
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN, query=models.Page)
+@endpoint(
+    "GET", access=Access.ADMIN, path="/api/coins/withdrawals/pending",
+    query=models.Page,
+    response=responses.Page[responses.Withdrawal],
+)
 def coins_withdrawals_pending(call: Call):
     return withdrawals.list_pending(call.db, limit=call.query.limit, cursor=call.query.cursor)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.ADMIN, path="/api/coins/withdrawal/{id}/approve", body=models.Approve, idempotent=True)
+@endpoint(
+    "POST", access=Access.ADMIN, path="/api/coins/withdrawal/{id}/approve",
+    body=models.Approve, idempotent=True,
+    response=responses.Withdrawal, raises=(errors.InvalidState,),
+)
 def coins_withdrawal_approve(call: Call):
     return withdrawals.approve(call.db, call.caller, call.params["id"], notes=call.body.notes, idempotency=call.idempotency)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.ADMIN, path="/api/coins/withdrawal/{id}/paid", body=models.Paid, idempotent=True)
+@endpoint(
+    "POST", access=Access.ADMIN, path="/api/coins/withdrawal/{id}/paid",
+    body=models.Paid, idempotent=True,
+    response=responses.Withdrawal, raises=(errors.InvalidState,),
+)
 def coins_withdrawal_paid(call: Call):
     return withdrawals.pay(
         call.db, call.caller, call.params["id"], payment_reference=call.body.payment_reference, idempotency=call.idempotency
@@ -294,7 +415,11 @@ def coins_withdrawal_paid(call: Call):
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.ADMIN, path="/api/coins/withdrawal/{id}/reject", body=models.Reject, idempotent=True)
+@endpoint(
+    "POST", access=Access.ADMIN, path="/api/coins/withdrawal/{id}/reject",
+    body=models.Reject, idempotent=True,
+    response=responses.Withdrawal, raises=(errors.InvalidState,),
+)
 def coins_withdrawal_reject(call: Call):
     return withdrawals.reject(call.db, call.caller, call.params["id"], reason=call.body.reason, idempotency=call.idempotency)
 
@@ -306,13 +431,13 @@ def admin_user_get(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN)
+@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/vault")
 def admin_vault(call: Call):
     return console.vault(call.db)
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN)
+@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/reconciliation")
 def admin_reconciliation(call: Call):
     return reconciliation.run(call.db)
 

@@ -62,14 +62,39 @@ def pytest_report_header(config):
     return f"firestore project: {PROJECT_ID}; emulator started on demand (FIRESTORE_EMULATOR_HOST={os.environ.get('FIRESTORE_EMULATOR_HOST')})"
 
 
+@pytest.fixture(scope="session")
+def conformance():
+    """Every response checked against the OpenAPI document (tests/conformance.py)."""
+    import main
+    from coins import openapi
+    from tests.conformance import Conformance, install
+
+    checker = Conformance(openapi.build(main))
+    install(checker)
+    _checked.append(checker)
+    return checker
+
+
+_checked: list = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    for checker in _checked:
+        terminalreporter.write_line(f"conformance: {checker.checked} responses checked against docs/openapi.json")
+
+
 @pytest.fixture
-def clean_and_conserved(emulator, db):
-    """A cleared emulator before the test; after it, the whole ledger must replay to zero
-    in every tier and agree with every wallet document. Autouse in integration and e2e."""
+def clean_and_conserved(emulator, db, conformance):
+    """A cleared emulator before the test; after it, every response it received must
+    conform to the OpenAPI document, and the whole ledger must replay to zero in every
+    tier and agree with every wallet document. Autouse in integration and e2e."""
     from tests.money import assert_conserved
 
     emulator.clear()
+    conformance.take()
     yield
+    problems = conformance.take()
+    assert not problems, "responses that do not conform to docs/openapi.json:\n" + "\n".join(problems)
     assert_conserved(db)
 
 

@@ -68,6 +68,25 @@ class Redirect:
 Handler = Callable[[Call], "dict[str, Any] | Response | Redirect"]
 
 
+@dataclass(frozen=True)
+class Spec:
+    """What an entry point declares: the deploy reads who may invoke it, the OpenAPI
+    document (coins.openapi) all of it."""
+
+    name: str
+    methods: tuple[str, ...]
+    access: Access
+    path: str | None
+    body: type[pydantic.BaseModel] | None
+    query: type[pydantic.BaseModel] | None
+    response: type[pydantic.BaseModel] | None
+    status: int
+    idempotent: bool
+    raw_body: bool
+    pages: bool
+    raises: tuple[type[errors.CoinsError], ...]
+
+
 def endpoint(
     method: str | tuple[str, ...],
     *,
@@ -76,15 +95,21 @@ def endpoint(
     query: type[pydantic.BaseModel] | None = None,
     idempotent: bool = False,
     path: str | None = None,
+    response: type[pydantic.BaseModel] | None = None,
+    status: int = 200,
+    raises: tuple[type[errors.CoinsError], ...] = (),
     raw_body: bool = False,
     pages: bool = False,
 ) -> Callable[[Handler], Callable[[flask.Request], flask.Response]]:
     """Wraps a handler into an HTTP function. `idempotent` means the request moves money
-    and needs an Idempotency-Key. `path` names the ids in the URL, as API.md writes them
-    (`/api/coins/purchase/{id}`); under the function's own name they follow it
-    (`/coins_purchase_get/{id}`). `raw_body` hands the handler the bytes, unparsed, and
-    the query string as sent. `pages`: the caller is a browser, so errors are small HTML
-    pages rather than the JSON envelope."""
+    and needs an Idempotency-Key. `path` is the public path (firebase.json's rewrite to
+    the function) with its ids named as API.md writes them (`/api/coins/purchase/{id}`);
+    under the function's own name the ids follow it (`/coins_purchase_get/{id}`).
+    `response` models the success body, sent with `status`; `raises` are the domain
+    errors the handler may answer with (those of the door, auth, body, ids and key,
+    follow from the rest). `raw_body` hands the handler the bytes, unparsed, and the query
+    string as sent. `pages`: the caller is a browser, so errors are small HTML pages
+    rather than the JSON envelope."""
     methods = (method,) if isinstance(method, str) else method
 
     def decorate(handler: Handler) -> Callable[[flask.Request], flask.Response]:
@@ -147,7 +172,7 @@ def endpoint(
                 return _page(response, ", ".join(methods))
             return to_flask(response, ", ".join(methods))
 
-        entry.access = access  # read by the deploy (deploy/deploy.py): who may invoke it
+        entry.spec = Spec(name, methods, access, path, body, query, response, status, idempotent, raw_body, pages, raises)
         return entry
 
     return decorate

@@ -18,6 +18,7 @@ CALLERS = ("anonymous", "expired", "stranger", "owner", "admin")
 # function, method, path (None: the function's root), body, expected status per caller.
 MATRIX = [
     ("coins_catalog", "GET", None, None, (200, 200, 200, 200, 200)),
+    ("coins_openapi", "GET", None, None, (200, 200, 200, 200, 200)),
     ("coins_wallet", "GET", None, None, (401, 401, 200, 200, 200)),
     ("coins_transactions", "GET", None, None, (401, 401, 200, 200, 200)),
     ("coins_check_balance", "POST", None, {"amount_dirhams": 500}, (401, 401, 200, 200, 200)),

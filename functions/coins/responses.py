@@ -1,0 +1,193 @@
+"""Response bodies, as models: what the renderers of each service send, described for the
+OpenAPI document (coins.openapi). The services build plain dicts; these models do not
+validate them at runtime (the conformance tier of the tests does, on every response).
+
+Money is integer dirhams; coins are `{tier symbol: count}`; times are RFC 3339 strings in
+UTC; a field that can be absent from the document is sent as null.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from .domain import EntryType, EscrowStatus, KycStatus
+
+Coins = dict[str, int]
+Moment = str | None
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Item = TypeVar("Item")
+
+
+class Page(Model, Generic[Item]):
+    items: list[Item]
+    next_cursor: str | None
+
+
+# Catalog.
+
+
+class Tier(Model):
+    symbol: str
+    name: str
+    value_dirhams: int
+    color: str
+    icon: str
+
+
+class Pack(Model):
+    id: str
+    name: str
+    coins: Coins
+    value_dirhams: int
+    price_dirhams: int
+
+
+class Pricing(Model):
+    markup_bps: int
+    job_fee_bps: int
+    gateway_fee_bps: int
+    custom_min_dirhams: int
+    custom_max_dirhams: int
+
+
+class Catalog(Model):
+    coins: list[Tier]
+    packs: list[Pack]
+    pricing: Pricing
+
+
+# Wallets.
+
+
+class Wallet(Model):
+    user_id: str
+    coins: Coins
+    balance_dirhams: int
+    held_dirhams: int
+    kyc_status: KycStatus
+    kyc_qid_masked: str | None
+    stats: dict[str, Any]
+    updated_at: str
+
+
+class Transaction(Model):
+    id: str
+    type: EntryType
+    coins_delta: Coins
+    amount_dirhams: int
+    balance_after_dirhams: int
+    refs: dict[str, str]
+    created_at: str
+
+
+class BalanceCheck(Model):
+    sufficient: bool
+    balance_dirhams: int
+    shortfall_dirhams: int
+    pay_with: Coins
+    change: Coins
+
+
+class Adjustment(Model):
+    entry_id: str
+    user_id: str
+    coins_delta: Coins
+    amount_dirhams: int
+    reason: str
+    wallet: Wallet
+
+
+# Escrow.
+
+
+class Escrow(Model):
+    id: str
+    status: EscrowStatus
+    job_id: str
+    milestone: str
+    client_id: str
+    freelancer_id: str
+    amount_dirhams: int
+    held_dirhams: int
+    released_dirhams: int
+    refunded_dirhams: int
+    fee_dirhams: int
+    coins: Coins
+    review_ends_at: Moment
+    refund_response_ends_at: Moment
+    submission_note: str | None
+    changes_note: str | None
+    refund_reason: str | None
+    dispute: dict[str, Any] | None
+    resolution: dict[str, Any] | None
+    created_at: Moment
+    submitted_at: Moment
+    released_at: Moment
+    refunded_at: Moment
+    disputed_at: Moment
+    resolved_at: Moment
+
+
+# Purchases.
+
+
+class Purchase(Model):
+    id: str
+    user_id: str
+    status: str
+    coins: Coins
+    value_dirhams: int
+    price_dirhams: int
+    gateway_fee_dirhams: int
+    currency: str
+    pack_id: str | None
+    checkout_url: str | None
+    failure_reason: str | None
+    needs_review: bool
+    review_reason: str | None
+    resolution: dict[str, Any] | None
+    refund: dict[str, Any] | None
+    created_at: Moment
+    paid_at: Moment
+    refunded_at: Moment
+
+
+# Withdrawals.
+
+
+class Withdrawal(Model):
+    id: str
+    user_id: str
+    status: str
+    amount_dirhams: int
+    coins: Coins
+    method: str
+    destination: dict[str, str]
+    large: bool
+    notes: str | None
+    payment_reference: str | None
+    reason: str | None
+    created_at: Moment
+    approved_at: Moment
+    paid_at: Moment
+    rejected_at: Moment
+
+
+# The error envelope every 4xx and 5xx carries.
+
+
+class ErrorBody(Model):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class Error(Model):
+    error: ErrorBody

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from . import catalog, config
-from .domain import EntryType, EscrowStatus, KycStatus, is_valid_id
+from .domain import ID_LENGTH_MAX, EntryType, EscrowStatus, KycStatus, is_valid_id
 
 
 class Body(BaseModel):
@@ -39,15 +39,21 @@ def _signed_nonzero_counts(coins: dict[str, int]) -> dict[str, int]:
     return catalog.normalize(coins)
 
 
+ID_PATTERN = r"^[A-Za-z0-9_\-]{1,%d}$" % ID_LENGTH_MAX
+
+
 def _document_id(value: str) -> str:
     if not is_valid_id(value):
         raise ValueError("must be an id of 1 to 128 letters, digits, '_' or '-', not of the form __name__")
     return value
 
 
-AmountDirhams = Annotated[int, AfterValidator(_on_grid)]
+# The validators check; the json_schema_extra only tells the OpenAPI document what they check.
+AmountDirhams = Annotated[int, AfterValidator(_on_grid),
+                          Field(json_schema_extra={"minimum": catalog.GRID_DIRHAMS, "multipleOf": catalog.GRID_DIRHAMS})]
 # Ids that become document ids: the one check of coins.domain, at the door.
-DocumentId = Annotated[str, AfterValidator(_document_id)]
+DocumentId = Annotated[str, AfterValidator(_document_id), Field(json_schema_extra={"pattern": ID_PATTERN})]
+TIER_KEYS = Field(json_schema_extra={"propertyNames": {"enum": list(catalog.SYMBOLS)}})
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=config.REASON_LENGTH_MAX)]
 SignedCount = Annotated[int, Field(ge=-config.ADJUST_COUNT_MAX, le=config.ADJUST_COUNT_MAX)]
 
@@ -58,7 +64,7 @@ class CheckBalance(Body):
 
 class AdjustBalance(Body):
     user_id: DocumentId
-    coins: Annotated[dict[str, SignedCount], AfterValidator(_known_tiers), AfterValidator(_signed_nonzero_counts)]
+    coins: Annotated[dict[str, SignedCount], AfterValidator(_known_tiers), AfterValidator(_signed_nonzero_counts), TIER_KEYS]
     reason: Reason
 
 
@@ -103,8 +109,8 @@ PositiveCount = Annotated[int, Field(ge=1, le=catalog.CUSTOM_MAX_DIRHAMS // cata
 class PurchaseCreate(Body):
     """Exactly one of a pack, explicit coins, or a custom amount (fewest coins)."""
 
-    pack_id: Annotated[str, AfterValidator(_known_pack)] | None = None
-    coins: Annotated[dict[str, PositiveCount], AfterValidator(_known_tiers), AfterValidator(_purchasable_coins)] | None = None
+    pack_id: Annotated[str, AfterValidator(_known_pack), Field(json_schema_extra={"enum": list(catalog.PACK_BY_ID)})] | None = None
+    coins: Annotated[dict[str, PositiveCount], AfterValidator(_known_tiers), AfterValidator(_purchasable_coins), TIER_KEYS] | None = None
     amount_dirhams: Annotated[AmountDirhams, AfterValidator(_custom_amount)] | None = None
 
     @model_validator(mode="after")
@@ -240,7 +246,7 @@ class WithdrawalCreate(Body):
     """By amount (coins selected as for payments, with change) or by explicit coins."""
 
     amount_dirhams: AmountDirhams | None = None
-    coins: Annotated[dict[str, PositiveCount], AfterValidator(_known_tiers), AfterValidator(_nonempty_coins)] | None = None
+    coins: Annotated[dict[str, PositiveCount], AfterValidator(_known_tiers), AfterValidator(_nonempty_coins), TIER_KEYS] | None = None
     method: Literal["bank_transfer", "wallet"]
     destination: BankDestination | WalletDestination
 

@@ -27,11 +27,10 @@ from pydantic.json_schema import models_json_schema
 
 from . import config, errors, responses
 from .api import Access, Spec
-from .domain import ID_LENGTH_MAX
+from .models import ID_PATTERN
 
 VERSION = "1.0.0"
 REF = "#/components/schemas/{model}"
-ID_PATTERN = r"^[A-Za-z0-9_\-]{1,%d}$" % ID_LENGTH_MAX
 
 
 def specs(module) -> list[Spec]:

@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+NODE_STAMP := clients/typescript/node_modules/.installed
 
 .PHONY: dev test chromium token job bench openapi deploy fatora-contract vendor clean
 
@@ -16,8 +17,13 @@ $(STAMP): requirements.txt functions/requirements.txt
 dev: $(STAMP)
 	$(PY) -m local.stack
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium $(NODE_STAMP)
 	$(PY) -m pytest tests
+
+# The TypeScript client's packages, as pinned by its package-lock.json.
+$(NODE_STAMP): clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --no-audit --no-fund
+	@touch $(NODE_STAMP)
 
 # The browser tier drives Debian's chromium (Playwright's own download cannot reach its host here).
 chromium:
@@ -33,8 +39,9 @@ job: $(STAMP)
 	@$(PY) -m local.jobs "$(id)" "$(client)" $(freelancer)
 
 # The OpenAPI document, regenerated from the code (a test fails while the committed one is stale).
-openapi: $(STAMP)
+openapi: $(STAMP) $(NODE_STAMP)
 	cd functions && ../$(PY) -m coins.openapi > ../docs/openapi.json
+	cd clients/typescript && npm run --silent types
 
 bench: $(STAMP)
 	$(PY) -m bench.ledger

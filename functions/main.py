@@ -335,13 +335,21 @@ def coins_kyc_submit(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/kyc/pending", query=models.Page)
+@endpoint(
+    "GET", access=Access.ADMIN, path="/api/admin/coins/kyc/pending",
+    query=models.Page,
+    response=responses.Page[responses.KycSubmission],
+)
 def admin_kyc_pending(call: Call):
     return kyc.list_pending(call.db, limit=call.query.limit, cursor=call.query.cursor)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.ADMIN, path="/api/admin/coins/users/{uid}/limits", body=models.LiftLimits)
+@endpoint(
+    "POST", access=Access.ADMIN, path="/api/admin/coins/users/{uid}/limits",
+    body=models.LiftLimits,
+    response=responses.LimitsLifted,
+)
 def admin_limits_lift(call: Call):
     return wallets.lift_limits(call.db, call.caller, user_id=call.params["uid"], hours=call.body.lift_hours, reason=call.body.reason)
 

@@ -104,6 +104,23 @@ class Adjustment(Model):
     wallet: Wallet
 
 
+class LimitsLifted(Model):
+    user_id: str
+    lifted_until: str
+
+
+class KycSubmission(Model):
+    """An admin's view of a submission: the full QID (users see it masked on the wallet)."""
+
+    user_id: str
+    status: KycStatus | None
+    full_name: str | None
+    qid_number: str | None
+    document_urls: list[str]
+    submitted_at: Moment
+    note: str | None
+
+
 # Escrow.
 
 

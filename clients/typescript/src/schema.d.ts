@@ -870,6 +870,25 @@ export interface components {
          * @enum {string}
          */
         KycStatus: "none" | "pending" | "verified" | "rejected";
+        /**
+         * KycSubmission
+         * @description An admin's view of a submission: the full QID (users see it masked on the wallet).
+         */
+        KycSubmission: {
+            /** Document Urls */
+            document_urls: string[];
+            /** Full Name */
+            full_name: string | null;
+            /** Note */
+            note: string | null;
+            /** Qid Number */
+            qid_number: string | null;
+            status: components["schemas"]["KycStatus"] | null;
+            /** Submitted At */
+            submitted_at: string | null;
+            /** User Id */
+            user_id: string;
+        };
         /** KycSubmit */
         KycSubmit: {
             /** Document Urls */
@@ -885,6 +904,13 @@ export interface components {
             lift_hours: number;
             /** Reason */
             reason: string;
+        };
+        /** LimitsLifted */
+        LimitsLifted: {
+            /** Lifted Until */
+            lifted_until: string;
+            /** User Id */
+            user_id: string;
         };
         /** Pack */
         Pack: {
@@ -918,6 +944,13 @@ export interface components {
         Page_Escrow_: {
             /** Items */
             items: components["schemas"]["Escrow"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /** Page[KycSubmission] */
+        Page_KycSubmission_: {
+            /** Items */
+            items: components["schemas"]["KycSubmission"][];
             /** Next Cursor */
             next_cursor: string | null;
         };
@@ -1723,7 +1756,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Page_KycSubmission_"];
                 };
             };
             /** @description unauthenticated */
@@ -2717,7 +2750,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["LimitsLifted"];
                 };
             };
             /** @description invalid_request */

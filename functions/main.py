@@ -433,19 +433,19 @@ def coins_withdrawal_reject(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/users/{uid}")
+@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/users/{uid}", response=responses.UserView)
 def admin_user_get(call: Call):
     return console.user(call.db, call.params["uid"])
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/vault")
+@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/vault", response=responses.Vault)
 def admin_vault(call: Call):
     return console.vault(call.db)
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/reconciliation")
+@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/reconciliation", response=responses.Reconciliation)
 def admin_reconciliation(call: Call):
     return reconciliation.run(call.db)
 

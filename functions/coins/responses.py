@@ -197,6 +197,85 @@ class Withdrawal(Model):
     rejected_at: Moment
 
 
+# The console's reads.
+
+
+class Amount(Model):
+    coins: Coins
+    dirhams: int
+
+
+class VaultDay(Model):
+    day: str
+    entries: int
+    issued_dirhams: int
+    adjusted_dirhams: int
+    retired_dirhams: int
+    fees_dirhams: int
+
+
+class Vault(Model):
+    outstanding: Amount
+    users: Amount
+    held: dict[str, Amount]
+    fees: Amount
+    issued_dirhams: int
+    adjusted_dirhams: int
+    retired_dirhams: int
+    entries: dict[str, int]
+    daily: list[VaultDay]
+    as_of: str
+
+
+class Usage(Model):
+    used_count: int
+    count_max: int
+    used_dirhams: int
+    amount_max_dirhams: int | None
+    window_seconds: int
+
+
+class Limits(Model):
+    lifted_until: Moment
+    purchase: Usage
+    withdrawal: Usage
+    job_payment: Usage
+
+
+class OpenHolds(Model):
+    withdrawals: list[Withdrawal]
+    escrows_as_client: list[Escrow]
+
+
+class KycView(Model):
+    status: KycStatus
+    submission: KycSubmission | None
+    history: list[dict[str, Any]]
+
+
+class UserView(Model):
+    wallet: Wallet
+    history: list[Transaction]
+    open_holds: OpenHolds
+    escrows: list[Escrow]
+    withdrawals: list[Withdrawal]
+    purchases: list[Purchase]
+    kyc: KycView
+    limits: Limits
+
+
+class PendingEffects(Model):
+    count: int
+    oldest_age_seconds: float
+
+
+class Reconciliation(Model):
+    ok: bool
+    checked: dict[str, int]
+    problems: list[dict[str, Any]]
+    pending_effects: PendingEffects
+
+
 # The error envelope every 4xx and 5xx carries.
 
 

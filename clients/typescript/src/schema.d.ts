@@ -675,6 +675,15 @@ export interface components {
             user_id: string;
             wallet: components["schemas"]["Wallet"];
         };
+        /** Amount */
+        Amount: {
+            /** Coins */
+            coins: {
+                [key: string]: number;
+            };
+            /** Dirhams */
+            dirhams: number;
+        };
         /** Approve */
         Approve: {
             /**
@@ -898,6 +907,15 @@ export interface components {
             /** Qid Number */
             qid_number: string;
         };
+        /** KycView */
+        KycView: {
+            /** History */
+            history: {
+                [key: string]: unknown;
+            }[];
+            status: components["schemas"]["KycStatus"];
+            submission: components["schemas"]["KycSubmission"] | null;
+        };
         /** LiftLimits */
         LiftLimits: {
             /** Lift Hours */
@@ -905,12 +923,27 @@ export interface components {
             /** Reason */
             reason: string;
         };
+        /** Limits */
+        Limits: {
+            job_payment: components["schemas"]["Usage"];
+            /** Lifted Until */
+            lifted_until: string | null;
+            purchase: components["schemas"]["Usage"];
+            withdrawal: components["schemas"]["Usage"];
+        };
         /** LimitsLifted */
         LimitsLifted: {
             /** Lifted Until */
             lifted_until: string;
             /** User Id */
             user_id: string;
+        };
+        /** OpenHolds */
+        OpenHolds: {
+            /** Escrows As Client */
+            escrows_as_client: components["schemas"]["Escrow"][];
+            /** Withdrawals */
+            withdrawals: components["schemas"]["Withdrawal"][];
         };
         /** Pack */
         Pack: {
@@ -979,6 +1012,13 @@ export interface components {
         Paid: {
             /** Payment Reference */
             payment_reference: string;
+        };
+        /** PendingEffects */
+        PendingEffects: {
+            /** Count */
+            count: number;
+            /** Oldest Age Seconds */
+            oldest_age_seconds: number;
         };
         /** Pricing */
         Pricing: {
@@ -1094,6 +1134,20 @@ export interface components {
              */
             user_id?: string | null;
         };
+        /** Reconciliation */
+        Reconciliation: {
+            /** Checked */
+            checked: {
+                [key: string]: number;
+            };
+            /** Ok */
+            ok: boolean;
+            pending_effects: components["schemas"]["PendingEffects"];
+            /** Problems */
+            problems: {
+                [key: string]: unknown;
+            }[];
+        };
         /** Reject */
         Reject: {
             /** Reason */
@@ -1179,6 +1233,73 @@ export interface components {
             limit?: number;
             /** @default null */
             type?: components["schemas"]["EntryType"] | null;
+        };
+        /** Usage */
+        Usage: {
+            /** Amount Max Dirhams */
+            amount_max_dirhams: number | null;
+            /** Count Max */
+            count_max: number;
+            /** Used Count */
+            used_count: number;
+            /** Used Dirhams */
+            used_dirhams: number;
+            /** Window Seconds */
+            window_seconds: number;
+        };
+        /** UserView */
+        UserView: {
+            /** Escrows */
+            escrows: components["schemas"]["Escrow"][];
+            /** History */
+            history: components["schemas"]["Transaction"][];
+            kyc: components["schemas"]["KycView"];
+            limits: components["schemas"]["Limits"];
+            open_holds: components["schemas"]["OpenHolds"];
+            /** Purchases */
+            purchases: components["schemas"]["Purchase"][];
+            wallet: components["schemas"]["Wallet"];
+            /** Withdrawals */
+            withdrawals: components["schemas"]["Withdrawal"][];
+        };
+        /** Vault */
+        Vault: {
+            /** Adjusted Dirhams */
+            adjusted_dirhams: number;
+            /** As Of */
+            as_of: string;
+            /** Daily */
+            daily: components["schemas"]["VaultDay"][];
+            /** Entries */
+            entries: {
+                [key: string]: number;
+            };
+            fees: components["schemas"]["Amount"];
+            /** Held */
+            held: {
+                [key: string]: components["schemas"]["Amount"];
+            };
+            /** Issued Dirhams */
+            issued_dirhams: number;
+            outstanding: components["schemas"]["Amount"];
+            /** Retired Dirhams */
+            retired_dirhams: number;
+            users: components["schemas"]["Amount"];
+        };
+        /** VaultDay */
+        VaultDay: {
+            /** Adjusted Dirhams */
+            adjusted_dirhams: number;
+            /** Day */
+            day: string;
+            /** Entries */
+            entries: number;
+            /** Fees Dirhams */
+            fees_dirhams: number;
+            /** Issued Dirhams */
+            issued_dirhams: number;
+            /** Retired Dirhams */
+            retired_dirhams: number;
         };
         /** Wallet */
         Wallet: {
@@ -2532,7 +2653,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Reconciliation"];
                 };
             };
             /** @description unauthenticated */
@@ -2639,7 +2760,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["UserView"];
                 };
             };
             /** @description unauthenticated */
@@ -2897,7 +3018,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Vault"];
                 };
             };
             /** @description unauthenticated */

@@ -179,14 +179,19 @@ async function signOut() {
 
 const PAGES = { withdrawals, kyc, disputes, purchases, users, vault };
 
+let routed = 0; // which navigation is the latest: a slower, older page must not replace it
+
 async function route() {
   if (!state.token || claims(state.token).admin !== true) return;
+  const mine = ++routed;
   const name = (location.hash || "#withdrawals").slice(1).split("/")[0];
   for (const link of document.querySelectorAll("nav a")) link.classList.toggle("active", link.getAttribute("href") === `#${name}`);
   const page = document.getElementById("page");
   try {
-    page.replaceChildren(await (PAGES[name] || withdrawals)());
+    const content = await (PAGES[name] || withdrawals)();
+    if (mine === routed) page.replaceChildren(content);
   } catch (error) {
+    if (mine !== routed) return;
     page.replaceChildren();
     showError(error instanceof ApiError ? `${error.message} (${error.code || error.status})` : String(error));
   }

@@ -145,3 +145,20 @@ def test_a_user_lookup(page, stack):
     page.wait_for_selector("text=Open holds")
     text = page.locator("#page").inner_text()
     assert withdrawal_id in text and "verified" in text and "200 QAR" in text
+
+
+def test_a_slow_page_does_not_replace_the_one_navigated_to_since(page, stack):
+    """An admin clicks on before the first page has loaded: when the withdrawals queue
+    answers late, the user lookup they moved to stays."""
+    held = []
+    page.route("**/api/coins/withdrawals/pending*", lambda route: held.append(route))
+    sign_in(page, stack)
+    page.wait_for_function("() => document.querySelector('nav:not([hidden])')")
+    page.click("nav a[href='#users']")
+    page.wait_for_selector("input[aria-label='uid']")
+    assert held, "the withdrawals queue was asked for first"
+    for route in held:
+        route.continue_()
+    page.wait_for_load_state("networkidle")
+    assert page.locator("input[aria-label='uid']").count() == 1
+    assert page.locator("nav a.active").get_attribute("href") == "#users"

@@ -19,6 +19,7 @@ may or may not have refunded) goes to an admin rather than being guessed.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
@@ -345,14 +346,26 @@ def refund(db: Store, gateway: fatora.FatoraClient, admin: Caller, purchase_id: 
     buyer (409 insufficient_funds with the shortfall if the buyer no longer holds that
     value), then Fatora refunds the money, then the held coins leave circulation; if
     Fatora refuses, they go back to the buyer (502)."""
-    with claimed(db, idempotency, ledger.now_utc()) as claim:
+    with _admin_step(db, idempotency, purchase_id) as claim:
         if isinstance(claim, ledger.Response):
             return claim
+        _hold_refund(db, admin, purchase_id, reason, claim)
+        return _call_refund(db, gateway, admin.uid, purchase_id, claim)
+
+
+@contextlib.contextmanager
+def _admin_step(db: Store, idempotency: ledger.Idempotency, purchase_id: str):
+    """An admin's step on a purchase around a gateway call: yields the request's claim on
+    its key (or the stored answer of an earlier request with it), holding the purchase's
+    settlement lease for the step; 409 request_in_progress while a settlement runs."""
+    with claimed(db, idempotency, ledger.now_utc()) as claim:
+        if isinstance(claim, ledger.Response):
+            yield claim
+            return
         with _settling(db, purchase_id) as taken:
             if not taken:
                 raise errors.RequestInProgress("This purchase is being settled or refunded; try again shortly.")
-            _hold_refund(db, admin, purchase_id, reason, claim)
-            return _call_refund(db, gateway, admin.uid, purchase_id, claim)
+            yield claim
 
 
 def _hold_refund(db: Store, admin: Caller, purchase_id: str, reason: str, claim) -> None:
@@ -500,22 +513,19 @@ def resolve(db: Store, gateway_factory, admin: Caller, purchase_id: str, *, acti
     uncertain = record.get("status") == RefundStatus.UNCERTAIN
     if action == "refund" and purchase["status"] == PAID:
         return refund(db, gateway_factory(), admin, purchase_id, reason=note, idempotency=idempotency)
-    with claimed(db, idempotency, ledger.now_utc()) as claim:
+    with _admin_step(db, idempotency, purchase_id) as claim:
         if isinstance(claim, ledger.Response):
             return claim
-        with _settling(db, purchase_id) as taken:
-            if not taken:
-                raise errors.RequestInProgress("This purchase is being settled or refunded; try again shortly.")
-            _record_resolution(db, admin, purchase_id, action, note)
-            if uncertain and action == "refund":
-                return _call_refund(db, gateway_factory(), admin.uid, purchase_id, claim)
-            if uncertain:
-                return _finish_refund(db, purchase_id, refunded=True, detail=f"confirmed by {admin.uid}: {note}", actor=admin.uid, claim=claim)
-            if action == "refund":
-                return _refund_unissued(db, gateway_factory(), admin.uid, purchase_id, claim)
-            response = ledger.Response(200, render({**purchase, "needs_review": False}))
-            _settle_claim(db, claim, response)
-            return response
+        _record_resolution(db, admin, purchase_id, action, note)
+        if uncertain and action == "refund":
+            return _call_refund(db, gateway_factory(), admin.uid, purchase_id, claim)
+        if uncertain:
+            return _finish_refund(db, purchase_id, refunded=True, detail=f"confirmed by {admin.uid}: {note}", actor=admin.uid, claim=claim)
+        if action == "refund":
+            return _refund_unissued(db, gateway_factory(), admin.uid, purchase_id, claim)
+        response = ledger.Response(200, render({**purchase, "needs_review": False}))
+        _settle_claim(db, claim, response)
+        return response
 
 
 def _refuse_unless_in_review(purchase_id: str):

@@ -1,8 +1,9 @@
 """THE transaction module: every balance change in GUILD Coins goes through `execute`.
 
 One call runs one Firestore transaction (retried as a whole on contention) that:
-1. checks the request's claim on its idempotency key, then reads every document it will
-   change (all reads first);
+1. reads the request's idempotency record (replaying a stored answer, or, for work that
+   holds a claim around a gateway call, checking the claim is still ours), then every
+   document it will change (all reads first);
 2. asks the operation what to do (pure, from what was read) and validates it: postings
    balance per tier, no user or hold account ends below zero in any tier;
 3. writes the accounts, the journal entry, the business documents and the idempotency

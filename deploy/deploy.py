@@ -63,11 +63,14 @@ RESOURCES = {
     "reconcile_daily": ("1Gi", "540s"),
     "purchases_reconcile": ("512Mi", "540s"),
     "escrows_sweep": ("512Mi", "540s"),
+    "coins_repair": ("512Mi", "540s"),
 }
 # Cloud Scheduler: function -> (schedule, time zone).
 SCHEDULES = {
     "purchases_reconcile": ("*/15 * * * *", "Asia/Qatar"),
     "escrows_sweep": ("*/15 * * * *", "Asia/Qatar"),
+    # config.REPAIR_INTERVAL_SECONDS: what no trigger did, applied after 10 minutes.
+    "coins_repair": ("*/15 * * * *", "Asia/Qatar"),
     "reconcile_daily": ("30 2 * * *", "Asia/Qatar"),
 }
 # Cloud Tasks retries of an escrow timer that failed (the sweeper is the net behind them).

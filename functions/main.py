@@ -6,7 +6,7 @@ import sys
 import functions_framework
 
 from coins import (
-    api, catalog, clients, console, effects, errors, escrow, kyc, models, notify, openapi, purchases, reconciliation, responses,
+    api, catalog, clients, console, effects, errors, escrow, kyc, models, notify, openapi, purchases, reconciliation, repair, responses,
     wallets, withdrawals,
 )
 from coins.api import Access, Call, endpoint
@@ -297,6 +297,13 @@ def escrow_timer(call: Call):
 @endpoint("POST", access=Access.SERVICE)
 def escrows_sweep(call: Call):
     return escrow.sweep(call.db)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.SERVICE)
+def coins_repair(call: Call):
+    """Cloud Scheduler: what no trigger did (an entry's effects, an outbox event's deliveries)."""
+    return repair.run(call.db, call.app_db, clients.push, clients.scheduler)
 
 
 @functions_framework.cloud_event

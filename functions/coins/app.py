@@ -159,7 +159,7 @@ class AppDb:
         try:
             self.client.collection(NOTIFICATIONS).document(notification_id).create(notification.document(created_at))
             return True
-        except exceptions.Conflict:
+        except exceptions.AlreadyExists:
             return False
 
     def record_escrow(self, job_id: str, escrow_id: str, summary: Mapping[str, Any]) -> bool:

@@ -43,9 +43,19 @@ REFUND_ANSWER_WAIT_SECONDS = 10 * 60
 # The payer's return waits this long for a settlement already in progress (a webhook that
 # arrived first) before answering "pending".
 RETURN_WAIT_SECONDS = 3.0
-# The ledger trigger applies an entry's effects within seconds; one still unapplied after
-# five minutes means the trigger is failing, and reconciliation says so.
-EFFECTS_PENDING_LIMIT_SECONDS = 5 * 60
+# The triggers apply an entry's effects and deliver an outbox event within seconds, and
+# Eventarc retries a failing delivery for minutes. What is still pending after 10
+# minutes (EFFECTS_REPAIR_AFTER_SECONDS, OUTBOX_REPAIR_AFTER_SECONDS) no trigger will
+# do: the scheduled repair (coins.repair, every REPAIR_INTERVAL_SECONDS) does it, at
+# most REPAIR_BATCH_MAX of each per run (each is a transaction; an event is also a few
+# writes to the app's database and one call to Expo).
+REPAIR_AFTER_SECONDS_DEFAULT = 10 * 60
+REPAIR_INTERVAL_SECONDS = 15 * 60
+REPAIR_BATCH_MAX = 200
+# Reconciliation names what the repair could not apply, or never reached (the repair
+# job is failing or not scheduled): anything pending longer than the repair's age plus
+# two of its runs.
+REPAIR_RUNS_BEFORE_A_PROBLEM = 2
 # Purchases one sweeper run re-verifies: each is a Fatora call of up to ~20 s worst case,
 # and Cloud Scheduler runs it every 15 minutes.
 PURCHASE_SWEEP_BATCH_MAX = 50
@@ -135,6 +145,9 @@ class Settings:
     # push security is on, its access token (a secret).
     expo_push_url: str
     expo_access_token: str | None
+    # The scheduled repair's ages (coins.repair).
+    effects_repair_after_seconds: int
+    outbox_repair_after_seconds: int
 
     @property
     def emulated(self) -> bool:
@@ -181,7 +194,13 @@ def settings() -> Settings:
         app_link_base=_env("APP_LINK_BASE") or "guild://",
         expo_push_url=_env("EXPO_PUSH_URL") or "https://exp.host",
         expo_access_token=_env("EXPO_ACCESS_TOKEN"),
+        effects_repair_after_seconds=int(_env("EFFECTS_REPAIR_AFTER_SECONDS") or REPAIR_AFTER_SECONDS_DEFAULT),
+        outbox_repair_after_seconds=int(_env("OUTBOX_REPAIR_AFTER_SECONDS") or REPAIR_AFTER_SECONDS_DEFAULT),
     )
 # How long a request may hold its idempotency key before another request with the same
 # key may take over: longer than any request runs (Cloud Functions' default timeout is 60 s).
 IDEMPOTENCY_LEASE_SECONDS = 120
+# A request that finds its key held by a request doing the work (a retry storm) waits
+# this long for the stored answer before answering 409 request_in_progress: the work is
+# one queued transaction, and 20 s keeps the answer inside a mobile client's 30 s timeout.
+IDEMPOTENCY_ANSWER_WAIT_SECONDS = 20.0

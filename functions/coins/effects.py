@@ -2,9 +2,12 @@
 wallet statistics and the vault's aggregates. (What people hear about an entry, and the
 escrow timers, are the outbox's: coins.notify.)
 
-Events are delivered at least once. The effects are written in one transaction together
-with a marker `ledger_effects/{entryId}`, so a redelivered event changes nothing. A
-transient failure raises, so that Eventarc delivers again.
+Events are delivered at least once, and some never are (a trigger whose retries ran out,
+or that was down): the entry's marker `ledger_effects/{entryId}` is written pending in
+the entry's own commit, and the scheduled repair (coins.repair) applies what is still
+pending after a while, through `apply` too. The effects are written in one transaction
+together with the applied marker, so a redelivered event or a repair after the trigger
+changes nothing. A transient failure raises, so that Eventarc delivers again.
 
 An effect that can never be applied (an entry with malformed data, or naming an id
 Firestore refuses) must not fail the event forever, nor be lost: the others are
@@ -55,7 +58,7 @@ def class_balances(balances: postings.Balances) -> dict[str, dict[str, int]]:
 def apply(db: Store, entry_id: str) -> bool:
     """Applies the effects of one entry once. Returns False if they were applied before."""
     marker = store.effects_marker(entry_id)
-    if db.get(marker) is not None:
+    if is_applied(db.get(marker)):
         return False
     entry = db.get(store.entry(entry_id))
     if entry is None:
@@ -76,6 +79,11 @@ def apply(db: Store, entry_id: str) -> bool:
     return applied
 
 
+def is_applied(marker: Mapping[str, Any] | None) -> bool:
+    """Whether an effects marker says the effects were applied (not merely pending)."""
+    return marker is not None and "applied_at" in marker
+
+
 def _commit(db: Store, entry: Mapping[str, Any], effects: list[Effect], failures: list[dict[str, str]]) -> bool:
     entry_id = entry["id"]
     marker = store.effects_marker(entry_id)
@@ -83,13 +91,13 @@ def _commit(db: Store, entry: Mapping[str, Any], effects: list[Effect], failures
     def operation(reader: ledger.Reader) -> ledger.Plan:
         # Through the one transaction module: no money moves, but its retry with backoff
         # keeps concurrent deliveries from livelocking on the shared shards.
-        if reader.get(marker) is not None:
+        if is_applied(reader.get(marker)):
             return ledger.Plan(entry=None, respond=lambda outcome: ledger.Response(200, {"applied": False}))
         documents: dict[Doc, Mapping[str, Any]] = {}
         for effect in effects:
             documents.update(effect.writes)
         documents[marker] = {"entry_id": entry_id, "type": entry.get("type"), "applied_at": reader.now,
-                             "failed": [failure["effect"] for failure in failures]}
+                             "failed": [failure["effect"] for failure in failures], "pending_since": None}
         if failures:
             documents[store.effect_failure(entry_id)] = {
                 "source": "ledger", "id": entry_id, "type": entry.get("type"), "failures": failures, "at": reader.now,

@@ -5,28 +5,46 @@ the response). It is deleted by a TTL policy on `expires_at` (firestore.indexes.
 an expired record that TTL has not removed yet counts as absent.
 
 Work done in one transaction (every operation without an outside call) reads the record
-in that transaction and writes the response in the same commit (`ledger.execute`): of
-concurrent requests with one key, one commits and the others, conflicting on the record,
-retry and find its response. Work that spans an outside call (a gateway) claims the key
-first with a plain create, so that the others answer at once while it runs (409
-request_in_progress), and stores the response with its last step. A lease is a claim
-that is never answered, only given back: one settlement of a purchase at a time.
+in that transaction and writes the response in the same commit (`ledger.execute`'s fast
+path: one round trip). Concurrent requests with one key conflict there; re-running the
+same transaction against the same record until one wins would livelock a retry storm,
+so an attempt that aborted claims the key instead (`claimed`): the first to create the
+record owns it as a lease and does the work, the others read the record with plain
+reads (no locks) until it holds the answer, and answer 409 request_in_progress only if
+the owner has not answered after a bounded wait. An owner that died loses its lease
+when `locked_until` passes. Work that spans an outside call (a gateway) claims the key
+first, so that the others answer at once while it runs, and stores the response with
+its last step. A lease is a claim that is never answered, only given back: one
+settlement of a purchase at a time, and a turn in a `queue` on a contended document.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from . import config, errors, logs, store
+from . import backoff, config, errors, logs, store
 from .store import Store, Write
 
 IN_PROGRESS, DONE = "in_progress", "done"
+# A request that waits for another's answer (or its turn in a queue) reads the record
+# again after 10-20 ms at first, doubling to 50-100 ms: quick to notice the answer,
+# without a reader of every waiter hammering the emulator's two cores.
+ANSWER_POLL_BASE_SECONDS = 0.02
+ANSWER_POLL_CAP_SECONDS = 0.1
+# Queue leases (`queue`) order transactions that contended on one document. A holder
+# runs one transaction (milliseconds; a few seconds when a newcomer collides with it on
+# the emulator), so 10 s is long past any live holder, and a dead one holds up the
+# queue no longer than that.
+QUEUE_SCOPE = "queue"
+QUEUE_LEASE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -68,11 +86,13 @@ class Claim:
 
 
 @contextlib.contextmanager
-def claimed(db: Store, idempotency: Idempotency, now: datetime) -> Iterator[Claim | Response]:
-    """Claims the key for the block, or yields the answer already known for it. A claim
-    that no response settled is given back when the block ends (after a failure), so a
-    retry with the same key can run; the lease runs out anyway if that fails too."""
-    answer = claim(db, idempotency, now)
+def claimed(db: Store, idempotency: Idempotency, now: datetime, *, wait_seconds: float = 0.0,
+            sleep: Callable[[float], None] = time.sleep) -> Iterator[Claim | Response]:
+    """Claims the key for the block, or yields the answer already known for it (waiting
+    up to `wait_seconds` for a request that holds it). A claim that no response settled
+    is given back when the block ends (after a failure), so a retry with the same key
+    can run; the lease runs out anyway if that fails too."""
+    answer = claim(db, idempotency, now, wait_seconds=wait_seconds, sleep=sleep)
     if isinstance(answer, Response):
         yield answer
         return
@@ -99,31 +119,89 @@ def lease(db: Store, scope: str, name: str, now: datetime) -> Iterator[bool]:
         release(db, taken)
 
 
-def claim(db: Store, idempotency: Idempotency, now: datetime) -> Claim | Response:
-    """Claims the key, or answers for it (see the module doc)."""
+@contextlib.contextmanager
+def queue(db: Store, docs: Iterable[store.Doc], *, sleep: Callable[[float], None] = time.sleep) -> Iterator[None]:
+    """Waits in turn for short leases on `docs` (the documents a transaction contended
+    on) and holds them for the block, so that requests that collided on one wallet take
+    turns instead of aborting each other. Leases are taken in path order, so two waiting
+    requests never wait on each other in a cycle. They only order the work: the
+    transaction inside still guarantees it, so a lease that runs out (a holder that
+    died) or a wait that runs out lets a request go ahead unqueued."""
+    held: list[Claim] = []
+    try:
+        for doc in sorted(set(docs), key=str):
+            try:
+                taken = claim(db, Idempotency(QUEUE_SCOPE, str(doc), None), _now(), lease_seconds=QUEUE_LEASE_SECONDS,
+                              wait_seconds=QUEUE_LEASE_SECONDS, sleep=sleep)
+            except (errors.RequestInProgress, errors.Unavailable):
+                logs.warning("went ahead of a queue that did not move", doc=str(doc))
+                continue
+            assert isinstance(taken, Claim), "a queue lease is never answered"
+            held.append(taken)
+        yield
+    finally:
+        for taken in reversed(held):
+            release(db, taken)
+
+
+def claim(db: Store, idempotency: Idempotency, now: datetime, *, lease_seconds: float = config.IDEMPOTENCY_LEASE_SECONDS,
+          wait_seconds: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> Claim | Response:
+    """Claims the key with a plain create, or answers for it (see the module doc). A key
+    that another request holds is 409 request_in_progress at once, or, with
+    `wait_seconds`, once that request has not answered for so long; meanwhile the record
+    is read with plain reads, which take no locks. A record that lapsed (its holder died)
+    is cleared and competed for again."""
     owner = uuid.uuid4().hex
-    record = {
+    waiting_until = time.monotonic() + wait_seconds
+    giving_up_at = time.monotonic() + config.TRANSACTION_DEADLINE_SECONDS
+    for attempt in range(1, config.TRANSACTION_ATTEMPTS_MAX + 1):
+        try:
+            if db.create(idempotency.doc, _claimed_record(idempotency, owner, now, lease_seconds)):
+                return Claim(idempotency, owner)
+        except store.Contention:
+            pass  # a transaction is reading the record; what it holds is read below
+        for polls in itertools.count(1):
+            existing, version = db.get_versioned(idempotency.doc)
+            try:
+                answer = stored_answer(existing, idempotency, now)
+                break
+            except errors.RequestInProgress:
+                if time.monotonic() >= waiting_until:
+                    raise
+                sleep(backoff.delay_seconds(polls, base_seconds=ANSWER_POLL_BASE_SECONDS,
+                                            cap_seconds=ANSWER_POLL_CAP_SECONDS, floor=0.5))
+                now = _now()
+        if answer is not None:
+            return answer
+        if existing is not None:
+            # Clear an expired record or a crashed request's claim, unless someone else
+            # changed it since we read it; then compete for the key with a create again.
+            db.delete_if_unchanged(idempotency.doc, version)
+        elif attempt > 1:
+            if time.monotonic() >= giving_up_at:
+                break
+            # Absent, yet the create contended: transactions that read the key have not
+            # finished; let them.
+            sleep(backoff.delay_seconds(attempt - 1, base_seconds=config.TRANSACTION_BACKOFF_BASE_SECONDS,
+                                        cap_seconds=config.TRANSACTION_BACKOFF_CAP_SECONDS))
+        now = _now()
+    raise errors.Unavailable()
+
+
+def _claimed_record(idempotency: Idempotency, owner: str, now: datetime, lease_seconds: float) -> dict[str, Any]:
+    return {
         "scope": idempotency.scope,
         "fingerprint": idempotency.fingerprint,
         "state": IN_PROGRESS,
         "owner": owner,
-        "locked_until": now + timedelta(seconds=config.IDEMPOTENCY_LEASE_SECONDS),
+        "locked_until": now + timedelta(seconds=lease_seconds),
         "created_at": now,
         "expires_at": now + timedelta(seconds=config.IDEMPOTENCY_TTL_SECONDS),
     }
-    for _ in range(config.TRANSACTION_ATTEMPTS_MAX):
-        if db.create(idempotency.doc, record):
-            return Claim(idempotency, owner)
-        existing, version = db.get_versioned(idempotency.doc)
-        if existing is None:
-            continue  # released between our create and our read
-        answer = stored_answer(existing, idempotency, now)
-        if answer is not None:
-            return answer
-        # Clear an expired record or a crashed request's claim, unless someone else
-        # changed it since we read it; then compete for the key with a create again.
-        db.delete_if_unchanged(idempotency.doc, version)
-    raise errors.Unavailable()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def stored_answer(record: Mapping[str, Any] | None, idempotency: Idempotency, now: datetime) -> Response | None:

@@ -1,13 +1,15 @@
 """THE transaction module: every balance change in GUILD Coins goes through `execute`.
 
-One call runs one Firestore transaction (retried as a whole on contention) that:
+One call runs one Firestore transaction (queued and retried as a whole on contention,
+see `execute`) that:
 1. reads the request's idempotency record (replaying a stored answer, or, for work that
    holds a claim around a gateway call, checking the claim is still ours), then every
    document it will change (all reads first);
 2. asks the operation what to do (pure, from what was read) and validates it: postings
    balance per tier, no user or hold account ends below zero in any tier;
-3. writes the accounts, the journal entry, the business documents and the idempotency
-   record holding the response, all in the same commit.
+3. writes the accounts, the journal entry, the business documents, the outbox events,
+   the entry's pending effects marker and the idempotency record holding the response,
+   all in the same commit.
 
 Writes that move no money (a dispute, a KYC decision, the trigger's effects) go through
 here too, as plans without an entry: they get the same retry with backoff and the same
@@ -58,8 +60,10 @@ class Event:
     facts: Mapping[str, Any] = field(default_factory=dict)
 
     def document(self, event_id: str, *, actor: str, now: datetime, entry_id: str | None = None) -> dict[str, Any]:
-        """As kept in `outbox/{event_id}`."""
-        return {"id": event_id, "kind": self.kind, "facts": dict(self.facts), "entry_id": entry_id, "actor": actor, "at": now}
+        """As kept in `outbox/{event_id}`; `pending_since` is cleared once it is
+        delivered, so that the repair finds what no trigger delivered (coins.repair)."""
+        return {"id": event_id, "kind": self.kind, "facts": dict(self.facts), "entry_id": entry_id, "actor": actor, "at": now,
+                "pending_since": now}
 
 
 @dataclass(frozen=True)
@@ -87,40 +91,39 @@ def execute(
     answers: bool = True,
     clock: Callable[[], datetime] = now_utc,
     sleep: Callable[[float], None] = time.sleep,
+    answer_wait_seconds: float = config.IDEMPOTENCY_ANSWER_WAIT_SECONDS,
 ) -> Response:
-    """Runs `operation` in one transaction, retried on contention; see the module doc.
+    """Runs `operation` in one transaction; see the module doc.
 
-    With an idempotency key, the key's record is read in the same transaction and the
-    response written in the same commit as the work: one round trip, and concurrent
-    requests with the key conflict on the record, so one does the work and the others
-    return its response. A domain error raised by the operation is stored too (a replay
-    gets the same 4xx) and then raised. Work that spans an outside call (a payment
-    gateway) holds the claim itself (`idempotency.claimed`) and passes it to each
-    `execute` of its steps: every step checks the claim is still ours and stores a
-    refusal as the answer; the step that ends the work stores its response too, the
-    others pass `answers=False`.
+    The fast path is one attempt: with an idempotency key, the key's record is read in
+    the same transaction and the response written in the same commit as the work. An
+    attempt that aborts on contention is not simply re-run (concurrent requests would
+    keep aborting each other): the request queues. With a key, it claims the key first
+    (`idempotency.claimed`), so that of a storm of requests with one key one does the
+    work and the others wait for its stored answer; then it waits its turn for the
+    documents the aborted attempt read (`idempotency.queue`), and runs the transaction
+    again, with backoff, until it commits or the deadline passes (503, nothing done).
+
+    A domain error raised by the operation is stored too (a replay gets the same 4xx)
+    and then raised. Work that spans an outside call (a payment gateway) holds the claim
+    itself (`idempotency.claimed`) and passes it to each `execute` of its steps: every
+    step checks the claim is still ours and stores a refusal as the answer; the step
+    that ends the work stores its response too, the others pass `answers=False`.
     """
     assert idempotency is None or claim is None, "give the key or a claim on it, not both"
     entry_id = store.new_id()
     deadline = time.monotonic() + config.TRANSACTION_DEADLINE_SECONDS
-    for attempt in range(config.TRANSACTION_ATTEMPTS_MAX):
-        if attempt > 0:
-            if time.monotonic() > deadline:
-                break
-            sleep(backoff.delay_seconds(attempt, base_seconds=config.TRANSACTION_BACKOFF_BASE_SECONDS,
-                                        cap_seconds=config.TRANSACTION_BACKOFF_CAP_SECONDS))
+
+    def attempt(key: Idempotency | None, held: Claim | None) -> Response:
         now = clock()
         try:
-            result, entry = db.attempt(lambda reader: _work(reader, operation, idempotency, claim, answers, actor, now),
+            result, entry = db.attempt(lambda reader: _work(reader, operation, key, held, answers, actor, now),
                                        now=now, entry_id=entry_id)
-        except store.Contention as contention:
-            logs.info("transaction aborted", attempt=attempt, at=contention.at, reason=contention.reason)
-            continue
         except store.Refused as refused:
             logs.error("firestore refused a write", actor=actor, reason=str(refused))
             raise errors.Unstorable() from None
-        if claim is not None and (answers or isinstance(result, errors.CoinsError)):
-            claim.settled = True
+        if held is not None and (answers or isinstance(result, errors.CoinsError)):
+            held.settled = True
         if entry is not None:
             # After the commit, so that a logged movement is one that happened.
             logs.info("ledger entry", entry_id=entry_id, entry_type=entry.type, actor=actor,
@@ -128,9 +131,42 @@ def execute(
         if isinstance(result, errors.CoinsError):
             raise result
         return result
-    logs.warning("transaction contention exhausted", attempts=attempt + 1, actor=actor)
-    raise errors.Unavailable()
 
+    try:
+        return attempt(idempotency, claim)
+    except store.Contention as contention:
+        logs.info("transaction aborted; queueing", at=contention.at, reason=contention.reason)
+        contended = contention.docs
+    except _KeyHeld:
+        contended = ()  # another request queued with this key: wait for its answer
+    if idempotency is None:
+        return _queued(db, lambda: attempt(None, claim), contended, actor, deadline, sleep)
+    with keys.claimed(db, idempotency, clock(), wait_seconds=answer_wait_seconds, sleep=sleep) as held:
+        if isinstance(held, Response):
+            return held
+        return _queued(db, lambda: attempt(None, held), contended, actor, deadline, sleep)
+
+
+class _KeyHeld(Exception):
+    """The fast path found the key claimed by a request that queued."""
+
+
+def _queued(db: Store, attempt: Callable[[], Response], contended: tuple[Doc, ...], actor: str, deadline: float,
+            sleep: Callable[[float], None]) -> Response:
+    """Attempts after contention: in turn on the contended documents (the key records
+    are the claim's business), with backoff, until the deadline."""
+    with keys.queue(db, [doc for doc in contended if doc.collection != store.IDEMPOTENCY], sleep=sleep):
+        for number in range(1, config.TRANSACTION_ATTEMPTS_MAX):
+            try:
+                return attempt()
+            except store.Contention as contention:
+                logs.info("transaction aborted", attempt=number, at=contention.at, reason=contention.reason)
+            if time.monotonic() > deadline:
+                break
+            sleep(backoff.delay_seconds(number, base_seconds=config.TRANSACTION_BACKOFF_BASE_SECONDS,
+                                        cap_seconds=config.TRANSACTION_BACKOFF_CAP_SECONDS))
+    logs.warning("transaction contention exhausted", attempts=number + 1, actor=actor)
+    raise errors.Unavailable()
 
 
 def _work(reader: Reader, operation: Operation, idempotency: Idempotency | None, claim: Claim | None, answers: bool,
@@ -142,7 +178,10 @@ def _work(reader: Reader, operation: Operation, idempotency: Idempotency | None,
             raise errors.RequestInProgress()
         idempotency = claim.idempotency
     elif idempotency is not None:
-        known = keys.stored_answer(reader.get(idempotency.doc), idempotency, now)
+        try:
+            known = keys.stored_answer(reader.get(idempotency.doc), idempotency, now)
+        except errors.RequestInProgress:
+            raise _KeyHeld() from None
         if known is not None:
             return {}, (known, None)  # a replay: nothing written
     answering = idempotency is not None and (claim is None or answers)
@@ -157,6 +196,12 @@ def _work(reader: Reader, operation: Operation, idempotency: Idempotency | None,
     if answering:
         writes.update(keys.answered(idempotency, response, now))
     return writes, (response, plan.entry)
+
+
+def effects_pending(entry_id: str, entry_type: str, now: datetime) -> dict[str, Any]:
+    """The marker of an entry whose effects are not applied yet (coins.effects replaces
+    it with the applied one; coins.repair finds it by `pending_since`)."""
+    return {"entry_id": entry_id, "type": entry_type, "pending_since": now}
 
 
 def _writes(reader: Reader, plan: Plan, actor: str, now: datetime) -> tuple[dict[Doc, Write], Outcome]:
@@ -218,4 +263,6 @@ def _writes(reader: Reader, plan: Plan, actor: str, now: datetime) -> tuple[dict
         },
         merge=False,
     )
+    # The entry's effects marker, pending until the trigger (or the repair) applies them.
+    writes[store.effects_marker(reader.entry_id)] = Write(effects_pending(reader.entry_id, entry.type, now), merge=False)
     return writes, Outcome(entry_id=reader.entry_id, wallets=wallets_after)

@@ -4,7 +4,9 @@ in the app's `notifications` collection (in the app's schema and the reader's la
 a push to their devices through Expo, and, for escrow events, our escrow written onto
 the app's job.
 
-Events are delivered at least once. Timers are Cloud Tasks named after the escrow and
+Events are delivered at least once: by the trigger, and for an event no trigger
+delivered (`pending_since` still set after a while), by the scheduled repair
+(coins.repair), through `deliver` too. Timers are Cloud Tasks named after the escrow and
 its state version (scheduling one twice, or cancelling one that ran, is a no-op), set
 first: they matter most. Notification documents have deterministic ids
 (event id + user id) and are created only if absent; the job gets values computed from
@@ -60,7 +62,7 @@ def deliver(db: Store, app_db: AppDb, push: ExpoPush | None, scheduler, event_id
     if failures:
         db.set(store.effect_failure(event_id), {"source": "outbox", "id": event_id, "type": event["kind"], "failures": failures, "at": now})
         logs.error("outbox effects failed", event_id=event_id, kind=event["kind"], failures=failures)
-    db.set(store.outbox(event_id), {"delivered_at": now, "pushes": len(messages)}, merge=True)
+    db.set(store.outbox(event_id), {"delivered_at": now, "pushes": len(messages), "pending_since": None}, merge=True)
     logs.info("outbox event delivered", event_id=event_id, kind=event["kind"], pushes=len(messages))
     return True
 
@@ -98,9 +100,13 @@ def handle_event(db: Store, app_db: AppDb, push_factory, scheduler_factory, data
     except Exception as error:  # noqa: BLE001 - a malformed event is dropped, loudly
         logs.error("outbox trigger got an event it cannot read", error=type(error).__name__)
         return False
+    return deliver(db, app_db, pusher(push_factory), scheduler_factory(), event_id)
+
+
+def pusher(push_factory) -> ExpoPush | None:
+    """Expo's client, or None where push is not configured (notifications only)."""
     try:
-        push = push_factory()
+        return push_factory()
     except errors.Unavailable as error:
         logs.warning("push is not configured; notifications only", reason=error.message)
-        push = None
-    return deliver(db, app_db, push, scheduler_factory(), event_id)
+        return None

@@ -9,18 +9,20 @@ refunded; nothing once finished)
 and its document's coins equal its replay; every paid purchase has exactly one issue
 entry (so does a refunded one: a refund retires coins, it does not un-issue them) and no
 other purchase has any; the vault's derived balances (treasury, platform
-fees, ...) equal the ledger's; and no entry has effects the trigger could not apply.
+fees, ...) equal the ledger's; no entry has effects the trigger could not apply; and
+nothing a trigger should have done (an entry's effects, an outbox event's deliveries)
+has been pending so long that the repair (coins.repair) must have failed at it.
 The tests run the same checks, without the vault, after every test that moves money.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from . import catalog, config, effects, ledger, logs, postings, store
+from . import catalog, config, effects, ledger, logs, postings, repair, store
 from .domain import Account, EntryType, EventKind, PurchaseStatus, RefundStatus
-from .store import Store
+from .store import Store, Where
 from .escrow import OPEN as OPEN_ESCROW
 from .escrow import held_dirhams
 from .withdrawals import OPEN as OPEN_WITHDRAWAL
@@ -44,19 +46,21 @@ def replay(db: Store, visit: Callable[[dict[str, Any]], None] | None = None) -> 
 
 
 def run(db: Store, *, vault: bool = True, now: datetime | None = None) -> dict[str, Any]:
-    """The report: `{"ok", "checked", "problems", "pending_effects"}`. `vault=False`
-    leaves out what the trigger derives (the vault, failed effects), which lags behind
-    the ledger.
+    """The report: `{"ok", "checked", "problems", "pending_effects", "pending_outbox"}`.
+    `vault=False` leaves out what the triggers derive (the vault, failed effects, the
+    outbox), which lags behind the ledger.
 
     The vault is compared with the replay of the entries the trigger has applied (their
     markers, written in the same transaction as their increments), so an entry whose
     effects are still on their way is no false alarm: it is counted in
-    `pending_effects` (how many, and the oldest's age), and only an entry pending longer
-    than EFFECTS_PENDING_LIMIT_SECONDS (the trigger is failing) is a problem."""
+    `pending_effects` (how many, and the oldest's age), as undelivered outbox events are
+    in `pending_outbox`. Only what has been pending past the repair's age and
+    REPAIR_RUNS_BEFORE_A_PROBLEM of its runs is a problem (`effects_stalled`,
+    `outbox_stalled`), with the reason the repair gave, if it tried."""
     now = now or ledger.now_utc()
     issues_by_purchase: dict[str, int] = {}
     checked = {"entries": 0, "wallets": 0, "escrows": 0, "withdrawals": 0, "purchase_refunds": 0, "purchases": 0}
-    applied_ids = {marker["entry_id"] for marker in db.scan(store.EFFECTS)} if vault else set()
+    applied_ids = {marker["entry_id"] for marker in db.scan(store.EFFECTS) if effects.is_applied(marker)} if vault else set()
     applied: postings.Balances = {}
     pending: list[datetime] = []
 
@@ -112,11 +116,46 @@ def run(db: Store, *, vault: bool = True, now: datetime | None = None) -> dict[s
         problems.extend(_vault_problems(db, {account: catalog.normalize(tiers) for account, tiers in applied.items()}))
         for failure in db.scan(store.EFFECT_FAILURES):
             problems.append({"kind": "effects_failed", "source": failure["source"], "id": failure["id"], "failures": failure["failures"]})
-        oldest = (now - min(pending)).total_seconds() if pending else 0.0
-        report["pending_effects"] = {"count": len(pending), "oldest_age_seconds": round(oldest, 1)}
-        if oldest > config.EFFECTS_PENDING_LIMIT_SECONDS:
-            problems.append({"kind": "effects_stalled", "pending": len(pending), "oldest_age_seconds": round(oldest, 1)})
+        settings = config.settings()
+        report["pending_effects"] = _age({"count": len(pending)}, min(pending, default=None), now)
+        limit = stall_limit_seconds(settings.effects_repair_after_seconds)
+        stalled = [moment for moment in pending if (now - moment).total_seconds() > limit]
+        if stalled:
+            problems.append(_age({"kind": "effects_stalled", "pending": len(stalled),
+                                  "reasons": _reasons(db, store.EFFECTS, now, limit)}, min(stalled), now))
+        outbox = db.count(store.OUTBOX, (Where("pending_since", ">", EPOCH),))
+        oldest_event = repair.pending(db, store.OUTBOX, before=now, limit=1)
+        report["pending_outbox"] = _age({"count": outbox}, oldest_event[0]["pending_since"] if oldest_event else None, now)
+        limit = stall_limit_seconds(settings.outbox_repair_after_seconds)
+        if report["pending_outbox"]["oldest_age_seconds"] > limit:
+            problems.append(_age({"kind": "outbox_stalled",
+                                  "pending": db.count(store.OUTBOX, (Where("pending_since", "<", now - timedelta(seconds=limit)),)),
+                                  "reasons": _reasons(db, store.OUTBOX, now, limit)}, oldest_event[0]["pending_since"], now))
     return {"ok": not problems, "checked": checked, "problems": problems, **report}
+
+
+# Timestamps are all after this; `pending_since > EPOCH` is "pending since any time".
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# A stalled problem names the reasons of this many of the oldest.
+STALLED_REASONS_MAX = 20
+
+
+def stall_limit_seconds(repair_after_seconds: int) -> int:
+    """How long something may be pending before it is a problem: the repair's age and
+    REPAIR_RUNS_BEFORE_A_PROBLEM of its runs."""
+    return repair_after_seconds + config.REPAIR_RUNS_BEFORE_A_PROBLEM * config.REPAIR_INTERVAL_SECONDS
+
+
+def _age(counts: dict[str, Any], oldest: datetime | None, now: datetime) -> dict[str, Any]:
+    return {**counts, "oldest_age_seconds": round((now - oldest).total_seconds(), 1) if oldest else 0.0}
+
+
+def _reasons(db: Store, collection: str, now: datetime, limit_seconds: int) -> list[dict[str, str]]:
+    """Why the oldest stalled ones are still pending: what the repair said, if it tried."""
+    stalled = repair.pending(db, collection, before=now - timedelta(seconds=limit_seconds), limit=STALLED_REASONS_MAX)
+    return [{"id": document.get("entry_id") or document["id"],
+             "reason": document.get("repair_error") or "the repair has not tried it: is the repair job running?"}
+            for document in stalled]
 
 
 def _vault_problems(db: Store, balances: postings.Balances) -> list[dict[str, Any]]:

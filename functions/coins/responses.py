@@ -264,7 +264,9 @@ class UserView(Model):
     limits: Limits
 
 
-class PendingEffects(Model):
+class Pending(Model):
+    """What the triggers have not done yet: how many, and how long the oldest has waited."""
+
     count: int
     oldest_age_seconds: float
 
@@ -273,7 +275,8 @@ class Reconciliation(Model):
     ok: bool
     checked: dict[str, int]
     problems: list[dict[str, Any]]
-    pending_effects: PendingEffects
+    pending_effects: Pending
+    pending_outbox: Pending
 
 
 # The error envelope every 4xx and 5xx carries.

@@ -188,12 +188,15 @@ class Write:
 
 
 class Contention(Exception):
-    """A transaction attempt aborted on a lock another one holds; retry it."""
+    """A write or a transaction attempt aborted on a lock another transaction holds;
+    retry it. `docs` are the documents the attempt read or was reading, the candidates
+    for what it contended on."""
 
-    def __init__(self, at: str, reason: str) -> None:
+    def __init__(self, at: str, reason: str, docs: tuple["Doc", ...] = ()) -> None:
         super().__init__(f"{at}: {reason}")
         self.at = at
         self.reason = reason
+        self.docs = docs
 
 
 class Refused(Exception):
@@ -220,10 +223,14 @@ class Reader:
         # The id the journal entry will have, for business documents that refer to it.
         self.entry_id = entry_id
         self._read: dict[Doc, dict[str, Any] | None] = {}
+        # Every document this attempt read or began to read, in order: what an aborted
+        # attempt may have contended on.
+        self.touched: list[Doc] = []
 
     def get(self, doc: Doc) -> dict[str, Any] | None:
         """A document (None if missing), read once per attempt. Do not mutate."""
         if doc not in self._read:
+            self.touched.append(doc)
             snapshot = self._store._ref(doc).get(transaction=self._transaction)
             self._read[doc] = snapshot.to_dict() if snapshot.exists else None
         return self._read[doc]
@@ -284,14 +291,18 @@ class Store:
         return (snapshot.to_dict(), snapshot.update_time) if snapshot.exists else (None, None)
 
     def create(self, doc: Doc, data: Mapping[str, Any]) -> bool:
-        """Creates the document; False if it exists already."""
+        """Creates the document; False if it exists already. Raises Contention when a
+        transaction that read the document held it past the lock timeout (which the
+        client library reports as a Conflict too: it is not "exists")."""
         from google.api_core import exceptions
 
         try:
             self._ref(doc).create(_encode(data))
             return True
-        except exceptions.Conflict:
+        except exceptions.AlreadyExists:
             return False
+        except exceptions.Aborted as error:
+            raise Contention("create", str(error)[:120], (doc,)) from None
 
     def set(self, doc: Doc, data: Mapping[str, Any], *, merge: bool = False) -> None:
         self._ref(doc).set(_encode(data), merge=merge)
@@ -322,9 +333,12 @@ class Store:
         from google.api_core import exceptions
         from google.cloud import firestore
 
+        readers: list[Reader] = []
+
         @firestore.transactional
         def body(transaction):
-            writes, result = work(Reader(self, transaction, now, entry_id))
+            readers.append(Reader(self, transaction, now, entry_id))
+            writes, result = work(readers[-1])
             for doc, write in writes.items():
                 transaction.set(self._ref(doc), _encode(write.data), merge=write.merge)
             return result
@@ -335,12 +349,12 @@ class Store:
             raise Refused(str(error)[:200]) from None
         except exceptions.Aborted as error:
             # A read waited too long for a lock another transaction holds.
-            raise Contention("read", str(error)[:120]) from None
+            raise Contention("read", str(error)[:120], _touched(readers)) from None
         except ValueError as error:
             # A single-attempt commit that aborted is reported as ValueError from Aborted.
             if not isinstance(error.__cause__, exceptions.Aborted):
                 raise
-            raise Contention("commit", str(error.__cause__)[:120]) from None
+            raise Contention("commit", str(error.__cause__)[:120], _touched(readers)) from None
 
     # Queries.
 
@@ -360,6 +374,11 @@ class Store:
             query = query.limit(limit)
         for snapshot in query.stream():
             yield snapshot.to_dict()
+
+    def count(self, collection: str, where: tuple[Where, ...] = ()) -> int:
+        """How many documents of a top-level collection match every filter (an
+        aggregation: the documents themselves are not read)."""
+        return int(self._query(collection, where).count().get()[0][0].value)
 
     def scan(self, collection: str) -> Iterator[dict[str, Any]]:
         """Every document of a top-level collection, read in pages by id."""
@@ -417,6 +436,10 @@ class Store:
         for condition in where:
             query = query.where(filter=firestore.FieldFilter(condition.field, condition.op, condition.value))
         return query
+
+
+def _touched(readers: list[Reader]) -> tuple[Doc, ...]:
+    return tuple(readers[-1].touched) if readers else ()
 
 
 def _encode(data: Mapping[str, Any]) -> dict[str, Any]:

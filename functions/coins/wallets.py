@@ -29,12 +29,18 @@ def render_wallet(wallet: Mapping[str, Any]) -> dict[str, Any]:
 def get_wallet(db: Store, uid: str) -> dict[str, Any]:
     """The caller's wallet, created empty on first read. A plain create, outside the
     ledger: an empty wallet holds no coins, and a concurrent first read or first payment
-    that created it first wins."""
+    that created it first wins. A create held up by a transaction that is creating the
+    wallet right now answers the empty wallet: the read comes before that commit."""
     wallet = db.get(store.wallet(uid))
-    if wallet is None:
-        db.create(store.wallet(uid), new_wallet(uid, ledger.now_utc()))
-        wallet = db.get(store.wallet(uid))
-    return render_wallet(wallet)
+    if wallet is not None:
+        return render_wallet(wallet)
+    empty = new_wallet(uid, ledger.now_utc())
+    try:
+        if db.create(store.wallet(uid), empty):
+            return render_wallet(empty)
+    except store.Contention:
+        return render_wallet(empty)
+    return render_wallet(db.get(store.wallet(uid)) or empty)
 
 
 def list_transactions(db: Store, uid: str, *, limit: int, cursor: str | None, entry_type: EntryType | None) -> dict[str, Any]:

@@ -354,10 +354,11 @@ async function vault() {
     el("h3", { text: "Reconciliation" }), report,
     actionButton("Run reconciliation", async () => {
       const r = await api("GET", "/api/admin/coins/reconciliation");
-      const pending = r.pending_effects || { count: 0, oldest_age_seconds: 0 };
+      const effects = r.pending_effects, outbox = r.pending_outbox;
       report.replaceChildren(...[
         el("p", { class: r.ok ? "ok" : "bad", text: r.ok ? "OK: every coin accounted for." : `${r.problems.length} problem(s)` }),
-        el("p", { class: "hint", text: `${r.checked.entries} entries checked; ${pending.count} with effects still on their way (oldest ${pending.oldest_age_seconds} s).` }),
+        el("p", { class: "hint", text: `${r.checked.entries} entries checked; ${effects.count} with effects still on their way (oldest ${effects.oldest_age_seconds} s).` }),
+        el("p", { class: "hint", text: `${outbox.count} events not yet delivered to the app (oldest ${outbox.oldest_age_seconds} s); the repair delivers what no trigger did after 10 minutes.` }),
         r.ok ? null : el("pre", { text: JSON.stringify(r.problems.slice(0, 50), null, 2) }),
       ].filter(Boolean));
     }, { after: null }));

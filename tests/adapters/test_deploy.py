@@ -71,7 +71,7 @@ def test_only_the_scheduler_and_task_targets_are_private_and_only_the_invoker_ma
         assert ("--no-allow-unauthenticated" if private else "--allow-unauthenticated") in argv, name
         assert (name in bindings) == private, name
     scheduled = {re.sub("^coins-", "", argv[5]) for argv in dry_run if argv[:5] == ["gcloud", "scheduler", "jobs", "create", "http"]}
-    assert scheduled == {"purchases_reconcile", "escrows_sweep", "reconcile_daily"}
+    assert scheduled == {"purchases_reconcile", "escrows_sweep", "coins_repair", "reconcile_daily"}
     assert scheduled < bindings and "escrow_timer" in bindings
 
 

@@ -133,7 +133,9 @@ def test_the_vault_and_a_reconciliation(page, stack):
     page.get_by_role("button", name="Run reconciliation").click()
     page.wait_for_selector("p.ok, p.bad")
     assert page.locator("p.ok").inner_text().startswith("OK")
-    assert "null" not in page.locator("#page").inner_text()
+    text = page.locator("#page").inner_text()
+    assert "with effects still on their way" in text and "events not yet delivered to the app" in text
+    assert "null" not in text and "undefined" not in text
 
 
 def test_a_user_lookup(page, stack):

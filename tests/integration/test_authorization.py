@@ -52,6 +52,7 @@ MATRIX = [
      (401, 401, 403, 403, 409)),
     ("escrow_timer", "POST", None, {"escrow_id": "{escrow}", "version": 1}, (401, 401, 401, 401, 401)),
     ("escrows_sweep", "POST", None, None, (401, 401, 401, 401, 401)),
+    ("coins_repair", "POST", None, None, (401, 401, 401, 401, 401)),
     ("admin_kyc_set", "POST", "/api/admin/coins/kyc/{owner}", {"status": "verified"}, (401, 401, 403, 403, 200)),
     # The owner is verified already: it cannot resubmit; the others can.
     ("coins_kyc_submit", "POST", None, {"full_name": "A B", "qid_number": "28412345678", "document_urls": ["https://u.example/id.jpg"]},

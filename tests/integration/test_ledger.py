@@ -61,7 +61,7 @@ def test_an_entry_moves_coins_and_numbers_it_per_wallet(db):
 def test_hot_accounts_are_never_documents(db):
     ledger.execute(db, issue_plan(fresh_id(), {"GRC": 1}), idempotency=None, actor="admin")
     collections = {c.id for c in db.collections()}
-    assert collections == {"wallets", "ledger"}
+    assert collections == {"wallets", "ledger", "ledger_effects"}, "the entry, its wallet and its pending effects marker"
     assert not db.collection("wallets").document("treasury").get().exists
 
 
@@ -131,7 +131,7 @@ def test_a_record_being_worked_on_answers_request_in_progress(db):
     # Another request holds the key (a two-phase operation around a gateway call, say).
     assert isinstance(idempotency.claim(db, key, ledger.now_utc()), idempotency.Claim)
     with pytest.raises(errors.RequestInProgress):
-        ledger.execute(db, issue_plan(fresh_id(), {"GBC": 1}), idempotency=key, actor="a")
+        ledger.execute(db, issue_plan(fresh_id(), {"GBC": 1}), idempotency=key, actor="a", answer_wait_seconds=0.3)
     assert len(list(db.collection("ledger").stream())) == 0
 
 

@@ -33,13 +33,15 @@ def test_a_burst_right_before_a_run_is_ok_with_its_effects_pending(api, db):
     assert done["ok"] and done["pending_effects"] == {"count": 0, "oldest_age_seconds": 0.0}
 
 
-def test_effects_pending_longer_than_the_limit_mean_the_trigger_is_failing(api, db):
+def test_effects_pending_past_the_repair_and_two_of_its_runs_are_a_problem(api, db):
     burst(api, 2)
-    later = ledger.now_utc() + timedelta(seconds=config.EFFECTS_PENDING_LIMIT_SECONDS + 1)
-    report = reconciliation.run(db, now=later)
+    limit = reconciliation.stall_limit_seconds(config.REPAIR_AFTER_SECONDS_DEFAULT)
+    assert limit == 600 + 2 * 15 * 60
+    assert reconciliation.run(db, now=ledger.now_utc() + timedelta(seconds=limit - 60))["ok"], "the repair's to do"
+    report = reconciliation.run(db, now=ledger.now_utc() + timedelta(seconds=limit + 1))
     assert not report["ok"]
-    assert [p["kind"] for p in report["problems"]] == ["effects_stalled"]
-    assert report["problems"][0]["pending"] == 2
+    assert sorted(p["kind"] for p in report["problems"]) == ["effects_stalled", "outbox_stalled"]
+    assert [p["pending"] for p in report["problems"]] == [2, 2]
 
 
 def test_a_vault_shard_edited_behind_the_trigger_s_back_is_a_problem(api, db):
@@ -47,9 +49,13 @@ def test_a_vault_shard_edited_behind_the_trigger_s_back_is_a_problem(api, db):
     for snapshot in db.collection("ledger").stream():
         effects.apply(db, snapshot.id)
     assert reconciliation.run(db)["ok"]
+    from google.cloud import firestore
+
+    # An increment, not a value: whatever the shard holds, it then holds something else.
     shard = db.collection("vault").document("summary").collection("shards").document("0")
-    shard.set({"balances": {"users": {"GBC": 1}}}, merge=True)
+    shard.set({"balances": {"users": {"GBC": firestore.Increment(1)}}}, merge=True)
     report = reconciliation.run(db)
     assert [p["kind"] for p in report["problems"]] == ["vault_differs"]
     assert report["pending_effects"]["count"] == 0
-    shard.set({"balances": {"users": {"GBC": 0}}}, merge=True)  # put back for the check after every test
+    shard.set({"balances": {"users": {"GBC": firestore.Increment(-1)}}}, merge=True)
+    assert reconciliation.run(db)["ok"], "put back as it was"

@@ -1013,8 +1013,11 @@ export interface components {
             /** Payment Reference */
             payment_reference: string;
         };
-        /** PendingEffects */
-        PendingEffects: {
+        /**
+         * Pending
+         * @description What the triggers have not done yet: how many, and how long the oldest has waited.
+         */
+        Pending: {
             /** Count */
             count: number;
             /** Oldest Age Seconds */
@@ -1142,7 +1145,8 @@ export interface components {
             };
             /** Ok */
             ok: boolean;
-            pending_effects: components["schemas"]["PendingEffects"];
+            pending_effects: components["schemas"]["Pending"];
+            pending_outbox: components["schemas"]["Pending"];
             /** Problems */
             problems: {
                 [key: string]: unknown;

@@ -46,7 +46,8 @@ def call(base: str, method: str, path: str, uid: str | None = None, body: Any = 
         response = requests.request(method, base + path, json=body, headers=sent, timeout=timeout)
     except requests.Timeout:
         return Answer("timeout", "", time.perf_counter() - started)
-    except requests.ConnectionError:
+    except requests.RequestException:
+        # Refused, reset, or cut off in the middle of the answer (a process that died).
         return Answer("no answer", "", time.perf_counter() - started)
     return Answer(response.status_code, response.text, time.perf_counter() - started)
 

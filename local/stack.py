@@ -123,7 +123,8 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
     try:
         configure_environment(firestore_address)
         base = f"http://127.0.0.1:{port}"
-        os.environ["LOCAL_SERVICE_SECRET"] = secrets.token_urlsafe(24)
+        # A restarted stack keeps the secret it was given (the crash tier's scheduler).
+        os.environ.setdefault("LOCAL_SERVICE_SECRET", secrets.token_urlsafe(24))
         queue = configure_tasks(base)
         sandbox = start_fatora_sandbox(base, fatora_port)
         expo = start_expo_push(expo_port)

@@ -86,13 +86,13 @@ class Claim:
 
 
 @contextlib.contextmanager
-def claimed(db: Store, idempotency: Idempotency, now: datetime, *, wait_seconds: float = 0.0,
-            sleep: Callable[[float], None] = time.sleep) -> Iterator[Claim | Response]:
+def claimed(db: Store, idempotency: Idempotency, now: datetime, *, lease_seconds: float = config.IDEMPOTENCY_LEASE_SECONDS,
+            wait_seconds: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> Iterator[Claim | Response]:
     """Claims the key for the block, or yields the answer already known for it (waiting
     up to `wait_seconds` for a request that holds it). A claim that no response settled
     is given back when the block ends (after a failure), so a retry with the same key
     can run; the lease runs out anyway if that fails too."""
-    answer = claim(db, idempotency, now, wait_seconds=wait_seconds, sleep=sleep)
+    answer = claim(db, idempotency, now, lease_seconds=lease_seconds, wait_seconds=wait_seconds, sleep=sleep)
     if isinstance(answer, Response):
         yield answer
         return

@@ -141,7 +141,8 @@ def execute(
         contended = ()  # another request queued with this key: wait for its answer
     if idempotency is None:
         return _queued(db, lambda: attempt(None, claim), contended, actor, deadline, sleep)
-    with keys.claimed(db, idempotency, clock(), wait_seconds=answer_wait_seconds, sleep=sleep) as held:
+    with keys.claimed(db, idempotency, clock(), lease_seconds=config.QUEUED_CLAIM_LEASE_SECONDS,
+                      wait_seconds=answer_wait_seconds, sleep=sleep) as held:
         if isinstance(held, Response):
             return held
         return _queued(db, lambda: attempt(None, held), contended, actor, deadline, sleep)

@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) -m bench.ledger
 	$(PY) -m bench.escrow
 	$(PY) -m bench.reconcile
+	$(PY) -m bench.storm
 
 # make deploy PROJECT=<id> REGION=<region> [SITE=...] [ADMIN_UIDS=a,b]; DRY_RUN=1 prints the commands.
 deploy: $(STAMP)

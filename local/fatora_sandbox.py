@@ -128,7 +128,7 @@ class FatoraSandbox:
     def api_url(self) -> str:
         return self.base_url + "/v1"
 
-    def drain(self, timeout_seconds: float = 15.0) -> None:
+    def drain(self, timeout_seconds: float = 90.0) -> None:
         """Waits for webhook deliveries in flight (retries included) to finish."""
         deadline = time.monotonic() + timeout_seconds
         for thread in list(self._deliveries_in_flight):

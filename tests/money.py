@@ -119,7 +119,7 @@ class Api:
         )
 
 
-def wait_for(condition, timeout_seconds: float = 15.0, interval_seconds: float = 0.05):
+def wait_for(condition, timeout_seconds: float = 60.0, interval_seconds: float = 0.05):
     """Polls `condition` until it returns something truthy (for webhooks and tasks, which
     arrive on their own schedule); fails the test at the timeout."""
     import time

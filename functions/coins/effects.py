@@ -89,8 +89,8 @@ def _commit(db: Store, entry: Mapping[str, Any], effects: list[Effect], failures
     marker = store.effects_marker(entry_id)
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
-        # Through the one transaction module: no money moves, but its retry with backoff
-        # keeps concurrent deliveries from livelocking on the shared shards.
+        # Through the one transaction module: no money moves, but its queueing on
+        # contention keeps concurrent deliveries from livelocking on the shared shards.
         if is_applied(reader.get(marker)):
             return ledger.Plan(entry=None, respond=lambda outcome: ledger.Response(200, {"applied": False}))
         documents: dict[Doc, Mapping[str, Any]] = {}

@@ -12,8 +12,8 @@ see `execute`) that:
    all in the same commit.
 
 Writes that move no money (a dispute, a KYC decision, the trigger's effects) go through
-here too, as plans without an entry: they get the same retry with backoff and the same
-idempotency. Accounts and the pure rules of double entry are in `domain` and
+here too, as plans without an entry: they get the same queueing on contention and the
+same idempotency. Accounts and the pure rules of double entry are in `domain` and
 `postings`; idempotency records in `idempotency`; documents in `store`.
 
 The treasury and `platform:fees` are hot and are never documents written here: their

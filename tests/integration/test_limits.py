@@ -4,6 +4,7 @@ replay does not count twice; an admin lifts a user's limits for a while (audited
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
@@ -31,11 +32,13 @@ def refused_by_limit(response, limit):
 
 def test_the_eleventh_purchase_in_a_day_is_429_until_the_first_leaves_the_window(api, db, fatora):
     alice = fresh_id()
+    started = time.monotonic()
     for _ in range(10):
         assert buy(api, alice).status_code == 201
     details = refused_by_limit(buy(api, alice), "purchase")
     assert (details["count_max"], details["used_count"]) == (10, 10)
-    assert 24 * 3600 - 60 < details["retry_after_seconds"] <= 24 * 3600
+    # The first purchase leaves the window 24 h after it was made, however long the rest took.
+    assert 24 * 3600 - (time.monotonic() - started) - 2 <= details["retry_after_seconds"] <= 24 * 3600
     assert len(db.get(store.limits(alice))["purchase"]) == 10, "the refused request is not counted"
 
 

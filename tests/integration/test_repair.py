@@ -11,7 +11,7 @@ import pytest
 from coins import clients, effects, ledger, notify, reconciliation, repair, store
 from tests import factories
 from tests.conftest import SERVICE_HEADERS
-from tests.money import assert_vault_matches_ledger, fresh_id
+from tests.money import assert_vault_matches_ledger
 
 AGE = timedelta(seconds=601)  # past the default repair age of 600 s
 

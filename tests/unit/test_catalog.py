@@ -43,6 +43,7 @@ def test_job_fee_is_ten_percent_on_the_grid_exact_halves_down(amount_qar, fee_qa
     assert catalog.job_fee_dirhams(amount_qar * QAR) == fee_qar * QAR
 
 
+@settings(deadline=None)  # a CPU stall on CI is no failure of the property
 @given(st.integers(min_value=1, max_value=20_000))
 def test_job_fee_is_the_nearest_grid_step_to_ten_percent(steps):
     amount = steps * catalog.GRID_DIRHAMS

@@ -59,6 +59,7 @@ class Faults:
     verify_currency: str | None = None
     verify_mode: str | None = None  # report this mode instead of the account's
     refuse_refunds: bool = False  # answer refunds with FAILURE
+    lose_next_refund_answers: int = 0  # the next N refunds are made, then answered 502 (the answer is lost)
     webhook_copies: int = 1  # send each webhook this many times, concurrently
     webhook_method: str = "GET"  # "GET" (query string), "POST_JSON" or "POST_FORM"
     webhooks_enabled: bool = True
@@ -289,6 +290,12 @@ class FatoraSandbox:
             if order is None or order.status != "SUCCESS" or order.refunds or self.faults.refuse_refunds:
                 return failure("NOT_REFUNDABLE", "only a paid transaction, not yet refunded, can be refunded", 400)
             order.refunds.append(order.amount)
+            with self._lock:
+                lost = self.faults.lose_next_refund_answers > 0
+                self.faults.lose_next_refund_answers -= lost
+            if lost:
+                # What a proxy answers when Fatora's answer never reached it: the refund happened.
+                return failure("BAD_GATEWAY", "the answer was lost", 502)
             return answer({"status": "SUCCESS", "result": {"order_id": order.order_id, "transaction_id": order.transaction_id,
                                                            "refund_status": REFUND_STATUS}})
 

@@ -34,6 +34,9 @@ PENDING, PAID, FAILED, EXPIRED = PurchaseStatus.PENDING, PurchaseStatus.PAID, Pu
 REFUNDING, REFUNDED = PurchaseStatus.REFUNDING, PurchaseStatus.REFUNDED
 # Every status in which the coins were issued.
 ISSUED = (PAID, REFUNDING, REFUNDED)
+# A refund is open (it holds the purchase's coins, if any were issued) until Fatora
+# answers or an admin decides.
+REFUND_OPEN = (RefundStatus.HELD, RefundStatus.CALLING, RefundStatus.UNCERTAIN)
 # What the buyer (and, for a review, the admins) hear about a settlement.
 ANNOUNCED = {"paid": EventKind.COINS_ISSUED, "failed": EventKind.PURCHASE_FAILED, "needs_review": EventKind.PURCHASE_IN_REVIEW}
 # Leases on purchases being settled or refunded: idempotency records of their own scope.
@@ -452,23 +455,31 @@ def _finish_refund(db: Store, purchase_id: str, *, refunded: bool, detail: str, 
         if record["status"] in (RefundStatus.REFUNDED, RefundStatus.REVERSED):
             raise errors.InvalidState(f"The refund is {record['status']} already.", status=record["status"])
         coins = record.get("coins", {})
+        # A payment whose coins were never issued holds none: only the money moves.
+        unissued = record.get("unissued", False)
         destination = TREASURY if refunded else Account.user(purchase["user_id"])
         status = RefundStatus.REFUNDED if refunded else RefundStatus.REVERSED
-        changes = {"status": REFUNDED if refunded else PAID, "needs_review": False,
-                   "refund": {**(purchase.get("refund") or {}), "status": status, "detail": detail}}
+        changes: dict[str, Any] = {"needs_review": False, "refund": {**(purchase.get("refund") or {}), "status": status,
+                                                                     "detail": detail}}
         if refunded:
-            changes["refunded_at"] = reader.now
+            changes.update(status=REFUNDED, refunded_at=reader.now)
+        elif unissued:
+            changes["needs_review"] = True  # still to be decided
+        else:
+            changes["status"] = PAID
         entry = postings.Entry(EntryType.REFUND_PAID if refunded else EntryType.REFUND_REVERSED,
                                postings.transfer(hold, destination, coins), refs={"purchase_id": purchase_id},
-                               memo={"fatora": detail}, parties=(purchase["user_id"],))
+                               memo={"fatora": detail}, parties=(purchase["user_id"],)) if coins else None
         after = {**purchase, **changes}
         events = (ledger.Event(EventKind.PURCHASE_REFUNDED, {"user_id": purchase["user_id"], "purchase_id": purchase_id,
                                                             "value_dirhams": purchase["value_dirhams"]}),) if refunded else ()
         if refunded:
             respond = ledger.Response(200, render(after))
         else:
-            respond = ledger.Response(errors.GatewayError.status, errors.GatewayError(
-                "Fatora refused the refund; the coins are back with the buyer.", purchase_id=purchase_id, fatora=detail).to_body())
+            message = ("Fatora refused the refund; the purchase stays in review." if unissued
+                       else "Fatora refused the refund; the coins are back with the buyer.")
+            respond = ledger.Response(errors.GatewayError.status,
+                                      errors.GatewayError(message, purchase_id=purchase_id, fatora=detail).to_body())
         return ledger.Plan(
             entry=entry,
             documents={store.purchase_refund(purchase_id): {"status": status, "detail": detail, "updated_at": reader.now},
@@ -581,23 +592,33 @@ def _issue_in_review(db: Store, admin: Caller, purchase_id: str, note: str, idem
 
 def _refund_unissued(db: Store, gateway: fatora.FatoraClient, actor: str, purchase_id: str, claim) -> ledger.Response:
     """A payment whose coins were never issued (a mismatch, a late payment): only the
-    money goes back; no coins to take."""
-    purchase = db.get(store.purchase(purchase_id))
-    transaction_id = purchase.get("fatora_transaction_id")
-    if not transaction_id:
-        response = ledger.Response(409, errors.InvalidState("Fatora's transaction id of this purchase is unknown.").to_body())
-        _settle_claim(db, claim, response)
-        return response
+    money goes back, with no coins to take. The refund is recorded before Fatora is
+    called, as every refund is (`_call_refund`): an unanswered call is uncertain, never
+    "did not refund", so the sweeper puts it in front of an admin and no second click
+    can refund it again."""
+
+    def operation(reader: ledger.Reader) -> ledger.Plan:
+        purchase, record = reader.purchase(purchase_id), reader.purchase_refund(purchase_id)
+        if not purchase.get("fatora_transaction_id"):
+            raise errors.InvalidState("Fatora's transaction id of this purchase is unknown.", status=purchase["status"])
+        if record is not None and record["status"] in REFUND_OPEN:
+            raise errors.InvalidState("A refund of this purchase was sent to Fatora and has no answer yet; it is not sent "
+                                      "again. If none comes, the purchase returns to the review queue.",
+                                      status=purchase["status"])
+        refund = {"purchase_id": purchase_id, "user_id": purchase["user_id"], "status": RefundStatus.HELD, "unissued": True,
+                  # Nothing is held: the coins were never issued.
+                  "value_dirhams": 0, "coins": {}, "price_dirhams": purchase["price_dirhams"], "by": actor,
+                  "created_at": reader.now, "updated_at": reader.now}
+        return ledger.Plan(entry=None, documents={
+            store.purchase_refund(purchase_id): refund,
+            store.purchase(purchase_id): {"refund": {"status": RefundStatus.HELD, "by": actor, "at": reader.now}},
+        }, respond=lambda outcome: ledger.Response(200, {}))
+
     try:
-        detail = gateway.refund(purchase_id, transaction_id)
-    except fatora.FatoraError as error:
-        response = ledger.Response(errors.GatewayError.status, errors.GatewayError(
-            "Fatora did not refund; the purchase stays in review.", purchase_id=purchase_id, fatora=str(error)).to_body())
-        _settle_claim(db, claim, response)
-        return response
-    changes = {"status": REFUNDED, "needs_review": False, "refunded_at": ledger.now_utc(),
-               "refund": {"status": RefundStatus.REFUNDED, "detail": detail, "at": ledger.now_utc()}}
-    return _write(db, purchase_id, changes, actor=actor, claim=claim, response=ledger.Response(200, render({**purchase, **changes})))
+        ledger.execute(db, operation, actor=actor, claim=claim, answers=False)
+    except errors.InvalidState as refused:
+        return ledger.Response(refused.status, refused.to_body())  # stored under the key by the step
+    return _call_refund(db, gateway, actor, purchase_id, claim)
 
 
 # The sweeper.

@@ -21,17 +21,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from . import catalog, config, effects, ledger, logs, postings, repair, store
-from .domain import Account, EntryType, EventKind, PurchaseStatus, RefundStatus
+from .domain import Account, EntryType, EventKind, PurchaseStatus
 from .store import Store, Where
 from .escrow import OPEN as OPEN_ESCROW
 from .escrow import held_dirhams
+from .purchases import REFUND_OPEN
 from .withdrawals import OPEN as OPEN_WITHDRAWAL
 
 # A stored report keeps this many problems (a Firestore document holds at most 1 MiB);
 # the count says how many there were.
 STORED_PROBLEMS_MAX = 200
-# A refund holds the purchase's coins until Fatora answers (or an admin decides).
-REFUND_OPEN = (RefundStatus.HELD, RefundStatus.CALLING, RefundStatus.UNCERTAIN)
 
 
 def replay(db: Store, visit: Callable[[dict[str, Any]], None] | None = None) -> postings.Balances:

@@ -356,6 +356,70 @@ def test_refunding_a_payment_in_review_gives_the_money_back_and_issues_nothing(a
     assert coins_of(db, buyer) == {} and entries_of(db, purchase["id"]) == []
 
 
+@pytest.fixture
+def in_review(api, db, no_webhooks):
+    """A payment of the wrong currency: paid at Fatora, its coins never issued."""
+    no_webhooks.faults.verify_currency = "USD"
+    buyer = fresh_id()
+    purchase = create(api, buyer, {"pack_id": "pro"}).get_json()
+    come_back(pay_on_the_hosted_page(purchase["checkout_url"]))
+    no_webhooks.faults.verify_currency = None
+    assert purchase_doc(db, purchase["id"])["needs_review"] is True
+    return buyer, purchase["id"]
+
+
+def refund_calls(fatora):
+    return [call for call in fatora.api_calls if call[0] == "/v1/payments/refund"]
+
+
+def test_an_unanswered_refund_of_a_payment_never_issued_is_uncertain_not_did_not_refund(api, db, no_webhooks, in_review):
+    """Fatora refunded, but its answer was lost: the purchase must not read "Fatora did
+    not refund" (an admin would click again and refund twice)."""
+    buyer, purchase_id = in_review
+    no_webhooks.faults.lose_next_refund_answers = 1
+    answer = resolve(api, purchase_id, "refund")
+    assert answer.status_code == 502
+    assert "may or may not" in answer.get_json()["error"]["message"]
+    stored = purchase_doc(db, purchase_id)
+    assert (stored["refund"]["status"], stored["needs_review"]) == ("uncertain", True)
+    assert "check Fatora's dashboard" in stored["review_reason"]
+    assert len(no_webhooks.order(purchase_id).refunds) == 1, "Fatora did refund"
+    confirmed = resolve(api, purchase_id, "dismiss", note="Fatora's dashboard shows the refund")
+    assert confirmed.status_code == 200 and confirmed.get_json()["status"] == "refunded"
+    assert len(refund_calls(no_webhooks)) == 1, "never called twice"
+    assert coins_of(db, buyer) == {}
+    assert [s for s in db.collection("ledger").stream() if s.get("refs").get("purchase_id") == purchase_id] == [], "no coins moved"
+
+
+def test_a_second_click_while_a_refund_call_has_no_answer_sends_nothing(api, db, no_webhooks, in_review):
+    buyer, purchase_id = in_review
+    # The first click's process died after recording the call, before the answer.
+    db.set(store.purchase_refund(purchase_id), {"purchase_id": purchase_id, "user_id": buyer, "status": "calling", "unissued": True,
+                                                "value_dirhams": 0, "coins": {}, "updated_at": ledger.now_utc()})
+    again = resolve(api, purchase_id, "refund")
+    assert (again.status_code, again.get_json()["error"]["code"]) == (409, "invalid_state")
+    assert "not sent again" in again.get_json()["error"]["message"]
+    assert refund_calls(no_webhooks) == []
+    assert sweep(db, no_webhooks, timedelta(minutes=11)) == {"refund_uncertain": 1}, "the sweeper puts it before an admin"
+    assert purchase_doc(db, purchase_id)["refund"]["status"] == "uncertain"
+    assert refund_calls(no_webhooks) == []
+
+
+def test_a_refused_refund_of_a_payment_never_issued_stays_in_review_and_can_be_tried_again(api, db, no_webhooks, in_review):
+    buyer, purchase_id = in_review
+    no_webhooks.faults.refuse_refunds = True
+    refused = resolve(api, purchase_id, "refund")
+    assert refused.status_code == 502
+    assert refused.get_json()["error"]["message"] == "Fatora refused the refund; the purchase stays in review."
+    stored = purchase_doc(db, purchase_id)
+    assert stored["needs_review"] is True and stored["status"] != "refunded"
+    no_webhooks.faults.refuse_refunds = False
+    done = resolve(api, purchase_id, "refund")
+    assert done.status_code == 200 and done.get_json()["status"] == "refunded"
+    assert len(no_webhooks.order(purchase_id).refunds) == 1
+    assert coins_of(db, buyer) == {}
+
+
 # Refunds, with claw-back.
 
 

@@ -189,10 +189,6 @@ class FirestoreEmulator:
                         raise
                     time.sleep(0.2)
 
-    def set_rules(self, source: str) -> None:
-        body = {"rules": {"files": [{"name": "firestore.rules", "content": source}]}}
-        self._request("PUT", f"/emulator/v1/projects/{self.project_id}:securityRules", body)
-
     def register_trigger(self, trigger_id: str, event_type: str, document_pattern: str, database: str) -> None:
         """Asks the emulator to deliver document events of `database` to the functions
         emulator address."""

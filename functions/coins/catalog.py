@@ -77,6 +77,12 @@ def normalize(coins: Mapping[str, int]) -> Coins:
     return {symbol: coins[symbol] for symbol in SYMBOLS if coins.get(symbol, 0) != 0}
 
 
+def in_qar(amount_dirhams: int) -> str:
+    """An amount as a person reads it in a message: 100050 -> "1,000.50 QAR"."""
+    whole, cents = divmod(abs(amount_dirhams), 100)
+    return f"{'-' if amount_dirhams < 0 else ''}{whole:,}.{cents:02d} QAR"
+
+
 def value_dirhams(coins: Mapping[str, int]) -> int:
     return sum(TIER_BY_SYMBOL[symbol].value_dirhams * count for symbol, count in coins.items())
 

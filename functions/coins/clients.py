@@ -1,5 +1,6 @@
-"""The one place that creates clients, lazily, once per process: the coins database,
-the app's database, the Firebase app that verifies ID tokens, the Fatora client, the timer service. Entry
+"""The one place that creates clients, lazily: once per process the coins database,
+the app's database, the Firebase app that verifies ID tokens, the Fatora client and the
+timer service; Expo's push client per delivery (it is a plain HTTP session). Entry
 points (functions/main.py, through coins.api) take them from here and pass them to the
 services; tests pass their own.
 
@@ -12,8 +13,9 @@ from __future__ import annotations
 import functools
 
 from . import config, errors
+from .tasks import TaskScheduler
 
-_installed_scheduler = None
+_installed_scheduler: TaskScheduler | None = None
 
 
 @functools.cache
@@ -81,13 +83,13 @@ def push():
     return ExpoPush(settings.expo_push_url, settings.expo_access_token)
 
 
-def install_scheduler(scheduler) -> None:
+def install_scheduler(scheduler: TaskScheduler) -> None:
     """The local stack's timer service in place of Cloud Tasks (development only)."""
     global _installed_scheduler
     _installed_scheduler = scheduler
 
 
-def scheduler():
+def scheduler() -> TaskScheduler:
     """The timer service: Cloud Tasks, unless the local stack installed its own."""
     if _installed_scheduler is not None:
         return _installed_scheduler

@@ -34,7 +34,6 @@ FUNDED, SUBMITTED, REFUND_REQUESTED, DISPUTED = (
 )
 RELEASED, REFUNDED, SPLIT = EscrowStatus.RELEASED, EscrowStatus.REFUNDED, EscrowStatus.SPLIT
 OPEN = (FUNDED, SUBMITTED, REFUND_REQUESTED, DISPUTED)
-DEFAULT_MILESTONE = "1"
 # Who acts when nobody does: the timers and the sweeper.
 SYSTEM_ACTOR = "system:escrow-timer"
 
@@ -99,6 +98,27 @@ FORBIDDEN = {
     Action.RESOLVE: "Only an admin resolves a dispute.",
 }
 
+# Said when the table has a row for the party but not for the escrow's state: a
+# sentence per action, with the state in words.
+NOT_NOW = {
+    Action.SUBMIT: "The work can be submitted only while the escrow is funded; it is {state}.",
+    Action.REQUEST_CHANGES: "Changes can be asked for only after the work is submitted; the escrow is {state}.",
+    Action.RELEASE: "This escrow cannot be released now: it is {state}.",
+    Action.REQUEST_REFUND: "A refund can be requested only while the escrow is funded or submitted; it is {state}.",
+    Action.REFUND: "This escrow cannot be refunded now: it is {state}.",
+    Action.DISPUTE: "This escrow cannot be disputed now: it is {state}.",
+    Action.RESOLVE: "Only a disputed escrow is resolved by an admin; this one is {state}.",
+}
+STATE_WORDS = {
+    FUNDED: "funded",
+    SUBMITTED: "submitted for review",
+    REFUND_REQUESTED: "waiting for the freelancer to answer a refund request",
+    DISPUTED: "in dispute",
+    RELEASED: "released",
+    REFUNDED: "refunded",
+    SPLIT: "settled by an admin",
+}
+
 
 class Window(StrEnum):
     """The timed states, and what happens to what is held when their window ends."""
@@ -151,7 +171,7 @@ def transition(actor: Actor, escrow: Mapping[str, Any], action: Action) -> Trans
             return row
     if status is DISPUTED and action in (Action.RELEASE, Action.REFUND):
         raise errors.InvalidState("A disputed escrow is resolved by an admin.", status=status)
-    raise errors.InvalidState(f"The escrow is {status}; it cannot be {action.replace('_', ' ')}ed now.", status=status)
+    raise errors.InvalidState(NOT_NOW[action].format(state=STATE_WORDS[status]), status=status)
 
 
 def held_dirhams(escrow: Mapping[str, Any]) -> int:

@@ -36,7 +36,6 @@ from urllib.parse import parse_qs
 from . import backoff
 
 CURRENCY = "QAR"
-LIVE = "live"
 # A slow gateway must not hold a request (and its idempotency claim) for long.
 CONNECT_TIMEOUT_SECONDS = 3.05
 READ_TIMEOUT_SECONDS = 15.0

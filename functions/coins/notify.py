@@ -27,9 +27,10 @@ from .app import AppDb
 from .domain import firestore_accepts_id
 from .push import ExpoPush, Message
 from .store import Store
+from .tasks import TaskScheduler
 
 
-def deliver(db: Store, app_db: AppDb, push: ExpoPush | None, scheduler, event_id: str) -> bool:
+def deliver(db: Store, app_db: AppDb, push: ExpoPush | None, scheduler: TaskScheduler, event_id: str) -> bool:
     """Delivers one event once. Returns False if it was delivered before."""
     event = db.get(store.outbox(event_id))
     if event is None:
@@ -67,7 +68,7 @@ def deliver(db: Store, app_db: AppDb, push: ExpoPush | None, scheduler, event_id
     return True
 
 
-def _set_timers(scheduler, facts: Mapping[str, Any]) -> None:
+def _set_timers(scheduler: TaskScheduler, facts: Mapping[str, Any]) -> None:
     """The escrow timer an event stops and the one it starts (coins.escrow)."""
     if facts.get("cancel_timer"):
         scheduler.cancel(facts["cancel_timer"])

@@ -225,10 +225,15 @@ def _mismatch(purchase, verification: fatora.Verification) -> str | None:
     """Why a SUCCESS cannot be honoured as it is, or None."""
     required = config.settings().fatora_required_mode
     if verification.mode != required:
-        return f"verified in {verification.mode or 'no'} mode, {required} required"
+        return f"Fatora verified the payment in {verification.mode or 'no'} mode; coins are issued only for {required} mode."
     if verification.amount_dirhams != purchase["price_dirhams"] or verification.currency != fatora.CURRENCY:
-        return (f"verified {verification.amount_dirhams} dirhams {verification.currency}, "
-                f"expected {purchase['price_dirhams']} {fatora.CURRENCY}")
+        if verification.amount_dirhams is None:
+            paid = "no amount"
+        elif verification.currency == fatora.CURRENCY:
+            paid = catalog.in_qar(verification.amount_dirhams)
+        else:
+            paid = f"an amount in {verification.currency or 'no currency'}"
+        return f"Fatora verified {paid}; the purchase costs {catalog.in_qar(purchase['price_dirhams'])}."
     return None
 
 

@@ -17,6 +17,8 @@ SCHEDULE_AHEAD_MAX = timedelta(days=30)
 
 
 class TaskScheduler(Protocol):
+    """What sets and stops the escrow timers (CloudTasksScheduler; local.tasks on the stack)."""
+
     def schedule(self, task_id: str, at: datetime, payload: dict[str, Any]) -> None: ...
 
     def cancel(self, task_id: str) -> None: ...

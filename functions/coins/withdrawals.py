@@ -42,6 +42,13 @@ TRANSITIONS = {
     REJECTED: Transition((REQUESTED, APPROVED), REJECTED, EntryType.WITHDRAWAL_REJECTED, EventKind.WITHDRAWAL_REJECTED),
 }
 
+# Said when a withdrawal is not in a state its table row starts from.
+NOT_NOW = {
+    APPROVED: "Only a requested withdrawal can be approved; this one is {state}.",
+    PAID: "Only an approved withdrawal can be marked paid; this one is {state}.",
+    REJECTED: "Only a requested or approved withdrawal can be rejected; this one is {state}.",
+}
+
 
 def facts(withdrawal: Mapping[str, Any]) -> dict[str, Any]:
     """What a withdrawal event tells (coins.notices turns it into words)."""
@@ -182,7 +189,7 @@ def _transition(
         if withdrawal["user_id"] == admin.uid:
             raise errors.Forbidden("An admin cannot act on their own withdrawal.")
         if withdrawal["status"] not in row.from_states:
-            raise errors.InvalidState(f"The withdrawal is {withdrawal['status']}.", status=withdrawal["status"])
+            raise errors.InvalidState(NOT_NOW[status].format(state=withdrawal["status"]), status=withdrawal["status"])
         changes = {**fields, "status": status, f"{status}_at": reader.now, f"{status}_by": admin.uid, "updated_at": reader.now}
         documents: dict[store.Doc, Mapping[str, Any]] = {
             store.withdrawal(withdrawal_id): changes,

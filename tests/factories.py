@@ -42,7 +42,15 @@ def job(client: str, freelancer: str | None = None, *, job_id: str | None = None
 def escrow(api, client: str, *, freelancer: str | None = None, amount_dirhams: int = 100 * QAR, **overrides: Any) -> dict[str, Any]:
     """A locked escrow the client pays for a new job (the client must hold the amount)."""
     freelancer = freelancer or fresh_id("free")
-    body = {"job_id": job(client, freelancer), "amount_dirhams": amount_dirhams, **overrides}
+    return _pay(api, client, {"job_id": job(client, freelancer), "amount_dirhams": amount_dirhams, **overrides})
+
+
+def escrow_on(api, client: str, job_id: str, *, milestone: str, amount_dirhams: int = 100 * QAR) -> dict[str, Any]:
+    """A locked escrow for one milestone of an existing job."""
+    return _pay(api, client, {"job_id": job_id, "milestone": milestone, "amount_dirhams": amount_dirhams})
+
+
+def _pay(api, client: str, body: dict[str, Any]) -> dict[str, Any]:
     response = api.call("coins_job_payment", "POST", uid=client, key=fresh_id("k"), body=body)
     assert response.status_code == 201, response.get_json()
     return response.get_json()

@@ -163,12 +163,15 @@ class AppDb:
             return False
 
     def record_escrow(self, job_id: str, escrow_id: str, summary: Mapping[str, Any]) -> bool:
-        """Writes our escrow onto the app's job (`escrowId`, `coinEscrow`); False if the
-        job is gone (nothing is created in its place)."""
+        """Writes our escrow onto the app's job: every milestone's under `coinEscrows`
+        (by escrow id, with its milestone), and the one that changed last as `escrowId`
+        and `coinEscrow` (what the app reads today); False if the job is gone (nothing is
+        created in its place). Escrow ids are Firestore auto-ids, safe in a field path."""
         from google.api_core import exceptions
 
+        fields = {"escrowId": escrow_id, "coinEscrow": dict(summary), f"coinEscrows.{escrow_id}": {"escrowId": escrow_id, **summary}}
         try:
-            self.client.collection(JOBS).document(job_id).update({"escrowId": escrow_id, "coinEscrow": dict(summary)})
+            self.client.collection(JOBS).document(job_id).update(fields)
             return True
         except exceptions.NotFound:
             return False

@@ -78,8 +78,9 @@ def _set_timers(scheduler: TaskScheduler, facts: Mapping[str, Any]) -> None:
 
 
 def _record_escrow_on_job(db: Store, app_db: AppDb, facts: Mapping[str, Any]) -> None:
-    """The app shows the job's payment from `escrowId` and `coinEscrow` (QAR): the
-    milestone an event concerns, as it is now."""
+    """The app shows the job's payments from `coinEscrows` (every milestone's escrow) and
+    `escrowId` / `coinEscrow` (the last one that changed), in QAR: the milestone an
+    event concerns, as it is now."""
     escrow_id, job_id = facts.get("escrow_id"), facts.get("job_id")
     if not (escrow_id and job_id):
         return

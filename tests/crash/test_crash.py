@@ -287,6 +287,7 @@ def test_every_escrow_is_on_its_app_job_and_every_submitted_one_was_released(cra
             escrow = call(stack.base, "GET", f"/api/coins/escrow/{job['escrowId']}", ADMIN, admin=True, key="").json()
             assert escrow["job_id"] == job_id
             assert job["coinEscrow"]["status"] == escrow["status"], "as it is now"
+            assert job["coinEscrows"] == {escrow["id"]: {**job["coinEscrow"], "escrowId": escrow["id"]}}
             assert escrow["status"] in ("released", "refunded", "split")
             if escrow["submitted_at"] and escrow["status"] != "refunded" and not escrow.get("dispute"):
                 assert escrow["status"] == "released"

@@ -104,6 +104,7 @@ def test_the_job_shows_the_escrow_and_follows_it_to_its_release(api, db, expo, j
     assert deliver_all(db) == ["escrow_released"]
     job = app().document(f"jobs/{escrow['job_id']}").get().to_dict()
     assert job["coinEscrow"] == {"status": "released", "milestone": "1", "amount": 100, "released": 100, "refunded": 0}
+    assert job["coinEscrows"] == {escrow["id"]: {"escrowId": escrow["id"], **job["coinEscrow"]}}
     assert job["clientId"] == client and job["title"] == "Logo design", "the app's fields are untouched"
     released = notifications_of(freelancer)[-1]
     assert released["metadata"]["amount"] == 90 and "رسوم المنصة 10" in released["description"]
@@ -218,3 +219,25 @@ def test_each_escrow_transition_tells_the_other_party_and_the_job_follows(api, d
     assert notifications_of(freelancer)[-1]["title"] == "تم حل النزاع"
     job = app().document(f"jobs/{escrow['job_id']}").get().to_dict()
     assert job["coinEscrow"] == {"status": "split", "milestone": "1", "amount": 100, "released": 60, "refunded": 40}
+
+
+def test_a_job_of_two_milestones_shows_each_of_them(api, db, expo):
+    """The README's walk-through: "Design" released while "Build" was split."""
+    client, freelancer = factories.wallet(api, {"GPC": 2}), fresh_id("free")
+    job_id = factories.job(client, freelancer)
+    design = factories.escrow_on(api, client, job_id, milestone="Design")
+    build = factories.escrow_on(api, client, job_id, milestone="Build")
+    assert post(api, "coins_escrow_release", f"/api/coins/escrow/{design['id']}/release", client).status_code == 200
+    assert post(api, "coins_escrow_dispute", f"/api/coins/escrow/{build['id']}/dispute", freelancer,
+                {"reason": "the client stopped answering"}).status_code == 200
+    assert post(api, "admin_escrow_resolve", f"/api/admin/coins/escrow/{build['id']}/resolve", "ops-one",
+                {"freelancer_dirhams": 6000, "note": "60/40"}, admin=True).status_code == 200
+    deliver_all(db)
+    job = app().document(f"jobs/{job_id}").get().to_dict()
+    assert job["coinEscrows"] == {
+        design["id"]: {"escrowId": design["id"], "status": "released", "milestone": "Design", "amount": 100, "released": 100,
+                       "refunded": 0},
+        build["id"]: {"escrowId": build["id"], "status": "split", "milestone": "Build", "amount": 100, "released": 60,
+                      "refunded": 40},
+    }
+    assert job["escrowId"] == build["id"], "the one that changed last, as the app reads it today"

@@ -1,6 +1,7 @@
-"""The GUILD app's side of the project: the only module that knows the app's
-collections and field names (../shared/APP.md), in the app's database (`APP_DATABASE`,
-`(default)`). Every other module talks to it in our terms: a `Job` with its client and
+"""The GUILD app's side of the project: the only module of the functions that knows the
+app's collections and field names (the app's own code, summed up in docs/app-migration.md),
+in the app's database (`APP_DATABASE`, `(default)`); on the local stack, `make job`
+(local/jobs.py) also writes a job as the app does. Every other module talks to it in our terms: a `Job` with its client and
 hired freelancer, an `AppUser` with a language and push tokens, a `Notification`.
 
 The app's data is not always clean (fields of the wrong type, half-written offers), so

@@ -1,6 +1,8 @@
 """The one exception tree, and with it the one table from error to HTTP status and code.
 
-Every user-facing error string lives here. An error's `details` must never carry a
+Every error's code, status and default message live here; where a module refuses in
+words of its own (the transition tables' sentences), it passes them with the error. An
+error's `details` must never carry a
 token, a bank detail or a request body: they are returned to callers and logged.
 """
 

@@ -1,6 +1,9 @@
 """The OpenAPI 3.1 document of the public API, built from the entry points' declarations
 (coins.api.Spec: method, path, access, request and query models, response model, the
-domain errors they raise) and nothing else, so it cannot drift from the code.
+domain errors they raise) and nothing else. The request models are the ones that
+validate; the success bodies are built by hand-written renderers, so what keeps the
+response models honest is the check of every response the integration, e2e and fuzz
+tiers receive against this document (tests/conformance.py), which fails the test.
 
 Served at GET /api/coins/openapi.json; a committed copy lives in docs/openapi.json:
 

@@ -213,8 +213,11 @@ class Where:
 
 
 class Reader:
-    """The reads of one transaction attempt, in domain terms. Every document written in a
-    transaction is read through here first, so that all reads precede all writes."""
+    """The reads of one transaction attempt, in domain terms. All reads precede all
+    writes: the work reads through here and hands its writes back, and `Store.attempt`
+    applies them at the end. A document the work changes from what it was (a wallet, an
+    escrow) is read here first; one it only creates or increments blindly (an entry, the
+    vault's shards) need not be."""
 
     def __init__(self, store: "Store", transaction, now: datetime, entry_id: str) -> None:
         self._store = store
@@ -415,8 +418,9 @@ class Store:
         order_by: str = "created_at",
     ) -> dict[str, Any]:
         """One page of a list, ordered by `order_by` (`created_at` unless said, then id).
-        The cursor is the id of the last document of the previous page; it must be a
-        document `owns` accepts, so that a cursor from someone else's list reveals nothing."""
+        The cursor is opaque to callers (the base64url of the id of the previous page's
+        last document); it must name a document `owns` accepts, so that a cursor from
+        someone else's list reveals nothing."""
         direction = "DESCENDING" if newest_first else "ASCENDING"
         query = self._query(collection, where).order_by(order_by, direction=direction).order_by("__name__", direction=direction)
         if cursor is not None:

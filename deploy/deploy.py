@@ -55,27 +55,8 @@ APIS = (
     "eventarc.googleapis.com", "firestore.googleapis.com", "cloudtasks.googleapis.com", "cloudscheduler.googleapis.com",
     "secretmanager.googleapis.com", "iam.googleapis.com", "pubsub.googleapis.com",
 )
-# Memory and timeout: the default, and the functions that scan (reconciliation streams
-# the whole ledger; sweepers call Fatora up to 50 times).
-RESOURCES_DEFAULT = ("256Mi", "60s")
-RESOURCES = {
-    "admin_reconciliation": ("1Gi", "300s"),
-    "reconcile_daily": ("1Gi", "540s"),
-    "purchases_reconcile": ("512Mi", "540s"),
-    "escrows_sweep": ("512Mi", "540s"),
-    "coins_repair": ("512Mi", "540s"),
-}
-# Cloud Scheduler: function -> (schedule, time zone).
-SCHEDULES = {
-    "purchases_reconcile": ("*/15 * * * *", "Asia/Qatar"),
-    "escrows_sweep": ("*/15 * * * *", "Asia/Qatar"),
-    # config.REPAIR_INTERVAL_SECONDS: what no trigger did, applied after 10 minutes.
-    "coins_repair": ("*/15 * * * *", "Asia/Qatar"),
-    "reconcile_daily": ("30 2 * * *", "Asia/Qatar"),
-}
 # Cloud Tasks retries of an escrow timer that failed (the sweeper is the net behind them).
 QUEUE_RETRY = ("--max-attempts=20", "--min-backoff=10s", "--max-backoff=600s", "--max-doublings=5")
-CREATED = "google.cloud.firestore.document.v1.created"
 
 
 @dataclass(frozen=True)
@@ -96,13 +77,6 @@ class Target:
 
 
 @dataclass(frozen=True)
-class Function:
-    name: str
-    kind: str  # "public" | "private" | "trigger"
-    document_pattern: str | None = None
-
-
-@dataclass(frozen=True)
 class Step:
     what: str
     run: tuple[str, ...]
@@ -114,25 +88,15 @@ class Step:
         return f"{shlex.join(self.unless)} >/dev/null 2>&1 || {run}" if self.unless else run
 
 
-def functions() -> list[Function]:
-    """Every function of main.py, as it declares itself."""
+def functions():
+    """Every function of main.py, as its decorators declare it (coins.registry)."""
     sys.path.insert(0, str(FUNCTIONS))
-    sys.path.insert(0, str(ROOT))
-    import main
-    from coins.api import Access
-    from local.gateway import function_names
+    from coins import registry
 
-    found = []
-    for name in function_names():
-        function = getattr(main, name)
-        if hasattr(function, "document_pattern"):
-            found.append(Function(name, "trigger", function.document_pattern))
-        else:
-            found.append(Function(name, "private" if function.spec.access is Access.SERVICE else "public"))
-    return found
+    return registry.functions()
 
 
-def environment(target: Target, private: list[Function]) -> dict[str, str]:
+def environment(target: Target, private: list) -> dict[str, str]:
     """What every function reads (coins/config.py), without a secret among it."""
     site = f"https://{target.site}.web.app"
     return {
@@ -199,9 +163,10 @@ def plan(target: Target) -> list[Step]:
         if function.kind == "trigger":
             steps.append(Step(f"Eventarc may call {function.name}", (
                 "gcloud", "functions", "add-invoker-policy-binding", function.name, f"--region={r}", member, p)))
-    for name, (schedule, zone) in SCHEDULES.items():
+    for name, schedule in ((f.name, f.schedule) for f in found if f.schedule is not None):
         url = f"{target.base_url}/{name}"
-        flags = (f"--location={r}", f"--schedule={schedule}", f"--time-zone={zone}", f"--uri={url}", "--http-method=POST",
+        flags = (f"--location={r}", f"--schedule={schedule.cron}", f"--time-zone={schedule.time_zone}", f"--uri={url}",
+                 "--http-method=POST",
                  f"--oidc-service-account-email={invoker}", f"--oidc-token-audience={url}", p)
         steps.append(Step(f"schedule {name}", ("gcloud", "scheduler", "jobs", "create", "http", f"coins-{name}", *flags),
                           unless=("gcloud", "scheduler", "jobs", "describe", f"coins-{name}", f"--location={r}", p)))
@@ -219,8 +184,10 @@ def plan(target: Target) -> list[Step]:
     return steps
 
 
-def deploy_function(target: Target, function: Function, env: dict[str, str], secrets: dict[str, str], runtime: str) -> Step:
-    memory, timeout = RESOURCES.get(function.name, RESOURCES_DEFAULT)
+def deploy_function(target: Target, function, env: dict[str, str], secrets: dict[str, str], runtime: str) -> Step:
+    from coins import registry
+
+    memory, timeout = function.resources.memory, f"{function.resources.timeout_seconds}s"
     argv = [
         "gcloud", "functions", "deploy", function.name, "--gen2", f"--project={target.project}", f"--region={target.region}",
         f"--runtime={RUNTIME}", f"--source={FUNCTIONS.relative_to(ROOT)}", f"--entry-point={function.name}",
@@ -231,7 +198,7 @@ def deploy_function(target: Target, function: Function, env: dict[str, str], sec
     ]
     if function.kind == "trigger":
         argv += [
-            f"--trigger-event-filters=type={CREATED}", f"--trigger-event-filters=database={DATABASE}",
+            f"--trigger-event-filters=type={registry.DOCUMENT_CREATED}", f"--trigger-event-filters=database={DATABASE}",
             f"--trigger-event-filters-path-pattern=document={function.document_pattern}",
             f"--trigger-location={target.region}", f"--trigger-service-account={runtime}", "--retry",
         ]

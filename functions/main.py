@@ -1,8 +1,6 @@
 """Cloud Functions entry points. Each one only declares its method, access and input,
 then calls one function of the `coins` package; coins.api does the HTTP glue."""
 
-import sys
-
 import functions_framework
 
 from coins import (
@@ -10,6 +8,12 @@ from coins import (
     wallets, withdrawals,
 )
 from coins.api import Access, Call, endpoint
+from coins.registry import Resources, daily_at, every
+
+# The sweepers and the repair (Cloud Scheduler, every 15 minutes, config.REPAIR_INTERVAL_SECONDS
+# for the repair) handle batches with gateway calls and transactions: up to Cloud
+# Functions' 540 s, with room for their clients. Reconciliation streams the whole ledger.
+SWEEPER = Resources("512Mi", 540)
 
 # What the framework answers before any function runs (a path its router cannot match)
 # gets the JSON error envelope too.
@@ -25,7 +29,7 @@ def coins_catalog(call: Call):
 @functions_framework.http
 @endpoint("GET", access=Access.PUBLIC, path="/api/coins/openapi.json")
 def coins_openapi(call: Call):
-    return openapi.served(sys.modules[__name__])
+    return openapi.served()
 
 
 @functions_framework.http
@@ -126,7 +130,7 @@ def coins_fatora_webhook(call: Call):
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.SERVICE)
+@endpoint("POST", access=Access.SERVICE, schedule=every(15), resources=SWEEPER)
 def purchases_reconcile(call: Call):
     return purchases.reconcile_pending(call.db, clients.fatora())
 
@@ -294,13 +298,13 @@ def escrow_timer(call: Call):
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.SERVICE)
+@endpoint("POST", access=Access.SERVICE, schedule=every(15), resources=SWEEPER)
 def escrows_sweep(call: Call):
     return escrow.sweep(call.db)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.SERVICE)
+@endpoint("POST", access=Access.SERVICE, schedule=every(15), resources=SWEEPER)
 def coins_repair(call: Call):
     """Cloud Scheduler: what no trigger did (an entry's effects, an outbox event's deliveries)."""
     return repair.run(call.db, call.app_db, clients.push, clients.scheduler)
@@ -452,12 +456,13 @@ def admin_vault(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/reconciliation", response=responses.Reconciliation)
+@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/reconciliation", response=responses.Reconciliation,
+          resources=Resources("1Gi", 300))
 def admin_reconciliation(call: Call):
     return reconciliation.run(call.db)
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.SERVICE)
+@endpoint("POST", access=Access.SERVICE, schedule=daily_at("02:30"), resources=Resources("1Gi", 540))
 def reconcile_daily(call: Call):
     return reconciliation.run_daily(call.db)

@@ -8,7 +8,6 @@ the console's local sign-in (production has Firebase Auth and /__/firebase/init.
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from pathlib import Path
@@ -19,26 +18,11 @@ FIREBASE_JSON = ROOT / "firebase.json"
 PUBLIC = ROOT / "public"
 
 
-# The decorators that make a function of main.py a deployable function.
-FUNCTION_DECORATORS = ("http", "cloud_event")
+def function_names() -> list[str]:
+    """Every function main.py declares (coins.registry)."""
+    from coins import registry
 
-
-def function_names(source: Path = SOURCE) -> list[str]:
-    """Every function main.py decorates with functions_framework.http or .cloud_event,
-    read without running it."""
-    tree = ast.parse(source.read_text())
-    names = []
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            for decorator in node.decorator_list:
-                target = decorator.func if isinstance(decorator, ast.Call) else decorator
-                if (
-                    isinstance(target, ast.Attribute)
-                    and getattr(target.value, "id", None) == "functions_framework"
-                    and target.attr in FUNCTION_DECORATORS
-                ):
-                    names.append(node.name)
-    return names
+    return [function.name for function in registry.functions()]
 
 
 def glob_to_regex(glob: str) -> re.Pattern:

@@ -80,16 +80,11 @@ def configure_tasks(functions_base_url: str):
     return queue
 
 
-CREATED = "google.cloud.firestore.document.v1.created"
-
-
 def document_triggers() -> list[tuple[str, str]]:
     """(function, document pattern) of every document trigger main.py declares."""
-    import main
-    from local.gateway import function_names
+    from coins import registry
 
-    return [(name, getattr(main, name).document_pattern) for name in function_names()
-            if hasattr(getattr(main, name), "document_pattern")]
+    return [(function.name, function.document_pattern) for function in registry.triggers()]
 
 
 def serve_functions(port: int = 0):
@@ -134,10 +129,10 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
         if emulator is not None:
             # The emulator delivers ledger events to this server (a running emulator
             # given with --firestore delivers wherever it was started to).
-            from coins import config
+            from coins import config, registry
 
             for name, pattern in document_triggers():
-                emulator.register_trigger(name, CREATED, pattern, database=config.settings().coins_database)
+                emulator.register_trigger(name, registry.DOCUMENT_CREATED, pattern, database=config.settings().coins_database)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
@@ -150,6 +145,7 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
         for pattern, name in gateway.rewrites():
             print(f"  {base}{pattern.pattern.strip('^$').replace(chr(92), '').replace('[^/]*', '{id}')}  ->  {name}", flush=True)
         print(f"Functions           {base}/<function name>: {', '.join(gateway.function_names())}", flush=True)
+        print(f"Console             {base}/admin/  (sign in locally with any uid, admin ticked)", flush=True)
         print("Token               make token uid=alice [admin=1]", flush=True)
         print(f"Scheduler calls     -H 'X-Local-Service-Secret: {os.environ['LOCAL_SERVICE_SECRET']}'", flush=True)
         print("ready", flush=True)

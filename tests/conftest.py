@@ -65,11 +65,10 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session")
 def conformance():
     """Every response checked against the OpenAPI document (tests/conformance.py)."""
-    import main
     from coins import openapi
     from tests.conformance import Conformance, install
 
-    checker = Conformance(openapi.build(main))
+    checker = Conformance(openapi.build())
     install(checker)
     _checked.append(checker)
     return checker

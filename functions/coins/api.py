@@ -15,7 +15,7 @@ from typing import Any, Callable
 import flask
 import pydantic
 
-from . import clients, config, errors, logs
+from . import clients, config, errors, logs, registry
 from .auth import Caller, authenticate, authenticate_service
 from .domain import ID_LENGTH_MAX, is_valid_id
 from .idempotency import Idempotency, Response
@@ -70,8 +70,8 @@ Handler = Callable[[Call], "dict[str, Any] | Response | Redirect"]
 
 @dataclass(frozen=True)
 class Spec:
-    """What an entry point declares: the deploy reads who may invoke it, the OpenAPI
-    document (coins.openapi) all of it."""
+    """What an entry point declares (kept in coins.registry): the deploy reads who may
+    invoke it, the OpenAPI document (coins.openapi) all of it."""
 
     name: str
     methods: tuple[str, ...]
@@ -100,6 +100,8 @@ def endpoint(
     raises: tuple[type[errors.CoinsError], ...] = (),
     raw_body: bool = False,
     pages: bool = False,
+    schedule: registry.Schedule | None = None,
+    resources: registry.Resources = registry.Resources(),
 ) -> Callable[[Handler], Callable[[flask.Request], flask.Response]]:
     """Wraps a handler into an HTTP function. `idempotent` means the request moves money
     and needs an Idempotency-Key. `path` is the public path (firebase.json's rewrite to
@@ -109,7 +111,9 @@ def endpoint(
     errors the handler may answer with (those of the door, auth, body, ids and key,
     follow from the rest). `raw_body` hands the handler the bytes, unparsed, and the query
     string as sent. `pages`: the caller is a browser, so errors are small HTML pages
-    rather than the JSON envelope."""
+    rather than the JSON envelope. `schedule`: Cloud Scheduler calls it (a private
+    function); `resources`: what an instance gets. Recorded in coins.registry."""
+    assert schedule is None or access is Access.SERVICE, "Cloud Scheduler calls private functions only"
     methods = (method,) if isinstance(method, str) else method
 
     def decorate(handler: Handler) -> Callable[[flask.Request], flask.Response]:
@@ -172,18 +176,20 @@ def endpoint(
                 return _page(response, ", ".join(methods))
             return to_flask(response, ", ".join(methods))
 
-        entry.spec = Spec(name, methods, access, path, body, query, response, status, idempotent, raw_body, pages, raises)
+        spec = Spec(name, methods, access, path, body, query, response, status, idempotent, raw_body, pages, raises)
+        kind = registry.Kind.PRIVATE if access is Access.SERVICE else registry.Kind.PUBLIC
+        registry.record(registry.Function(name, kind, spec=spec, schedule=schedule, resources=resources))
         return entry
 
     return decorate
 
 
-def on_document_created(pattern: str) -> Callable[[Callable], Callable]:
-    """Marks a CloudEvent function as the trigger of documents created at `pattern` in
-    the coins database (`ledger/{entryId}`); the deploy and the local stack read it."""
+def on_document_created(pattern: str, *, resources: registry.Resources = registry.Resources()) -> Callable[[Callable], Callable]:
+    """Records a CloudEvent function as the trigger of documents created at `pattern` in
+    the coins database (`ledger/{entryId}`), in coins.registry."""
 
     def mark(function: Callable) -> Callable:
-        function.document_pattern = pattern
+        registry.record(registry.Function(function.__name__, registry.Kind.TRIGGER, document_pattern=pattern, resources=resources))
         return function
 
     return mark

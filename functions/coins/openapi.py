@@ -18,7 +18,6 @@ invalid fields, 404 for a path the route does not match, the Idempotency-Key's
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import re
 import sys
@@ -28,7 +27,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from . import config, errors, responses
+from . import config, errors, registry, responses
 from .api import Access, Spec
 from .models import ID_PATTERN
 
@@ -36,11 +35,10 @@ VERSION = "1.0.0"
 REF = "#/components/schemas/{model}"
 
 
-def specs(module) -> list[Spec]:
-    """The public entry points of `module` (main), in the order they are declared; those
-    only Cloud Tasks and Scheduler call (Access.SERVICE) are not part of the API."""
-    found = [getattr(value, "spec") for _, value in inspect.getmembers(module) if isinstance(getattr(value, "spec", None), Spec)]
-    found = [spec for spec in found if spec.access is not Access.SERVICE and spec.path]
+def specs() -> list[Spec]:
+    """The public entry points (coins.registry), by path; those only Cloud Tasks and
+    Scheduler call (Access.SERVICE) are not part of the API."""
+    found = [spec for spec in registry.http_specs() if spec.access is not Access.SERVICE and spec.path]
     return sorted(found, key=lambda spec: spec.path)
 
 
@@ -67,9 +65,9 @@ def error_codes(spec: Spec) -> dict[int, set[str]]:
     return codes
 
 
-def build(module) -> dict[str, Any]:
-    """The document for the entry points of `module`."""
-    declared = specs(module)
+def build() -> dict[str, Any]:
+    """The document of every public entry point."""
+    declared = specs()
     models: list[tuple[type[BaseModel], str]] = [(responses.Error, "serialization")]
     for spec in declared:
         models += [(model, "validation") for model in (spec.body, spec.query) if model is not None]
@@ -163,9 +161,9 @@ def _responses(spec: Spec, ref) -> dict[str, Any]:
 
 
 @functools.cache
-def served(module) -> dict[str, Any]:
+def served() -> dict[str, Any]:
     """The document GET /api/coins/openapi.json sends, built once per instance."""
-    return build(module)
+    return build()
 
 
 def render(document: dict[str, Any]) -> str:
@@ -174,9 +172,7 @@ def render(document: dict[str, Any]) -> str:
 
 
 def _main(argv: Iterable[str]) -> None:
-    import main
-
-    sys.stdout.write(render(build(main)))
+    sys.stdout.write(render(build()))
 
 
 if __name__ == "__main__":

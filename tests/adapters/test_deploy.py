@@ -12,7 +12,6 @@ import sys
 import pytest
 
 from deploy import deploy
-from local.gateway import function_names
 from tests.conftest import ROOT
 
 PROJECT, REGION = "guild-4f46b", "me-central1"
@@ -38,7 +37,8 @@ def flag(argv, name):
 
 def test_every_function_of_main_is_deployed_exactly_once_and_nothing_else(dry_run):
     names = [argv[3] for argv in dry_run if argv[:3] == ["gcloud", "functions", "deploy"]]
-    assert sorted(names) == sorted(function_names())
+    assert sorted(names) == sorted(function.name for function in deploy.functions())
+    assert len(names) == len(set(names)) == 46
     for name, argv in deployed(dry_run).items():
         assert flag(argv, "entry-point") == [name] and flag(argv, "source") == ["functions"] and "--gen2" in argv
 
@@ -56,23 +56,39 @@ def test_triggers_are_firestore_events_on_the_coins_database_and_the_rest_is_htt
 
 
 def test_only_the_scheduler_and_task_targets_are_private_and_only_the_invoker_may_call_them(dry_run):
-    sys.path.insert(0, str(ROOT / "functions"))
-    import main
-    from coins.api import Access
+    from coins import registry
 
     invoker = f"serviceAccount:coins-invoker@{PROJECT}.iam.gserviceaccount.com"
     bindings = {argv[3] for argv in dry_run if argv[:3] == ["gcloud", "functions", "add-invoker-policy-binding"]
                 and f"--member={invoker}" in argv}
-    for name, argv in deployed(dry_run).items():
-        access = getattr(getattr(main, name), "access", None)
-        if access is None:
-            continue  # a trigger
-        private = access is Access.SERVICE
-        assert ("--no-allow-unauthenticated" if private else "--allow-unauthenticated") in argv, name
-        assert (name in bindings) == private, name
-    scheduled = {re.sub("^coins-", "", argv[5]) for argv in dry_run if argv[:5] == ["gcloud", "scheduler", "jobs", "create", "http"]}
-    assert scheduled == {"purchases_reconcile", "escrows_sweep", "coins_repair", "reconcile_daily"}
-    assert scheduled < bindings and "escrow_timer" in bindings
+    http = [function for function in deploy.functions() if function.kind is not registry.Kind.TRIGGER]
+    assert len(http) == 44
+    for function in http:
+        private = function.kind is registry.Kind.PRIVATE
+        argv = deployed(dry_run)[function.name]
+        assert ("--no-allow-unauthenticated" if private else "--allow-unauthenticated") in argv, function.name
+        assert (function.name in bindings) == private, function.name
+    assert bindings == {"purchases_reconcile", "escrow_timer", "escrows_sweep", "coins_repair", "reconcile_daily"}
+
+
+def test_every_scheduled_job_the_code_declares_is_deployed_on_its_schedule(dry_run):
+    created = {re.sub("^coins-", "", argv[5]): argv for argv in dry_run if argv[:5] == ["gcloud", "scheduler", "jobs", "create", "http"]}
+    assert set(created) == {"purchases_reconcile", "escrows_sweep", "coins_repair", "reconcile_daily"}
+    for function in deploy.functions():
+        if function.schedule is None:
+            assert function.name not in created
+            continue
+        argv = created[function.name]
+        assert flag(argv, "schedule") == [function.schedule.cron] and flag(argv, "time-zone") == ["Asia/Qatar"]
+    assert flag(created["reconcile_daily"], "schedule") == ["30 2 * * *"]
+    assert flag(created["coins_repair"], "schedule") == ["*/15 * * * *"]
+
+
+def test_resources_are_what_each_function_declares(dry_run):
+    argv = deployed(dry_run)
+    assert (flag(argv["reconcile_daily"], "memory"), flag(argv["reconcile_daily"], "timeout")) == (["1Gi"], ["540s"])
+    assert (flag(argv["coins_repair"], "memory"), flag(argv["coins_repair"], "timeout")) == (["512Mi"], ["540s"])
+    assert (flag(argv["coins_wallet"], "memory"), flag(argv["coins_wallet"], "timeout")) == (["256Mi"], ["60s"])
 
 
 def test_every_secret_comes_from_secret_manager_and_nothing_local_ships(dry_run):

@@ -24,9 +24,10 @@ from datetime import datetime, timezone
 
 import pytest
 
+from coins.registry import DOCUMENT_CREATED
 from local.client import Answer, call
 from local.emulator import PROJECT_ID, FirestoreEmulator, free_port
-from local.stack import CREATED, document_triggers
+from local.stack import document_triggers
 from tests.conftest import ROOT
 from tests.factories import BANK
 from tests.stack import start_stack, stop_stack
@@ -177,7 +178,7 @@ def crashed():
     port = free_port()
     with FirestoreEmulator(rules_path=ROOT / "firestore.rules", functions_emulator=f"127.0.0.1:{port}") as emulator:
         for name, pattern in document_triggers():
-            emulator.register_trigger(name, CREATED, pattern, database="guild-coins")
+            emulator.register_trigger(name, DOCUMENT_CREATED, pattern, database="guild-coins")
         app_db, coins_db = app_client(emulator.address, "(default)"), app_client(emulator.address, "guild-coins")
         now = datetime.now(timezone.utc)
         jobs = {number: [f"crash-job-{number}-{m}" for m in range(4)] for number in range(PAIRS)}

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from . import catalog, effects, escrow, ledger, limits, purchases, store, wallets, withdrawals
 from .auth import Caller
-from .domain import KycStatus, new_wallet
+from .domain import EntryType, KycStatus, VaultClass, new_wallet
 from .kyc import render_submission
 from .store import Store
 from .times import moment, rfc3339
@@ -70,13 +70,13 @@ def vault(db: Store, days: int = DAYS) -> dict[str, Any]:
         day = (today - timedelta(days=offset)).isoformat()
         daily = effects.read_vault(db, day)
         series.append({"day": day, "entries": sum(daily["entries"].values()), **_flows(daily),
-                       "fees_dirhams": catalog.value_dirhams(daily["balances"].get("platform_fees", {}))})
+                       "fees_dirhams": catalog.value_dirhams(daily["balances"].get(VaultClass.PLATFORM_FEES, {}))})
     balances = total["balances"]
     return {
-        "outstanding": _amount({tier: -count for tier, count in balances.get("treasury", {}).items()}),
-        "users": _amount(balances.get("users", {})),
-        "held": {name: _amount(balances.get(name, {})) for name in ("escrow", "withdrawal", "refund")},
-        "fees": _amount(balances.get("platform_fees", {})),
+        "outstanding": _amount({tier: -count for tier, count in balances.get(VaultClass.TREASURY, {}).items()}),
+        "users": _amount(balances.get(VaultClass.USERS, {})),
+        "held": {name: _amount(balances.get(name, {})) for name in (VaultClass.ESCROW, VaultClass.WITHDRAWAL, VaultClass.REFUND)},
+        "fees": _amount(balances.get(VaultClass.PLATFORM_FEES, {})),
         **_flows(total),
         "entries": total["entries"],
         "daily": series,
@@ -92,11 +92,11 @@ def _amount(coins: Mapping[str, int]) -> dict[str, Any]:
 def _flows(aggregate: Mapping[str, Any]) -> dict[str, int]:
     """Coins into circulation (bought, or adjusted by admins) and out of it (withdrawals
     paid, refunds), in dirhams, from the treasury's outflow per entry type."""
-    def flow(entry_type: str) -> int:
+    def flow(entry_type: EntryType) -> int:
         return catalog.value_dirhams(aggregate["flows"].get(entry_type, {}))
 
     return {
-        "issued_dirhams": flow("purchase_issue"),
-        "adjusted_dirhams": flow("admin_adjust"),
-        "retired_dirhams": -(flow("withdrawal_paid") + flow("refund_paid")),
+        "issued_dirhams": flow(EntryType.PURCHASE_ISSUE),
+        "adjusted_dirhams": flow(EntryType.ADMIN_ADJUST),
+        "retired_dirhams": -(flow(EntryType.WITHDRAWAL_PAID) + flow(EntryType.REFUND_PAID)),
     }

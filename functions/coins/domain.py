@@ -157,18 +157,30 @@ class Account:
         return self.kind in HOLD_KINDS
 
     @property
-    def vault_class(self) -> str:
+    def vault_class(self) -> "VaultClass":
         """The aggregate the vault keeps this account's balance in."""
-        return {
-            AccountKind.USER: "users",
-            AccountKind.ESCROW: "escrow",
-            AccountKind.WITHDRAWAL: "withdrawal",
-            AccountKind.REFUND: "refund",
-            AccountKind.TREASURY: "treasury",
-            AccountKind.FEES: "platform_fees",
-        }[self.kind]
+        return VAULT_CLASS[self.kind]
 
 
+class VaultClass(StrEnum):
+    """The aggregates the vault keeps balances in (coins.effects), one per account kind."""
+
+    USERS = "users"
+    ESCROW = "escrow"
+    WITHDRAWAL = "withdrawal"
+    REFUND = "refund"
+    TREASURY = "treasury"
+    PLATFORM_FEES = "platform_fees"
+
+
+VAULT_CLASS = {
+    AccountKind.USER: VaultClass.USERS,
+    AccountKind.ESCROW: VaultClass.ESCROW,
+    AccountKind.WITHDRAWAL: VaultClass.WITHDRAWAL,
+    AccountKind.REFUND: VaultClass.REFUND,
+    AccountKind.TREASURY: VaultClass.TREASURY,
+    AccountKind.FEES: VaultClass.PLATFORM_FEES,
+}
 TREASURY = Account(AccountKind.TREASURY)
 PLATFORM_FEES = Account(AccountKind.FEES, "fees")
 

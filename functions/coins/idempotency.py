@@ -28,12 +28,21 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from enum import StrEnum
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import backoff, config, errors, logs, store
 from .store import Store, Write
 
-IN_PROGRESS, DONE = "in_progress", "done"
+
+
+class State(StrEnum):
+    """Where a record stands: claimed by a request doing the work, or holding its answer."""
+
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+
+
 # A request that waits for another's answer (or its turn in a queue) reads the record
 # again after 10-20 ms at first, doubling to 50-100 ms: quick to notice the answer,
 # without a reader of every waiter hammering the emulator's two cores.
@@ -192,7 +201,7 @@ def _claimed_record(idempotency: Idempotency, owner: str, now: datetime, lease_s
     return {
         "scope": idempotency.scope,
         "fingerprint": idempotency.fingerprint,
-        "state": IN_PROGRESS,
+        "state": State.IN_PROGRESS,
         "owner": owner,
         "locked_until": now + timedelta(seconds=lease_seconds),
         "created_at": now,
@@ -210,12 +219,12 @@ def stored_answer(record: Mapping[str, Any] | None, idempotency: Idempotency, no
     when the key is free (no record, an expired one, a crashed request's claim)."""
     if record is None:
         return None
-    lapsed = record["expires_at"] <= now or (record["state"] == IN_PROGRESS and record["locked_until"] <= now)
+    lapsed = record["expires_at"] <= now or (record["state"] == State.IN_PROGRESS and record["locked_until"] <= now)
     if lapsed:
         return None
     if record["fingerprint"] != idempotency.fingerprint:
         raise errors.IdempotencyKeyReused()
-    if record["state"] != DONE:
+    if record["state"] != State.DONE:
         raise errors.RequestInProgress()
     return Response(record["status"], json.loads(record["response_json"]))
 
@@ -224,7 +233,7 @@ def release(db: Store, claim: Claim) -> None:
     """Gives up a claim that no response settled. Best effort: the lease runs out anyway."""
     try:
         record, version = db.get_versioned(claim.idempotency.doc)
-        if record is not None and record.get("state") == IN_PROGRESS and record.get("owner") == claim.owner:
+        if record is not None and record.get("state") == State.IN_PROGRESS and record.get("owner") == claim.owner:
             db.delete_if_unchanged(claim.idempotency.doc, version)
     except Exception as error:  # noqa: BLE001 - the original failure is what matters
         logs.warning("could not release an idempotency claim", error=type(error).__name__)
@@ -233,7 +242,7 @@ def release(db: Store, claim: Claim) -> None:
 def still_owned(record: Mapping[str, Any] | None, claim: Claim) -> bool:
     """Whether the record read inside the work's transaction is still our claim (it may
     have lapsed and been taken over by another request, which then does the work)."""
-    return record is not None and record.get("state") == IN_PROGRESS and record.get("owner") == claim.owner
+    return record is not None and record.get("state") == State.IN_PROGRESS and record.get("owner") == claim.owner
 
 
 def answered(idempotency: Idempotency, response: Response, now: datetime) -> dict[store.Doc, Write]:
@@ -241,7 +250,7 @@ def answered(idempotency: Idempotency, response: Response, now: datetime) -> dic
     record = {
         "scope": idempotency.scope,
         "fingerprint": idempotency.fingerprint,
-        "state": DONE,
+        "state": State.DONE,
         "status": response.status,
         # Stored as text, so that a replay returns exactly the same body.
         "response_json": json.dumps(response.body, separators=(",", ":")),

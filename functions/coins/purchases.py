@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Mapping
 
 from . import audit, catalog, config, errors, fatora, ledger, limits, logs, postings, store
@@ -37,12 +38,39 @@ ISSUED = (PAID, REFUNDING, REFUNDED)
 # A refund is open (it holds the purchase's coins, if any were issued) until Fatora
 # answers or an admin decides.
 REFUND_OPEN = (RefundStatus.HELD, RefundStatus.CALLING, RefundStatus.UNCERTAIN)
+
+
+class Outcome(StrEnum):
+    """What one settlement (a return, a webhook, the sweeper) did with a purchase."""
+
+    PAID = "paid"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    NEEDS_REVIEW = "needs_review"
+    UNCHANGED = "unchanged"
+    ALREADY_PAID = "already_paid"
+    REFUNDED = "refunded"  # refunded here: a later SUCCESS never issues coins again
+    UNKNOWN_ORDER = "unknown_order"  # a webhook naming no purchase of ours
+    BEING_SETTLED = "being_settled"  # a webhook while another delivery settles it
+    BUSY = "busy"  # the sweeper found a settlement in progress
+
+
+class ReturnStatus(StrEnum):
+    """What the payer's return tells the app (`guild://coins/purchase/{id}?status=`)."""
+
+    PAID = "paid"
+    FAILED = "failed"
+    PENDING = "pending"  # the app polls the purchase
+
+
 # What the buyer (and, for a review, the admins) hear about a settlement.
-ANNOUNCED = {"paid": EventKind.COINS_ISSUED, "failed": EventKind.PURCHASE_FAILED, "needs_review": EventKind.PURCHASE_IN_REVIEW}
+ANNOUNCED = {Outcome.PAID: EventKind.COINS_ISSUED, Outcome.FAILED: EventKind.PURCHASE_FAILED,
+             Outcome.NEEDS_REVIEW: EventKind.PURCHASE_IN_REVIEW}
 # Leases on purchases being settled or refunded: idempotency records of their own scope.
 SETTLEMENT_LEASE_SCOPE = "settle-purchase"
 # Where the payer's browser goes next: the app, told how it went.
-RETURN_STATUS = {PAID: "paid", REFUNDING: "paid", REFUNDED: "paid", FAILED: "failed", EXPIRED: "failed"}
+RETURN_STATUS = {PAID: ReturnStatus.PAID, REFUNDING: ReturnStatus.PAID, REFUNDED: ReturnStatus.PAID, FAILED: ReturnStatus.FAILED,
+                 EXPIRED: ReturnStatus.FAILED}
 
 
 def render(purchase: Mapping[str, Any]) -> dict[str, Any]:
@@ -179,7 +207,7 @@ def settle(db: Store, purchase_id: str, verification: fatora.Verification, *, ex
                            respond=lambda o: ledger.Response(200, {"outcome": outcome}))
 
     outcome = ledger.execute(db, operation, actor="fatora").body["outcome"]
-    if outcome == "needs_review":
+    if outcome == Outcome.NEEDS_REVIEW:
         logs.error(
             "fatora payment cannot be honoured automatically; it waits for an admin",
             purchase_id=purchase_id,
@@ -193,9 +221,9 @@ def settle(db: Store, purchase_id: str, verification: fatora.Verification, *, ex
 def _decide(purchase, verification: fatora.Verification, expire_unpaid: bool, reader: ledger.Reader):
     """(outcome, ledger entry or None, changes to the purchase) for a verification. Pure."""
     if purchase["status"] in (REFUNDING, REFUNDED):
-        return "refunded", None, {}  # final: a later SUCCESS never issues coins again
+        return Outcome.REFUNDED, None, {}  # final: a later SUCCESS never issues coins again
     if purchase["status"] == PAID:
-        return "already_paid", None, {}
+        return Outcome.ALREADY_PAID, None, {}
     seen = {"fatora_transaction_id": verification.transaction_id} if verification.transaction_id else {}
     if verification.payment_status == fatora.PAID:
         problem = _mismatch(purchase, verification)
@@ -203,22 +231,22 @@ def _decide(purchase, verification: fatora.Verification, expire_unpaid: bool, re
             problem = f"paid at Fatora after the purchase was {purchase['status']} here"
         if problem is not None:
             if purchase.get("needs_review"):
-                return "unchanged", None, {}
-            return "needs_review", None, {**seen, "needs_review": True, "review_reason": problem, "review_at": reader.now}
+                return Outcome.UNCHANGED, None, {}
+            return Outcome.NEEDS_REVIEW, None, {**seen, "needs_review": True, "review_reason": problem, "review_at": reader.now}
         entry = postings.Entry(
             EntryType.PURCHASE_ISSUE,
             postings.issue(purchase["user_id"], purchase["coins"]),
             refs={"purchase_id": purchase["id"]},
             memo={"fatora_transaction_id": verification.transaction_id, "price_dirhams": purchase["price_dirhams"]},
         )
-        return "paid", entry, {**seen, "status": PAID, "paid_at": reader.now, "entry_id": reader.entry_id}
+        return Outcome.PAID, entry, {**seen, "status": PAID, "paid_at": reader.now, "entry_id": reader.entry_id}
     if purchase["status"] != PENDING:
-        return "unchanged", None, {}
+        return Outcome.UNCHANGED, None, {}
     if verification.payment_status == fatora.FAILED:
-        return "failed", None, {**seen, "status": FAILED, "failure_reason": "declined at Fatora"}
+        return Outcome.FAILED, None, {**seen, "status": FAILED, "failure_reason": "declined at Fatora"}
     if expire_unpaid:
-        return "expired", None, {"status": EXPIRED, "failure_reason": "not paid within 24 hours"}
-    return "unchanged", None, seen
+        return Outcome.EXPIRED, None, {"status": EXPIRED, "failure_reason": "not paid within 24 hours"}
+    return Outcome.UNCHANGED, None, seen
 
 
 def _mismatch(purchase, verification: fatora.Verification) -> str | None:
@@ -260,7 +288,7 @@ def receive_return(db: Store, gateway_factory, query: Mapping[str, str]) -> str:
     except errors.RequestInProgress:
         _wait_while_settling(db, notice.order_id)  # a webhook that came first is settling it
     purchase = db.get(store.purchase(notice.order_id))
-    status = "pending" if purchase.get("needs_review") else RETURN_STATUS.get(purchase["status"], "pending")
+    status = ReturnStatus.PENDING if purchase.get("needs_review") else RETURN_STATUS.get(purchase["status"], ReturnStatus.PENDING)
     return f"{config.settings().app_link_base}coins/purchase/{notice.order_id}?status={status}"
 
 
@@ -293,12 +321,12 @@ def receive_webhook(db: Store, gateway_factory, *, query: Mapping[str, str], raw
         raise errors.InvalidRequest("The notification has no valid order_id.")
     if db.get(store.purchase(notice.order_id)) is None:
         logs.warning("fatora webhook for an unknown order", order_id=notice.order_id)
-        return {"outcome": "unknown_order"}
+        return {"outcome": Outcome.UNKNOWN_ORDER}
     try:
         return {"outcome": _verify_and_settle(db, gateway_factory(), notice, source="webhook")}
     except errors.RequestInProgress:
         # Another delivery is settling it now; it, or the sweeper, finishes the job.
-        return {"outcome": "being_settled"}
+        return {"outcome": Outcome.BEING_SETTLED}
 
 
 def _verify_and_settle(db: Store, gateway: fatora.FatoraClient, notice: fatora.Notice, *, source: str) -> str:
@@ -307,7 +335,7 @@ def _verify_and_settle(db: Store, gateway: fatora.FatoraClient, notice: fatora.N
     time (RequestInProgress otherwise)."""
     purchase = db.get(store.purchase(notice.order_id))
     if purchase["status"] in ISSUED:
-        return "already_paid" if purchase["status"] == PAID else "refunded"
+        return Outcome.ALREADY_PAID if purchase["status"] == PAID else Outcome.REFUNDED
     with _settling(db, notice.order_id) as taken:
         if not taken:
             raise errors.RequestInProgress("This order is being settled.")
@@ -645,7 +673,7 @@ def reconcile_pending(db: Store, gateway: fatora.FatoraClient, now: datetime | N
     for purchase in pending:
         with _settling(db, purchase["id"]) as taken:
             if not taken:
-                outcome = "busy"  # a return or a webhook is settling it right now
+                outcome = Outcome.BUSY  # a return or a webhook is settling it right now
             else:
                 verification = _verify(gateway, purchase["id"], purchase.get("fatora_transaction_id"))
                 if verification is None:
@@ -669,7 +697,7 @@ def _resume_refund(db: Store, gateway: fatora.FatoraClient, record: Mapping[str,
         return "refund_in_progress"
     with _settling(db, purchase_id) as taken:
         if not taken:
-            return "busy"
+            return Outcome.BUSY
         current = db.get(store.purchase_refund(purchase_id))
         if current["status"] == RefundStatus.HELD:
             _call_refund(db, gateway, "system:sweeper", purchase_id)

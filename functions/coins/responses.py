@@ -8,11 +8,11 @@ UTC; a field that can be absent from the document is sent as null.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from .domain import EntryType, EscrowStatus, KycStatus
+from .domain import EntryType, EscrowStatus, KycStatus, PurchaseStatus, WithdrawalStatus
 
 Coins = dict[str, int]
 Moment = str | None
@@ -158,12 +158,12 @@ class Escrow(Model):
 class Purchase(Model):
     id: str
     user_id: str
-    status: str
+    status: PurchaseStatus
     coins: Coins
     value_dirhams: int
     price_dirhams: int
     gateway_fee_dirhams: int
-    currency: str
+    currency: Literal["QAR"]
     pack_id: str | None
     checkout_url: str | None
     failure_reason: str | None
@@ -182,10 +182,10 @@ class Purchase(Model):
 class Withdrawal(Model):
     id: str
     user_id: str
-    status: str
+    status: WithdrawalStatus
     amount_dirhams: int
     coins: Coins
-    method: str
+    method: Literal["bank_transfer", "wallet"]
     destination: dict[str, str]
     large: bool
     notes: str | None

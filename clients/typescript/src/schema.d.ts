@@ -1046,8 +1046,11 @@ export interface components {
             };
             /** Created At */
             created_at: string | null;
-            /** Currency */
-            currency: string;
+            /**
+             * Currency
+             * @constant
+             */
+            currency: "QAR";
             /** Failure Reason */
             failure_reason: string | null;
             /** Gateway Fee Dirhams */
@@ -1074,8 +1077,7 @@ export interface components {
             } | null;
             /** Review Reason */
             review_reason: string | null;
-            /** Status */
-            status: string;
+            status: components["schemas"]["PurchaseStatus"];
             /** User Id */
             user_id: string;
             /** Value Dirhams */
@@ -1119,6 +1121,11 @@ export interface components {
             /** Note */
             note: string;
         };
+        /**
+         * PurchaseStatus
+         * @enum {string}
+         */
+        PurchaseStatus: "pending" | "paid" | "failed" | "expired" | "refunding" | "refunded";
         /** PurchasesPage */
         PurchasesPage: {
             /**
@@ -1352,8 +1359,11 @@ export interface components {
             id: string;
             /** Large */
             large: boolean;
-            /** Method */
-            method: string;
+            /**
+             * Method
+             * @enum {string}
+             */
+            method: "bank_transfer" | "wallet";
             /** Notes */
             notes: string | null;
             /** Paid At */
@@ -1364,8 +1374,7 @@ export interface components {
             reason: string | null;
             /** Rejected At */
             rejected_at: string | null;
-            /** Status */
-            status: string;
+            status: components["schemas"]["WithdrawalStatus"];
             /** User Id */
             user_id: string;
         };
@@ -1394,6 +1403,11 @@ export interface components {
              */
             method: "bank_transfer" | "wallet";
         };
+        /**
+         * WithdrawalStatus
+         * @enum {string}
+         */
+        WithdrawalStatus: "requested" | "approved" | "paid" | "rejected";
     };
     responses: never;
     parameters: never;

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := clients/typescript/node_modules/.installed
 
-.PHONY: dev test chromium token job bench openapi deploy fatora-contract vendor clean
+.PHONY: dev test unit chromium token job bench openapi deploy fatora-contract vendor clean
 
 $(STAMP): requirements.txt functions/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ dev: $(STAMP)
 
 test: $(STAMP) chromium $(NODE_STAMP)
 	$(PY) -m pytest tests
+
+# The fast tier alone: pure code and the deciders over a dict-backed store, no emulator (seconds).
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit -q
 
 # The TypeScript client's packages, as pinned by its package-lock.json.
 $(NODE_STAMP): clients/typescript/package-lock.json

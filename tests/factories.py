@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from coins import catalog
 from tests.money import fresh_id
 
 ADMIN = "factory-admin"
-QAR = 100
+QAR = catalog.DIRHAMS_PER_QAR
 BANK = {"method": "bank_transfer", "destination": {"iban": "QA58DOHB00001234567890ABCDEFG", "account_name": "Alice A"}}
 
 

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from coins import catalog
 from coins.registry import DOCUMENT_CREATED
 from local.client import Answer, call
 from local.emulator import PROJECT_ID, FirestoreEmulator, free_port
@@ -44,7 +45,7 @@ SERVICE = {"X-Local-Service-Secret": SECRET}
 # a transaction the process died in the middle of, which the emulator keeps until it
 # expires that transaction (measured: about 60 s, and requests on those documents wait).
 ANSWER_DEADLINE_SECONDS = 180
-QAR = 100
+QAR = catalog.DIRHAMS_PER_QAR
 
 
 class Stack:

@@ -3,12 +3,12 @@ series, both checked against what the operations did."""
 
 import json
 
-from coins import effects
+from coins import catalog, effects
 from local.tokens import mint
 from tests import factories
 from tests.money import fresh_id
 
-QAR = 100
+QAR = catalog.DIRHAMS_PER_QAR
 
 
 def admin_get(api, function, path="/"):

@@ -19,7 +19,7 @@ from tests import factories
 from tests.conftest import SERVICE_HEADERS
 from tests.money import assert_vault_matches_ledger, document_event, fresh_id, snapshot_all
 
-QAR = 100
+QAR = catalog.DIRHAMS_PER_QAR
 ADMIN = "escrow-admin"
 FUNCTIONS = {
     "get": ("GET", "coins_escrow_get", ""), "submit": ("POST", "coins_escrow_submit", "/submit"),

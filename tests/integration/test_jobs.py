@@ -5,11 +5,11 @@ job id."""
 
 import pytest
 
-from coins import app, errors
+from coins import app, catalog, errors
 from tests import factories
 from tests.money import fresh_id, snapshot_all
 
-QAR = 100
+QAR = catalog.DIRHAMS_PER_QAR
 
 
 def pay(api, client, job_id, freelancer=None, key=None, amount=100 * QAR):

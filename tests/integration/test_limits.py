@@ -10,12 +10,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from coins import errors, limits, store
+from coins import catalog, errors, limits, store
 from local.tokens import mint
 from tests import factories
 from tests.money import fresh_id
 
-QAR = 100
+QAR = catalog.DIRHAMS_PER_QAR
 
 
 def buy(api, uid, key=None, pack="starter"):

@@ -6,12 +6,12 @@ twice."""
 
 import pytest
 
-from coins import clients, notify, reconciliation, store
+from coins import catalog, clients, notify, reconciliation, store
 from tests import factories
 from tests.conftest import ADMIN_UIDS
 from tests.money import document_event, fresh_id, wait_for
 
-QAR = 100
+QAR = catalog.DIRHAMS_PER_QAR
 TOKEN = "ExponentPushToken[freelancer-phone]"
 
 

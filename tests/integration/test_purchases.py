@@ -12,14 +12,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from coins import catalog, ledger, purchases, store
 from coins import fatora as fatora_module
-from coins import ledger, purchases, store
 from coins.auth import Caller
 from coins.fatora import FatoraClient
 from tests.conftest import SERVICE_HEADERS
 from tests.money import fresh_id, snapshot_all, wait_for
 
-QAR = 100
+QAR = catalog.DIRHAMS_PER_QAR
 ADMIN = "purchase-admin"
 
 

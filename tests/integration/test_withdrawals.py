@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from coins import effects, reconciliation
+from coins import catalog, effects, reconciliation
 from tests import factories
 from tests.money import fresh_id, snapshot_all
 
-QAR = 100
+QAR = catalog.DIRHAMS_PER_QAR
 ADMIN, OTHER_ADMIN = "ops-admin", "second-admin"
 IBAN = "QA58DOHB00001234567890ABCDEFG"
 BANK = {"method": "bank_transfer", "destination": {"iban": IBAN, "account_name": "Alice A"}}

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := clients/typescript/node_modules/.installed
 
-.PHONY: dev test unit chromium token job bench openapi deploy fatora-contract vendor clean
+.PHONY: dev test unit lint docs chromium token job bench openapi deploy fatora-contract vendor clean
 
 $(STAMP): requirements.txt functions/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ dev: $(STAMP)
 
 test: $(STAMP) chromium $(NODE_STAMP)
 	$(PY) -m pytest tests
+
+# The lint gate (.ci/run runs it before the tests): the formatter's check, ruff's rules and
+# mypy on the package, all set in pyproject.toml. `ruff format` and `ruff check --fix` repair most of it.
+lint: $(STAMP)
+	$(PY) -m ruff format --check functions local tests bench deploy
+	$(PY) -m ruff check functions local tests bench deploy
+	cd functions && ../$(PY) -m mypy --config-file ../pyproject.toml coins
 
 # The fast tier alone: pure code and the deciders over a dict-backed store, no emulator (seconds).
 unit: $(STAMP)
@@ -46,6 +53,10 @@ job: $(STAMP)
 openapi: $(STAMP) $(NODE_STAMP)
 	cd functions && ../$(PY) -m coins.openapi > ../docs/openapi.json
 	cd clients/typescript && npm run --silent types
+
+# The tables in docs/ that mirror the code (a test fails while they are stale).
+docs: $(STAMP)
+	$(PY) -m local.docs
 
 bench: $(STAMP)
 	$(PY) -m bench.ledger

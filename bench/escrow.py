@@ -54,7 +54,9 @@ def client_for(function: str):
 
 def post(client, path, uid, body=None, admin=False):
     headers = {"Authorization": f"Bearer {mint(uid, admin=admin)}", "Idempotency-Key": uuid.uuid4().hex}
-    response = client.post(path, data=json.dumps(body) if body is not None else None, headers=headers, content_type="application/json")
+    response = client.post(
+        path, data=json.dumps(body) if body is not None else None, headers=headers, content_type="application/json"
+    )
     assert response.status_code in (200, 201), response.get_json()
     return response.get_json()
 
@@ -107,7 +109,9 @@ def main() -> None:
                 recorder.take()
                 escrow_id = None
                 calls = {
-                    "pay": lambda: post(pay, "/", client, {"job_id": f"job{i}", "freelancer_id": freelancer, "amount_dirhams": 10_000}),
+                    "pay": lambda: post(
+                        pay, "/", client, {"job_id": f"job{i}", "freelancer_id": freelancer, "amount_dirhams": 10_000}
+                    ),
                     "submit": lambda: post(submit, f"/{escrow_id}", freelancer, {"note": "done"}),
                     "partial": lambda: post(release, f"/{escrow_id}", client, {"amount_dirhams": 4_000}),
                     "release": lambda: post(release, f"/{escrow_id}", client),
@@ -167,8 +171,10 @@ def main() -> None:
         raw = "raw_" + key
         print(f"{measure('raw floor, same documents', results[raw])}{reads:>8}{writes:>8}")
         print(f"{measure(name, results[key])}{reads:>8}{writes:>8}")
-        print(f"  ratio: median {statistics.median(results[key]) / statistics.median(results[raw]):.2f}x, "
-              f"p95 {percentile(results[key], 0.95) / percentile(results[raw], 0.95):.2f}x")
+        print(
+            f"  ratio: median {statistics.median(results[key]) / statistics.median(results[raw]):.2f}x, "
+            f"p95 {percentile(results[key], 0.95) / percentile(results[raw], 0.95):.2f}x"
+        )
     print("concurrent releases of distinct escrows (all paying platform:fees)")
     print(f"{'N':>4}{'wall s':>10}{'releases/s':>12}{'contention retries':>20}")
     for workers, elapsed, aborted in concurrency:

@@ -35,10 +35,12 @@ from local.stack import configure_environment  # noqa: E402
 from local.tokens import mint  # noqa: E402
 
 SOURCE = str(ROOT / "functions" / "main.py")
-DEPENDENCIES = "import firebase_admin, firebase_admin.auth, functions_framework, google.cloud.firestore, google.cloud.tasks_v2, pydantic"
+DEPENDENCIES = (
+    "import firebase_admin, firebase_admin.auth, functions_framework, google.cloud.firestore, google.cloud.tasks_v2, pydantic"
+)
 FIRST_REQUEST = f"""
 import os, sys
-sys.path.insert(0, {str(ROOT / 'functions')!r})
+sys.path.insert(0, {str(ROOT / "functions")!r})
 from functions_framework import create_app
 client = create_app(target="coins_wallet", source={SOURCE!r}).test_client()
 response = client.get("/", headers={{"Authorization": "Bearer " + os.environ["BENCH_TOKEN"]}})
@@ -109,12 +111,16 @@ def main() -> None:
         funding = postings.Entry(EntryType.ADMIN_ADJUST, postings.issue(alice, {"GBC": 10 * n + 100}))
         quiet = contextlib.redirect_stdout(io.StringIO())  # structured logs cost; where they go does not
         with quiet:
-            ledger.execute(coins_db, lambda reader: ledger.Plan(funding, lambda o: ledger.Response(200, {})), idempotency=None, actor="bench")
+            ledger.execute(
+                coins_db, lambda reader: ledger.Plan(funding, lambda o: ledger.Response(200, {})), idempotency=None, actor="bench"
+            )
 
         def posting(reader):
             reader.wallet(alice), reader.wallet(bob)
             moved = (postings.Posting("GBC", 1, Account.user(alice), Account.user(bob)),)
-            return ledger.Plan(postings.Entry(EntryType.ESCROW_LOCK, moved), lambda outcome: ledger.Response(201, {"id": outcome.entry_id}))
+            return ledger.Plan(
+                postings.Entry(EntryType.ESCROW_LOCK, moved), lambda outcome: ledger.Response(201, {"id": outcome.entry_id})
+            )
 
         def ledger_posting():
             key = ledger.Idempotency.of(alice, uuid.uuid4().hex, "bench", {})
@@ -145,10 +151,14 @@ def main() -> None:
     for name, (calls, floors, (reads, writes)) in results.items():
         for label, samples in (("  raw floor, same documents", floors), (name, calls)):
             print(f"{label:34}{statistics.median(samples):>10.2f}{percentile(samples, 0.95):>10.2f}{reads:>8}{writes:>8}")
-        print(f"  ratio: median {statistics.median(calls) / statistics.median(floors):.2f}x, "
-              f"p95 {percentile(calls, 0.95) / percentile(floors, 0.95):.2f}x")
-    print(f"cold start, median of {args.cold_starts} fresh processes: import main and serve the first wallet request "
-          f"{cold:.0f} ms; import the runtime dependencies alone {bare:.0f} ms ({cold / bare:.2f}x)")
+        print(
+            f"  ratio: median {statistics.median(calls) / statistics.median(floors):.2f}x, "
+            f"p95 {percentile(calls, 0.95) / percentile(floors, 0.95):.2f}x"
+        )
+    print(
+        f"cold start, median of {args.cold_starts} fresh processes: import main and serve the first wallet request "
+        f"{cold:.0f} ms; import the runtime dependencies alone {bare:.0f} ms ({cold / bare:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -41,14 +41,24 @@ def write_history(db, start: int, count: int) -> None:
         batch.set(
             db.collection("ledger").document(entry_id),
             {
-                "id": entry_id, "type": "admin_adjust", "postings": [{"tier": "GBC", "count": 1, "from": "treasury", "to": f"user:{uid}", "change": False}],
-                "accounts": ["treasury", f"user:{uid}"], "user_ids": [uid], "users": {}, "parties": [uid], "refs": {}, "memo": {},
-                "actor": "bench", "created_at": now,
+                "id": entry_id,
+                "type": "admin_adjust",
+                "postings": [{"tier": "GBC", "count": 1, "from": "treasury", "to": f"user:{uid}", "change": False}],
+                "accounts": ["treasury", f"user:{uid}"],
+                "user_ids": [uid],
+                "users": {},
+                "parties": [uid],
+                "refs": {},
+                "memo": {},
+                "actor": "bench",
+                "created_at": now,
             },
         )
         # The trigger's marker: this entry's effects (the vault shard below) are applied.
-        batch.set(db.document(*store.effects_marker(entry_id).path),
-                  {"entry_id": entry_id, "type": "admin_adjust", "applied_at": now, "failed": [], "pending_since": None})
+        batch.set(
+            db.document(*store.effects_marker(entry_id).path),
+            {"entry_id": entry_id, "type": "admin_adjust", "applied_at": now, "failed": [], "pending_since": None},
+        )
         if (i - start + 1) % (BATCH // 2) == 0:
             batch.commit()
             batch = db.batch()
@@ -57,10 +67,15 @@ def write_history(db, start: int, count: int) -> None:
     batch = db.batch()
     for w in range(WALLETS):
         coins = len(range(w, total, WALLETS))
-        batch.set(db.collection("wallets").document(f"u{w:04d}"), {**new_wallet(f"u{w:04d}", now), "coins": {"GBC": coins}, "balance_dirhams": 500 * coins})
+        batch.set(
+            db.collection("wallets").document(f"u{w:04d}"),
+            {**new_wallet(f"u{w:04d}", now), "coins": {"GBC": coins}, "balance_dirhams": 500 * coins},
+        )
     batch.commit()
     shard = db.document(*store.vault_shard(0).path)
-    shard.set({"entries": {"admin_adjust": total}, "balances": {"treasury": {"GBC": -total}, "users": {"GBC": total}}, "flows": {}})
+    shard.set(
+        {"entries": {"admin_adjust": total}, "balances": {"treasury": {"GBC": -total}, "users": {"GBC": total}}, "flows": {}}
+    )
 
 
 def main() -> None:

@@ -68,8 +68,10 @@ def line(label: str, wall: float, results: list[Answer], attempts: int) -> str:
     seconds = [answer.seconds for answer in results]
     answers = collections.Counter(str(answer.status) for answer in results)
     told = " ".join(f"{status}x{count}" for status, count in sorted(answers.items()))
-    return (f"  {label:<34} wall {wall:6.2f} s  p50 {statistics.median(seconds):6.2f} s  max {max(seconds):6.2f} s  "
-            f"attempts {attempts:4}  answers {told}")
+    return (
+        f"  {label:<34} wall {wall:6.2f} s  p50 {statistics.median(seconds):6.2f} s  max {max(seconds):6.2f} s  "
+        f"attempts {attempts:4}  answers {told}"
+    )
 
 
 def main() -> None:
@@ -85,10 +87,9 @@ def main() -> None:
         configure_environment(emulator.address)
         os.environ["LOCAL_SERVICE_SECRET"] = uuid.uuid4().hex
         os.environ["ADMIN_UIDS"] = ADMIN
+        from coins import clients, store
         from local.jobs import job_document
         from local.stack import configure_tasks, serve_functions
-
-        from coins import clients, store
 
         server = serve_functions(0)
         base = f"http://127.0.0.1:{server.server_port}"
@@ -99,8 +100,14 @@ def main() -> None:
         report = []
 
         def fund(uid: str, coins: dict[str, int]) -> None:
-            answer = call(base, "POST", "/api/admin/coins/adjust-balance", ADMIN, {"user_id": uid, "coins": coins, "reason": "bench"},
-                          admin=True)
+            answer = call(
+                base,
+                "POST",
+                "/api/admin/coins/adjust-balance",
+                ADMIN,
+                {"user_id": uid, "coins": coins, "reason": "bench"},
+                admin=True,
+            )
             assert answer.status == 200, answer.text
 
         def job(client: str) -> str:
@@ -116,13 +123,17 @@ def main() -> None:
             if len(bodies) != 1 or len(results) != n or not done_once:
                 failures.append(f"{label} N={n}: {len(bodies)} distinct answers, work done once: {done_once}")
 
-        report.append(f"storm: N concurrent requests with one Idempotency-Key, over HTTP (client timeout {CLIENT_TIMEOUT_SECONDS:.0f} s)")
+        report.append(
+            f"storm: N concurrent requests with one Idempotency-Key, over HTTP (client timeout {CLIENT_TIMEOUT_SECONDS:.0f} s)"
+        )
         for n in storms:
             user = f"bench-{uuid.uuid4().hex[:8]}"
             key = uuid.uuid4().hex
             attempts.take()
             body = {"user_id": user, "coins": {"GBC": 1}, "reason": "storm"}
-            wall, results = at_once([lambda: call(base, "POST", "/api/admin/coins/adjust-balance", ADMIN, body, key=key, admin=True)] * n)
+            wall, results = at_once(
+                [lambda: call(base, "POST", "/api/admin/coins/adjust-balance", ADMIN, body, key=key, admin=True)] * n
+            )
             report.append(line(f"adjust-balance N={n}", wall, results, attempts.take()))
             once("adjust-balance", n, results, balance(user) == 500)
 
@@ -151,9 +162,16 @@ def main() -> None:
             fund(client, {"GPC": n})
             job_id = job(client)
             attempts.take()
-            calls = [lambda m=m: call(base, "POST", "/api/coins/job-payment", client,
-                                      {"job_id": job_id, "milestone": f"m{m}", "amount_dirhams": 10_000})
-                     for m in range(n)]
+            calls = [
+                lambda m=m: call(
+                    base,
+                    "POST",
+                    "/api/coins/job-payment",
+                    client,
+                    {"job_id": job_id, "milestone": f"m{m}", "amount_dirhams": 10_000},
+                )
+                for m in range(n)
+            ]
             wall, results = at_once(calls)
             report.append(line(f"job payments N={n}", wall, results, attempts.take()))
             if any(answer.status != 201 for answer in results):

@@ -51,9 +51,17 @@ OPTIONAL_SECRETS = {"EXPO_ACCESS_TOKEN": "expo-access-token"}
 # The token of the webhook URL set up in Fatora's dashboard (`...?token=`), if one is used.
 WEBHOOK_TOKEN_SECRET = {"FATORA_WEBHOOK_TOKEN": "fatora-webhook-token"}
 APIS = (
-    "cloudfunctions.googleapis.com", "run.googleapis.com", "cloudbuild.googleapis.com", "artifactregistry.googleapis.com",
-    "eventarc.googleapis.com", "firestore.googleapis.com", "cloudtasks.googleapis.com", "cloudscheduler.googleapis.com",
-    "secretmanager.googleapis.com", "iam.googleapis.com", "pubsub.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "run.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "eventarc.googleapis.com",
+    "firestore.googleapis.com",
+    "cloudtasks.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "secretmanager.googleapis.com",
+    "iam.googleapis.com",
+    "pubsub.googleapis.com",
 )
 # Cloud Tasks retries of an escrow timer that failed (the sweeper is the net behind them).
 QUEUE_RETRY = ("--max-attempts=20", "--min-backoff=10s", "--max-backoff=600s", "--max-doublings=5")
@@ -122,65 +130,148 @@ def plan(target: Target) -> list[Step]:
     found = functions()
     private = [f for f in found if f.kind == "private"]
     env = environment(target, private)
-    secrets = {**SECRETS, **(OPTIONAL_SECRETS if target.with_expo_token else {}),
-               **(WEBHOOK_TOKEN_SECRET if target.with_webhook_token else {})}
+    secrets = {
+        **SECRETS,
+        **(OPTIONAL_SECRETS if target.with_expo_token else {}),
+        **(WEBHOOK_TOKEN_SECRET if target.with_webhook_token else {}),
+    }
     steps = [Step("enable the APIs", ("gcloud", "services", "enable", *APIS, p))]
-    steps.append(Step(
-        f"the coins database {DATABASE}",
-        ("gcloud", "firestore", "databases", "create", f"--database={DATABASE}", f"--location={r}",
-         "--type=firestore-native", "--delete-protection", p),
-        unless=("gcloud", "firestore", "databases", "describe", f"--database={DATABASE}", p),
-    ))
+    steps.append(
+        Step(
+            f"the coins database {DATABASE}",
+            (
+                "gcloud",
+                "firestore",
+                "databases",
+                "create",
+                f"--database={DATABASE}",
+                f"--location={r}",
+                "--type=firestore-native",
+                "--delete-protection",
+                p,
+            ),
+            unless=("gcloud", "firestore", "databases", "describe", f"--database={DATABASE}", p),
+        )
+    )
     for name, title in (("coins-runtime", "GUILD Coins functions"), ("coins-invoker", "GUILD Coins scheduler and tasks")):
-        steps.append(Step(
-            f"service account {name}",
-            ("gcloud", "iam", "service-accounts", "create", name, f"--display-name={title}", p),
-            unless=("gcloud", "iam", "service-accounts", "describe", target.account(name), p),
-        ))
-    steps.append(Step(
-        "the Cloud Tasks queue", ("gcloud", "tasks", "queues", "create", QUEUE, f"--location={r}", p),
-        unless=("gcloud", "tasks", "queues", "describe", QUEUE, f"--location={r}", p),
-    ))
+        steps.append(
+            Step(
+                f"service account {name}",
+                ("gcloud", "iam", "service-accounts", "create", name, f"--display-name={title}", p),
+                unless=("gcloud", "iam", "service-accounts", "describe", target.account(name), p),
+            )
+        )
+    steps.append(
+        Step(
+            "the Cloud Tasks queue",
+            ("gcloud", "tasks", "queues", "create", QUEUE, f"--location={r}", p),
+            unless=("gcloud", "tasks", "queues", "describe", QUEUE, f"--location={r}", p),
+        )
+    )
     steps.append(Step("its retry settings", ("gcloud", "tasks", "queues", "update", QUEUE, f"--location={r}", *QUEUE_RETRY, p)))
     member = f"--member=serviceAccount:{runtime}"
     for role in ("roles/cloudtasks.enqueuer", "roles/cloudtasks.taskDeleter"):
-        steps.append(Step(f"runtime: {role} on the queue",
-                          ("gcloud", "tasks", "queues", "add-iam-policy-binding", QUEUE, f"--location={r}", member, f"--role={role}", p)))
-    steps.append(Step("runtime: mint OIDC tokens as the invoker (tasks)",
-                      ("gcloud", "iam", "service-accounts", "add-iam-policy-binding", invoker, member,
-                       "--role=roles/iam.serviceAccountUser", p)))
+        steps.append(
+            Step(
+                f"runtime: {role} on the queue",
+                ("gcloud", "tasks", "queues", "add-iam-policy-binding", QUEUE, f"--location={r}", member, f"--role={role}", p),
+            )
+        )
+    steps.append(
+        Step(
+            "runtime: mint OIDC tokens as the invoker (tasks)",
+            (
+                "gcloud",
+                "iam",
+                "service-accounts",
+                "add-iam-policy-binding",
+                invoker,
+                member,
+                "--role=roles/iam.serviceAccountUser",
+                p,
+            ),
+        )
+    )
     for secret in secrets.values():
-        steps.append(Step(f"runtime: read the secret {secret}",
-                          ("gcloud", "secrets", "add-iam-policy-binding", secret, member, "--role=roles/secretmanager.secretAccessor", p)))
+        steps.append(
+            Step(
+                f"runtime: read the secret {secret}",
+                ("gcloud", "secrets", "add-iam-policy-binding", secret, member, "--role=roles/secretmanager.secretAccessor", p),
+            )
+        )
     for role in ("roles/datastore.user", "roles/eventarc.eventReceiver"):
-        steps.append(Step(f"runtime: {role}", ("gcloud", "projects", "add-iam-policy-binding", target.project, member, f"--role={role}")))
+        steps.append(
+            Step(f"runtime: {role}", ("gcloud", "projects", "add-iam-policy-binding", target.project, member, f"--role={role}"))
+        )
     for function in found:
         steps.append(deploy_function(target, function, env, secrets, runtime))
         if function.kind == "private":
-            steps.append(Step(f"only the invoker may call {function.name}", (
-                "gcloud", "functions", "add-invoker-policy-binding", function.name, f"--region={r}",
-                f"--member=serviceAccount:{invoker}", p)))
+            steps.append(
+                Step(
+                    f"only the invoker may call {function.name}",
+                    (
+                        "gcloud",
+                        "functions",
+                        "add-invoker-policy-binding",
+                        function.name,
+                        f"--region={r}",
+                        f"--member=serviceAccount:{invoker}",
+                        p,
+                    ),
+                )
+            )
         if function.kind == "trigger":
-            steps.append(Step(f"Eventarc may call {function.name}", (
-                "gcloud", "functions", "add-invoker-policy-binding", function.name, f"--region={r}", member, p)))
+            steps.append(
+                Step(
+                    f"Eventarc may call {function.name}",
+                    ("gcloud", "functions", "add-invoker-policy-binding", function.name, f"--region={r}", member, p),
+                )
+            )
     for name, schedule in ((f.name, f.schedule) for f in found if f.schedule is not None):
         url = f"{target.base_url}/{name}"
-        flags = (f"--location={r}", f"--schedule={schedule.cron}", f"--time-zone={schedule.time_zone}", f"--uri={url}",
-                 "--http-method=POST",
-                 f"--oidc-service-account-email={invoker}", f"--oidc-token-audience={url}", p)
-        steps.append(Step(f"schedule {name}", ("gcloud", "scheduler", "jobs", "create", "http", f"coins-{name}", *flags),
-                          unless=("gcloud", "scheduler", "jobs", "describe", f"coins-{name}", f"--location={r}", p)))
-        steps.append(Step(f"schedule {name} (settings)", ("gcloud", "scheduler", "jobs", "update", "http", f"coins-{name}", *flags)))
-    steps.append(Step(
-        f"our Hosting site {target.site}",
-        ("firebase", "hosting:sites:create", target.site, "--project", target.project),
-        unless=("firebase", "hosting:sites:get", target.site, "--project", target.project),
-    ))
-    steps.append(Step(
-        "rules and indexes of guild-coins, and our Hosting site",
-        ("firebase", "deploy", "--only", "firestore,hosting", "--config", DEPLOY_CONFIG.name, "--project", target.project,
-         "--non-interactive"),
-    ))
+        flags = (
+            f"--location={r}",
+            f"--schedule={schedule.cron}",
+            f"--time-zone={schedule.time_zone}",
+            f"--uri={url}",
+            "--http-method=POST",
+            f"--oidc-service-account-email={invoker}",
+            f"--oidc-token-audience={url}",
+            p,
+        )
+        steps.append(
+            Step(
+                f"schedule {name}",
+                ("gcloud", "scheduler", "jobs", "create", "http", f"coins-{name}", *flags),
+                unless=("gcloud", "scheduler", "jobs", "describe", f"coins-{name}", f"--location={r}", p),
+            )
+        )
+        steps.append(
+            Step(f"schedule {name} (settings)", ("gcloud", "scheduler", "jobs", "update", "http", f"coins-{name}", *flags))
+        )
+    steps.append(
+        Step(
+            f"our Hosting site {target.site}",
+            ("firebase", "hosting:sites:create", target.site, "--project", target.project),
+            unless=("firebase", "hosting:sites:get", target.site, "--project", target.project),
+        )
+    )
+    steps.append(
+        Step(
+            "rules and indexes of guild-coins, and our Hosting site",
+            (
+                "firebase",
+                "deploy",
+                "--only",
+                "firestore,hosting",
+                "--config",
+                DEPLOY_CONFIG.name,
+                "--project",
+                target.project,
+                "--non-interactive",
+            ),
+        )
+    )
     return steps
 
 
@@ -189,18 +280,31 @@ def deploy_function(target: Target, function, env: dict[str, str], secrets: dict
 
     memory, timeout = function.resources.memory, f"{function.resources.timeout_seconds}s"
     argv = [
-        "gcloud", "functions", "deploy", function.name, "--gen2", f"--project={target.project}", f"--region={target.region}",
-        f"--runtime={RUNTIME}", f"--source={FUNCTIONS.relative_to(ROOT)}", f"--entry-point={function.name}",
-        f"--memory={memory}", f"--timeout={timeout}", f"--service-account={runtime}",
+        "gcloud",
+        "functions",
+        "deploy",
+        function.name,
+        "--gen2",
+        f"--project={target.project}",
+        f"--region={target.region}",
+        f"--runtime={RUNTIME}",
+        f"--source={FUNCTIONS.relative_to(ROOT)}",
+        f"--entry-point={function.name}",
+        f"--memory={memory}",
+        f"--timeout={timeout}",
+        f"--service-account={runtime}",
         # "^;^" makes ";" the separator, since SERVICE_AUDIENCE holds commas.
         "--set-env-vars=^;^" + ";".join(f"{k}={v}" for k, v in env.items()),
         "--set-secrets=" + ",".join(f"{var}={secret}:latest" for var, secret in secrets.items()),
     ]
     if function.kind == "trigger":
         argv += [
-            f"--trigger-event-filters=type={registry.DOCUMENT_CREATED}", f"--trigger-event-filters=database={DATABASE}",
+            f"--trigger-event-filters=type={registry.DOCUMENT_CREATED}",
+            f"--trigger-event-filters=database={DATABASE}",
             f"--trigger-event-filters-path-pattern=document={function.document_pattern}",
-            f"--trigger-location={target.region}", f"--trigger-service-account={runtime}", "--retry",
+            f"--trigger-location={target.region}",
+            f"--trigger-service-account={runtime}",
+            "--retry",
         ]
     else:
         argv += ["--trigger-http", "--allow-unauthenticated" if function.kind == "public" else "--no-allow-unauthenticated"]
@@ -225,9 +329,12 @@ def main() -> None:
     parser.add_argument("--region", required=True)
     parser.add_argument("--site", help="our Hosting site (default: <project>-coins); never the project's default site")
     parser.add_argument("--admin-uids", default=os.environ.get("ADMIN_UIDS", ""))
-    parser.add_argument("--with-expo-token", action="store_true", help="also read EXPO_ACCESS_TOKEN from the secret expo-access-token")
-    parser.add_argument("--with-webhook-token", action="store_true",
-                        help="also read FATORA_WEBHOOK_TOKEN from the secret fatora-webhook-token")
+    parser.add_argument(
+        "--with-expo-token", action="store_true", help="also read EXPO_ACCESS_TOKEN from the secret expo-access-token"
+    )
+    parser.add_argument(
+        "--with-webhook-token", action="store_true", help="also read FATORA_WEBHOOK_TOKEN from the secret fatora-webhook-token"
+    )
     parser.add_argument("--dry-run", action="store_true", default=bool(os.environ.get("DRY_RUN")))
     args = parser.parse_args()
     site = args.site or f"{args.project}-coins"

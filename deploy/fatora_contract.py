@@ -24,8 +24,12 @@ sys.path.insert(0, str(ROOT / "functions"))
 EXPECTED = {
     "checkout": {"status": "SUCCESS", "result.checkout_url": "an http(s) URL"},
     "verify": {
-        "status": "SUCCESS", "result.order_id": "our order id", "result.payment_status": "SUCCESS | PENDING | FAILURE",
-        "result.amount": "a JSON number, the price in QAR", "result.currency": "QAR", "result.mode": "test | live",
+        "status": "SUCCESS",
+        "result.order_id": "our order id",
+        "result.payment_status": "SUCCESS | PENDING | FAILURE",
+        "result.amount": "a JSON number, the price in QAR",
+        "result.currency": "QAR",
+        "result.mode": "test | live",
         "result.transaction_id": "a string once paid",
     },
 }
@@ -58,8 +62,11 @@ def show(call: str, text: str) -> dict:
 def main() -> None:
     key, base = os.environ.get("FATORA_API_KEY"), os.environ.get("FATORA_BASE_URL")
     if not key or not base:
-        print("Set FATORA_API_KEY (a test-mode key from Fatora's dashboard) and FATORA_BASE_URL "
-              "(https://api.fatora.io/v1) to check the contract against the real Fatora.", file=sys.stderr)
+        print(
+            "Set FATORA_API_KEY (a test-mode key from Fatora's dashboard) and FATORA_BASE_URL "
+            "(https://api.fatora.io/v1) to check the contract against the real Fatora.",
+            file=sys.stderr,
+        )
         sys.exit(2)
     import requests
 
@@ -76,9 +83,18 @@ def main() -> None:
     client = FatoraClient(base, key, session=Recording())
     order_id = f"contract{uuid.uuid4().hex[:12]}"
     steps = [
-        ("checkout", lambda: client.checkout(order_id=order_id, amount_dirhams=100, client={"name": "GUILD contract check",
-                     "phone": "", "email": ""}, language="en", success_url="https://example.invalid/return",
-                     failure_url="https://example.invalid/return", note="contract check")),
+        (
+            "checkout",
+            lambda: client.checkout(
+                order_id=order_id,
+                amount_dirhams=100,
+                client={"name": "GUILD contract check", "phone": "", "email": ""},
+                language="en",
+                success_url="https://example.invalid/return",
+                failure_url="https://example.invalid/return",
+                note="contract check",
+            ),
+        ),
         ("verify by order id", lambda: client.verify(order_id)),
     ]
     results = {}
@@ -98,8 +114,10 @@ def main() -> None:
             print(f"\n-> the client refused the answer: {type(error).__name__}: {error}")
         show("verify by both ids", answers.pop())
     else:
-        print("\n== verify by both ids: Fatora named no transaction for the unpaid order; pay the checkout page in test mode and "
-              f"run verify again with its transaction id (order {order_id}).")
+        print(
+            "\n== verify by both ids: Fatora named no transaction for the unpaid order; pay the checkout page in test mode and "
+            f"run verify again with its transaction id (order {order_id})."
+        )
 
 
 if __name__ == "__main__":

@@ -4,8 +4,23 @@ then calls one function of the `coins` package; coins.api does the HTTP glue."""
 import functions_framework
 
 from coins import (
-    api, catalog, clients, console, effects, errors, escrow, kyc, models, notify, openapi, purchases, reconciliation, repair, responses,
-    wallets, withdrawals,
+    api,
+    catalog,
+    clients,
+    console,
+    effects,
+    errors,
+    escrow,
+    kyc,
+    models,
+    notify,
+    openapi,
+    purchases,
+    reconciliation,
+    repair,
+    responses,
+    wallets,
+    withdrawals,
 )
 from coins.api import Access, Call, endpoint
 from coins.registry import Resources, daily_at, every
@@ -40,7 +55,9 @@ def coins_wallet(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "GET", access=Access.USER, path="/api/coins/transactions",
+    "GET",
+    access=Access.USER,
+    path="/api/coins/transactions",
     query=models.TransactionsPage,
     response=responses.Page[responses.Transaction],
 )
@@ -51,7 +68,9 @@ def coins_transactions(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.USER, path="/api/coins/check-balance",
+    "POST",
+    access=Access.USER,
+    path="/api/coins/check-balance",
     body=models.CheckBalance,
     response=responses.BalanceCheck,
 )
@@ -61,9 +80,13 @@ def coins_check_balance(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.ADMIN, path="/api/admin/coins/adjust-balance",
-    body=models.AdjustBalance, idempotent=True,
-    response=responses.Adjustment, raises=(errors.InsufficientFunds,),
+    "POST",
+    access=Access.ADMIN,
+    path="/api/admin/coins/adjust-balance",
+    body=models.AdjustBalance,
+    idempotent=True,
+    response=responses.Adjustment,
+    raises=(errors.InsufficientFunds,),
 )
 def admin_adjust_balance(call: Call):
     body = call.body
@@ -74,9 +97,14 @@ def admin_adjust_balance(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.USER, path="/api/coins/purchase",
-    body=models.PurchaseCreate, idempotent=True,
-    response=responses.Purchase, status=201, raises=(errors.RateLimited, errors.GatewayError),
+    "POST",
+    access=Access.USER,
+    path="/api/coins/purchase",
+    body=models.PurchaseCreate,
+    idempotent=True,
+    response=responses.Purchase,
+    status=201,
+    raises=(errors.RateLimited, errors.GatewayError),
 )
 def coins_purchase_create(call: Call):
     language = "ar" if call.headers.get("Accept-Language", "").lower().startswith("ar") else "en"
@@ -99,7 +127,9 @@ def coins_purchase_get(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "GET", access=Access.USER, path="/api/coins/purchases",
+    "GET",
+    access=Access.USER,
+    path="/api/coins/purchases",
     query=models.PurchasesPage,
     response=responses.Page[responses.Purchase],
 )
@@ -110,8 +140,11 @@ def coins_purchases_list(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "GET", access=Access.PUBLIC, path="/api/coins/purchase/return",
-    raw_body=True, pages=True,
+    "GET",
+    access=Access.PUBLIC,
+    path="/api/coins/purchase/return",
+    raw_body=True,
+    pages=True,
     raises=(errors.InvalidRequest,),
 )
 def coins_purchase_return(call: Call):
@@ -121,7 +154,9 @@ def coins_purchase_return(call: Call):
 
 @functions_framework.http
 @endpoint(
-    ("GET", "POST"), access=Access.PUBLIC, path="/api/coins/webhook/fatora",
+    ("GET", "POST"),
+    access=Access.PUBLIC,
+    path="/api/coins/webhook/fatora",
     raw_body=True,
     raises=(errors.Unauthenticated, errors.InvalidRequest),
 )
@@ -137,18 +172,25 @@ def purchases_reconcile(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.ADMIN, path="/api/admin/coins/purchase/{id}/refund",
-    body=models.PurchaseRefund, idempotent=True,
-    response=responses.Purchase, raises=(errors.InvalidState, errors.InsufficientFunds, errors.GatewayError),
+    "POST",
+    access=Access.ADMIN,
+    path="/api/admin/coins/purchase/{id}/refund",
+    body=models.PurchaseRefund,
+    idempotent=True,
+    response=responses.Purchase,
+    raises=(errors.InvalidState, errors.InsufficientFunds, errors.GatewayError),
 )
 def admin_purchase_refund(call: Call):
-    return purchases.refund(call.db, clients.fatora(), call.caller, call.params["id"], reason=call.body.reason,
-                            idempotency=call.idempotency)
+    return purchases.refund(
+        call.db, clients.fatora(), call.caller, call.params["id"], reason=call.body.reason, idempotency=call.idempotency
+    )
 
 
 @functions_framework.http
 @endpoint(
-    "GET", access=Access.ADMIN, path="/api/admin/coins/purchases/review",
+    "GET",
+    access=Access.ADMIN,
+    path="/api/admin/coins/purchases/review",
     query=models.Page,
     response=responses.Page[responses.Purchase],
 )
@@ -158,20 +200,35 @@ def admin_purchases_review(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.ADMIN, path="/api/admin/coins/purchase/{id}/resolve",
-    body=models.PurchaseResolve, idempotent=True,
-    response=responses.Purchase, raises=(errors.InvalidState, errors.InsufficientFunds, errors.GatewayError),
+    "POST",
+    access=Access.ADMIN,
+    path="/api/admin/coins/purchase/{id}/resolve",
+    body=models.PurchaseResolve,
+    idempotent=True,
+    response=responses.Purchase,
+    raises=(errors.InvalidState, errors.InsufficientFunds, errors.GatewayError),
 )
 def admin_purchase_resolve(call: Call):
-    return purchases.resolve(call.db, clients.fatora, call.caller, call.params["id"], action=call.body.action, note=call.body.note,
-                             idempotency=call.idempotency)
+    return purchases.resolve(
+        call.db,
+        clients.fatora,
+        call.caller,
+        call.params["id"],
+        action=call.body.action,
+        note=call.body.note,
+        idempotency=call.idempotency,
+    )
 
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.USER, path="/api/coins/job-payment",
-    body=models.JobPayment, idempotent=True,
-    response=responses.Escrow, status=201,
+    "POST",
+    access=Access.USER,
+    path="/api/coins/job-payment",
+    body=models.JobPayment,
+    idempotent=True,
+    response=responses.Escrow,
+    status=201,
     raises=(errors.JobNotFound, errors.InvalidState, errors.InsufficientFunds, errors.RateLimited),
 )
 def coins_job_payment(call: Call):
@@ -190,14 +247,17 @@ def coins_job_payment(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "GET", access=Access.USER, path="/api/coins/escrows",
+    "GET",
+    access=Access.USER,
+    path="/api/coins/escrows",
     query=models.EscrowsPage,
     response=responses.Page[responses.Escrow],
 )
 def coins_escrows_list(call: Call):
     page = call.query
-    return escrow.list_for(call.db, call.caller, role=page.role, status=page.status, job_id=page.job_id, limit=page.limit,
-                           cursor=page.cursor)
+    return escrow.list_for(
+        call.db, call.caller, role=page.role, status=page.status, job_id=page.job_id, limit=page.limit, cursor=page.cursor
+    )
 
 
 @functions_framework.http
@@ -208,9 +268,12 @@ def coins_escrow_get(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.USER, path="/api/coins/escrow/{id}/submit",
+    "POST",
+    access=Access.USER,
+    path="/api/coins/escrow/{id}/submit",
     body=models.Submit,
-    response=responses.Escrow, raises=(errors.InvalidState,),
+    response=responses.Escrow,
+    raises=(errors.InvalidState,),
 )
 def coins_escrow_submit(call: Call):
     return escrow.submit(call.db, call.caller, call.params["id"], note=call.body.note)
@@ -218,9 +281,12 @@ def coins_escrow_submit(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.USER, path="/api/coins/escrow/{id}/request-changes",
+    "POST",
+    access=Access.USER,
+    path="/api/coins/escrow/{id}/request-changes",
     body=models.RequestChanges,
-    response=responses.Escrow, raises=(errors.InvalidState,),
+    response=responses.Escrow,
+    raises=(errors.InvalidState,),
 )
 def coins_escrow_request_changes(call: Call):
     return escrow.request_changes(call.db, call.caller, call.params["id"], note=call.body.note)
@@ -228,20 +294,28 @@ def coins_escrow_request_changes(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.USER, path="/api/coins/escrow/{id}/release",
-    body=models.Release, idempotent=True,
-    response=responses.Escrow, raises=(errors.InvalidState,),
+    "POST",
+    access=Access.USER,
+    path="/api/coins/escrow/{id}/release",
+    body=models.Release,
+    idempotent=True,
+    response=responses.Escrow,
+    raises=(errors.InvalidState,),
 )
 def coins_escrow_release(call: Call):
-    return escrow.release(call.db, call.caller, call.params["id"], amount_dirhams=call.body.amount_dirhams,
-                          idempotency=call.idempotency)
+    return escrow.release(
+        call.db, call.caller, call.params["id"], amount_dirhams=call.body.amount_dirhams, idempotency=call.idempotency
+    )
 
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.USER, path="/api/coins/escrow/{id}/request-refund",
+    "POST",
+    access=Access.USER,
+    path="/api/coins/escrow/{id}/request-refund",
     body=models.RequestRefund,
-    response=responses.Escrow, raises=(errors.InvalidState,),
+    response=responses.Escrow,
+    raises=(errors.InvalidState,),
 )
 def coins_escrow_request_refund(call: Call):
     return escrow.request_refund(call.db, call.caller, call.params["id"], reason=call.body.reason)
@@ -249,9 +323,12 @@ def coins_escrow_request_refund(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.USER, path="/api/coins/escrow/{id}/refund",
+    "POST",
+    access=Access.USER,
+    path="/api/coins/escrow/{id}/refund",
     idempotent=True,
-    response=responses.Escrow, raises=(errors.InvalidState,),
+    response=responses.Escrow,
+    raises=(errors.InvalidState,),
 )
 def coins_escrow_refund(call: Call):
     return escrow.refund(call.db, call.caller, call.params["id"], idempotency=call.idempotency)
@@ -259,9 +336,12 @@ def coins_escrow_refund(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.USER, path="/api/coins/escrow/{id}/dispute",
+    "POST",
+    access=Access.USER,
+    path="/api/coins/escrow/{id}/dispute",
     body=models.Dispute,
-    response=responses.Escrow, raises=(errors.InvalidState,),
+    response=responses.Escrow,
+    raises=(errors.InvalidState,),
 )
 def coins_escrow_dispute(call: Call):
     body = call.body
@@ -270,7 +350,9 @@ def coins_escrow_dispute(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "GET", access=Access.ADMIN, path="/api/admin/coins/disputes",
+    "GET",
+    access=Access.ADMIN,
+    path="/api/admin/coins/disputes",
     query=models.Page,
     response=responses.Page[responses.Escrow],
 )
@@ -280,14 +362,24 @@ def admin_disputes_list(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.ADMIN, path="/api/admin/coins/escrow/{id}/resolve",
-    body=models.Resolve, idempotent=True,
-    response=responses.Escrow, raises=(errors.InvalidState,),
+    "POST",
+    access=Access.ADMIN,
+    path="/api/admin/coins/escrow/{id}/resolve",
+    body=models.Resolve,
+    idempotent=True,
+    response=responses.Escrow,
+    raises=(errors.InvalidState,),
 )
 def admin_escrow_resolve(call: Call):
     body = call.body
-    return escrow.resolve(call.db, call.caller, call.params["id"], freelancer_dirhams=body.freelancer_dirhams, note=body.note,
-                          idempotency=call.idempotency)
+    return escrow.resolve(
+        call.db,
+        call.caller,
+        call.params["id"],
+        freelancer_dirhams=body.freelancer_dirhams,
+        note=body.note,
+        idempotency=call.idempotency,
+    )
 
 
 @functions_framework.http
@@ -326,9 +418,12 @@ def outbox_on_create(cloud_event):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.ADMIN, path="/api/admin/coins/kyc/{uid}",
+    "POST",
+    access=Access.ADMIN,
+    path="/api/admin/coins/kyc/{uid}",
     body=models.KycSet,
-    response=responses.Wallet, raises=(errors.InvalidState,),
+    response=responses.Wallet,
+    raises=(errors.InvalidState,),
 )
 def admin_kyc_set(call: Call):
     return kyc.decide(call.db, call.caller, user_id=call.params["uid"], status=call.body.status, note=call.body.note)
@@ -336,18 +431,25 @@ def admin_kyc_set(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.USER, path="/api/coins/kyc",
+    "POST",
+    access=Access.USER,
+    path="/api/coins/kyc",
     body=models.KycSubmit,
-    response=responses.Wallet, raises=(errors.InvalidState,),
+    response=responses.Wallet,
+    raises=(errors.InvalidState,),
 )
 def coins_kyc_submit(call: Call):
     body = call.body
-    return kyc.submit(call.db, call.caller, full_name=body.full_name, qid_number=body.qid_number, document_urls=tuple(body.document_urls))
+    return kyc.submit(
+        call.db, call.caller, full_name=body.full_name, qid_number=body.qid_number, document_urls=tuple(body.document_urls)
+    )
 
 
 @functions_framework.http
 @endpoint(
-    "GET", access=Access.ADMIN, path="/api/admin/coins/kyc/pending",
+    "GET",
+    access=Access.ADMIN,
+    path="/api/admin/coins/kyc/pending",
     query=models.Page,
     response=responses.Page[responses.KycSubmission],
 )
@@ -357,19 +459,27 @@ def admin_kyc_pending(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.ADMIN, path="/api/admin/coins/users/{uid}/limits",
+    "POST",
+    access=Access.ADMIN,
+    path="/api/admin/coins/users/{uid}/limits",
     body=models.LiftLimits,
     response=responses.LimitsLifted,
 )
 def admin_limits_lift(call: Call):
-    return wallets.lift_limits(call.db, call.caller, user_id=call.params["uid"], hours=call.body.lift_hours, reason=call.body.reason)
+    return wallets.lift_limits(
+        call.db, call.caller, user_id=call.params["uid"], hours=call.body.lift_hours, reason=call.body.reason
+    )
 
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.USER, path="/api/coins/withdrawal",
-    body=models.WithdrawalCreate, idempotent=True,
-    response=responses.Withdrawal, status=201,
+    "POST",
+    access=Access.USER,
+    path="/api/coins/withdrawal",
+    body=models.WithdrawalCreate,
+    idempotent=True,
+    response=responses.Withdrawal,
+    status=201,
     raises=(errors.KycRequired, errors.WithdrawalPending, errors.InsufficientFunds, errors.RateLimited),
 )
 def coins_withdrawal_create(call: Call):
@@ -387,7 +497,9 @@ def coins_withdrawal_create(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "GET", access=Access.USER, path="/api/coins/withdrawals",
+    "GET",
+    access=Access.USER,
+    path="/api/coins/withdrawals",
     query=models.Page,
     response=responses.Page[responses.Withdrawal],
 )
@@ -403,7 +515,9 @@ def coins_withdrawal_get(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "GET", access=Access.ADMIN, path="/api/coins/withdrawals/pending",
+    "GET",
+    access=Access.ADMIN,
+    path="/api/coins/withdrawals/pending",
     query=models.Page,
     response=responses.Page[responses.Withdrawal],
 )
@@ -413,9 +527,13 @@ def coins_withdrawals_pending(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.ADMIN, path="/api/coins/withdrawal/{id}/approve",
-    body=models.Approve, idempotent=True,
-    response=responses.Withdrawal, raises=(errors.InvalidState,),
+    "POST",
+    access=Access.ADMIN,
+    path="/api/coins/withdrawal/{id}/approve",
+    body=models.Approve,
+    idempotent=True,
+    response=responses.Withdrawal,
+    raises=(errors.InvalidState,),
 )
 def coins_withdrawal_approve(call: Call):
     return withdrawals.approve(call.db, call.caller, call.params["id"], notes=call.body.notes, idempotency=call.idempotency)
@@ -423,9 +541,13 @@ def coins_withdrawal_approve(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.ADMIN, path="/api/coins/withdrawal/{id}/paid",
-    body=models.Paid, idempotent=True,
-    response=responses.Withdrawal, raises=(errors.InvalidState,),
+    "POST",
+    access=Access.ADMIN,
+    path="/api/coins/withdrawal/{id}/paid",
+    body=models.Paid,
+    idempotent=True,
+    response=responses.Withdrawal,
+    raises=(errors.InvalidState,),
 )
 def coins_withdrawal_paid(call: Call):
     return withdrawals.pay(
@@ -435,9 +557,13 @@ def coins_withdrawal_paid(call: Call):
 
 @functions_framework.http
 @endpoint(
-    "POST", access=Access.ADMIN, path="/api/coins/withdrawal/{id}/reject",
-    body=models.Reject, idempotent=True,
-    response=responses.Withdrawal, raises=(errors.InvalidState,),
+    "POST",
+    access=Access.ADMIN,
+    path="/api/coins/withdrawal/{id}/reject",
+    body=models.Reject,
+    idempotent=True,
+    response=responses.Withdrawal,
+    raises=(errors.InvalidState,),
 )
 def coins_withdrawal_reject(call: Call):
     return withdrawals.reject(call.db, call.caller, call.params["id"], reason=call.body.reason, idempotency=call.idempotency)
@@ -456,8 +582,13 @@ def admin_vault(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/reconciliation", response=responses.Reconciliation,
-          resources=Resources("1Gi", 300))
+@endpoint(
+    "GET",
+    access=Access.ADMIN,
+    path="/api/admin/coins/reconciliation",
+    response=responses.Reconciliation,
+    resources=Resources("1Gi", 300),
+)
 def admin_reconciliation(call: Call):
     return reconciliation.run(call.db)
 

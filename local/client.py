@@ -33,8 +33,18 @@ class Answer:
         return json.loads(self.text)
 
 
-def call(base: str, method: str, path: str, uid: str | None = None, body: Any = None, *, key: str | None = None,
-         admin: bool = False, headers: dict[str, str] | None = None, timeout: float = CLIENT_TIMEOUT_SECONDS) -> Answer:
+def call(
+    base: str,
+    method: str,
+    path: str,
+    uid: str | None = None,
+    body: Any = None,
+    *,
+    key: str | None = None,
+    admin: bool = False,
+    headers: dict[str, str] | None = None,
+    timeout: float = CLIENT_TIMEOUT_SECONDS,
+) -> Answer:
     """One request; a fresh Idempotency-Key unless `key` is given (`key=""` sends none)."""
     sent = dict(headers or {})
     if uid is not None:

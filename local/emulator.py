@@ -198,6 +198,4 @@ class FirestoreEmulator:
             "namespace": "(default)",
             "document": {"value": document_pattern, "matchType": "PATH_PATTERN"},
         }
-        self._request(
-            "POST", f"/emulator/v1/projects/{self.project_id}/eventarcTrigger?eventarcTriggerId={trigger_id}", body
-        )
+        self._request("POST", f"/emulator/v1/projects/{self.project_id}/eventarcTrigger?eventarcTriggerId={trigger_id}", body)

@@ -86,7 +86,9 @@ class ExpoPushStandIn:
             return _errors(400, "VALIDATION_ERROR", "The request body is not JSON")(environ, start_response)
         messages = body if isinstance(body, list) else [body]
         if len(messages) > MESSAGES_PER_REQUEST_MAX:
-            return _errors(400, "PUSH_TOO_MANY_NOTIFICATIONS", "You are trying to send more than 100 push notifications in one request")(environ, start_response)
+            return _errors(
+                400, "PUSH_TOO_MANY_NOTIFICATIONS", "You are trying to send more than 100 push notifications in one request"
+            )(environ, start_response)
         if not all(isinstance(m, dict) and m.get("to") for m in messages):
             return _errors(400, "VALIDATION_ERROR", '"to" is required')(environ, start_response)
         tickets = []
@@ -98,8 +100,11 @@ class ExpoPushStandIn:
     def _ticket(self, message: dict[str, Any]) -> dict[str, Any]:
         token = message["to"]
         if not (isinstance(token, str) and token.startswith("ExponentPushToken[")) or token in self.unregistered:
-            return {"status": "error", "message": f'"{token}" is not a registered push notification recipient',
-                    "details": {"error": "DeviceNotRegistered", "expoPushToken": token}}
+            return {
+                "status": "error",
+                "message": f'"{token}" is not a registered push notification recipient',
+                "details": {"error": "DeviceNotRegistered", "expoPushToken": token},
+            }
         if len(json.dumps(message).encode()) > PAYLOAD_BYTES_MAX:
             return {"status": "error", "message": "Message too big", "details": {"error": "MessageTooBig"}}
         ticket_id = str(uuid.uuid4())

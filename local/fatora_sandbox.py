@@ -147,7 +147,11 @@ class FatoraSandbox:
     def order(self, order_id: str, transaction_id: str | None = None) -> Order | None:
         """The order's payment with that transaction, or its latest checkout."""
         with self._lock:
-            found = [o for o in self.orders if o.order_id == order_id and (transaction_id is None or o.transaction_id == transaction_id)]
+            found = [
+                o
+                for o in self.orders
+                if o.order_id == order_id and (transaction_id is None or o.transaction_id == transaction_id)
+            ]
         return found[-1] if found else None
 
     # What a payer does on the hosted page, and what Fatora then sends.
@@ -171,8 +175,13 @@ class FatoraSandbox:
         """Notifies the webhook URL, in the background, retrying non-2xx with backoff."""
         if not self.webhook_url:
             return
-        fields = {"order_id": order.order_id, "transaction_id": order.transaction_id or "", "mode": self.mode,
-                  "response_code": "000" if order.status == "SUCCESS" else "051", "description": order.status}
+        fields = {
+            "order_id": order.order_id,
+            "transaction_id": order.transaction_id or "",
+            "mode": self.mode,
+            "response_code": "000" if order.status == "SUCCESS" else "051",
+            "description": order.status,
+        }
         threads = [
             threading.Thread(target=self._deliver, args=(order.order_id, fields, self.faults.webhook_method), daemon=True)
             for _ in range(self.faults.webhook_copies)
@@ -256,11 +265,18 @@ class FatoraSandbox:
                 return failure("INVALID_URL", "success_url and failure_url take no query string", 400)
             token = uuid.uuid4().hex
             with self._lock:
-                self.orders.append(Order(
-                    order_id=str(given["order_id"]), amount=Decimal(amount), currency=given["currency"], client=given["client"],
-                    language=given.get("language", "en"), success_url=given["success_url"], failure_url=given["failure_url"],
-                    token=token,
-                ))
+                self.orders.append(
+                    Order(
+                        order_id=str(given["order_id"]),
+                        amount=Decimal(amount),
+                        currency=given["currency"],
+                        client=given["client"],
+                        language=given.get("language", "en"),
+                        success_url=given["success_url"],
+                        failure_url=given["failure_url"],
+                        token=token,
+                    )
+                )
             return answer({"status": "SUCCESS", "result": {"checkout_url": f"{self.base_url}/checkout/{token}"}})
 
         @app.post("/v1/payments/verify")
@@ -270,18 +286,20 @@ class FatoraSandbox:
             if order is None:
                 return failure("ORDER_NOT_FOUND", "no such order or transaction", 404)
             faults = self.faults
-            return answer({
-                "status": "SUCCESS",
-                "result": {
-                    "order_id": order.order_id,
-                    "transaction_id": order.transaction_id,
-                    "payment_status": faults.verify_status or order.status,
-                    "amount": Decimal(faults.verify_amount) if faults.verify_amount else order.amount,
-                    "currency": faults.verify_currency or order.currency,
-                    "mode": faults.verify_mode or self.mode,
-                    "description": "Transaction Successful - Approved" if order.status == "SUCCESS" else order.status,
-                },
-            })
+            return answer(
+                {
+                    "status": "SUCCESS",
+                    "result": {
+                        "order_id": order.order_id,
+                        "transaction_id": order.transaction_id,
+                        "payment_status": faults.verify_status or order.status,
+                        "amount": Decimal(faults.verify_amount) if faults.verify_amount else order.amount,
+                        "currency": faults.verify_currency or order.currency,
+                        "mode": faults.verify_mode or self.mode,
+                        "description": "Transaction Successful - Approved" if order.status == "SUCCESS" else order.status,
+                    },
+                }
+            )
 
         @app.post("/v1/payments/refund")
         def refund():
@@ -296,8 +314,16 @@ class FatoraSandbox:
             if lost:
                 # What a proxy answers when Fatora's answer never reached it: the refund happened.
                 return failure("BAD_GATEWAY", "the answer was lost", 502)
-            return answer({"status": "SUCCESS", "result": {"order_id": order.order_id, "transaction_id": order.transaction_id,
-                                                           "refund_status": REFUND_STATUS}})
+            return answer(
+                {
+                    "status": "SUCCESS",
+                    "result": {
+                        "order_id": order.order_id,
+                        "transaction_id": order.transaction_id,
+                        "refund_status": REFUND_STATUS,
+                    },
+                }
+            )
 
         def by_token(token: str) -> Order | None:
             return next((o for o in self.orders if o.token == token), None)
@@ -323,7 +349,9 @@ class FatoraSandbox:
                 return Response("Unknown checkout", 404)
             order = self.decide(order.order_id, pay=decision == "pay")
             if not self.faults.follow_returns:
-                return Response("<!doctype html><p>Payment recorded. (The sandbox did not send you back.)</p>", mimetype="text/html")
+                return Response(
+                    "<!doctype html><p>Payment recorded. (The sandbox did not send you back.)</p>", mimetype="text/html"
+                )
             return redirect(self.return_url(order), code=303)
 
         @app.post("/_sandbox/faults")

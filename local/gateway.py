@@ -79,7 +79,6 @@ class Gateway:
         start_response("404 Not Found", [("Content-Type", "application/json")])
         return [body.encode()]
 
-
     def static(self, environ, start_response):
         """public/ as Hosting serves it: a directory's index.html."""
         if environ["PATH_INFO"].endswith("/"):
@@ -105,7 +104,7 @@ def local_token(environ, start_response):
         uid, admin = None, False
     if environ.get("REQUEST_METHOD") != "POST" or not is_valid_id(uid):
         start_response("400 Bad Request", [("Content-Type", "application/json")])
-        return [json.dumps({"error": {"code": "invalid_request", "message": "POST {\"uid\", \"admin\"}", "details": {}}}).encode()]
+        return [json.dumps({"error": {"code": "invalid_request", "message": 'POST {"uid", "admin"}', "details": {}}}).encode()]
     start_response("200 OK", [("Content-Type", "application/json")])
     return [json.dumps({"token": mint(uid, admin=admin)}).encode()]
 

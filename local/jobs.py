@@ -22,14 +22,33 @@ def job_document(job_id: str, client: str, freelancer: str | None, now: datetime
     """The fields the app writes: an open job, and once an offer is accepted, the
     freelancer and the accepted offer."""
     data: dict[str, Any] = {
-        "title": "Logo design", "description": "A logo for the shop", "category": "design",
-        "budget": {"min": 100, "max": 500, "currency": "QAR"}, "location": "Doha", "timeNeeded": "1 week",
-        "skills": ["design"], "isUrgent": False, "status": "open", "adminStatus": "approved",
-        "clientId": client, "clientName": client, "offers": [], "createdAt": now, "updatedAt": now,
+        "title": "Logo design",
+        "description": "A logo for the shop",
+        "category": "design",
+        "budget": {"min": 100, "max": 500, "currency": "QAR"},
+        "location": "Doha",
+        "timeNeeded": "1 week",
+        "skills": ["design"],
+        "isUrgent": False,
+        "status": "open",
+        "adminStatus": "approved",
+        "clientId": client,
+        "clientName": client,
+        "offers": [],
+        "createdAt": now,
+        "updatedAt": now,
     }
     if freelancer is not None:
-        offer = {"id": f"offer-{job_id}", "jobId": job_id, "freelancerId": freelancer, "freelancerName": freelancer,
-                 "price": 100, "message": "I can do it", "status": "accepted", "createdAt": now}
+        offer = {
+            "id": f"offer-{job_id}",
+            "jobId": job_id,
+            "freelancerId": freelancer,
+            "freelancerName": freelancer,
+            "price": 100,
+            "message": "I can do it",
+            "status": "accepted",
+            "createdAt": now,
+        }
         data.update(status="accepted", freelancerId=freelancer, freelancerName=freelancer, acceptedOffer=offer, offers=[offer])
     return data
 
@@ -51,9 +70,21 @@ def main() -> None:
         user = app.collection("users").document(uid)
         if not user.get().exists:
             # setDoc(..., {merge: true}) with a dotted key, as the app does: one top-level field.
-            user.set({"displayName": uid, "notificationTokens.local-device": {
-                "token": f"ExponentPushToken[local-{uid}]", "platform": "ios", "isActive": True, "updatedAt": now}})
-    print(f"jobs/{args.job_id}: client {args.client}, " + (f"freelancer {args.freelancer}" if args.freelancer else "nobody hired yet"))
+            user.set(
+                {
+                    "displayName": uid,
+                    "notificationTokens.local-device": {
+                        "token": f"ExponentPushToken[local-{uid}]",
+                        "platform": "ios",
+                        "isActive": True,
+                        "updatedAt": now,
+                    },
+                }
+            )
+    print(
+        f"jobs/{args.job_id}: client {args.client}, "
+        + (f"freelancer {args.freelancer}" if args.freelancer else "nobody hired yet")
+    )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,9 @@ def start_fatora_sandbox(functions_base_url: str, port: int = 0):
     from local.fatora_sandbox import FatoraSandbox
 
     token = secrets.token_urlsafe(24)
-    sandbox = FatoraSandbox(api_key=secrets.token_urlsafe(16), webhook_url=f"{functions_base_url}{WEBHOOK_PATH}?token={token}").serve(port)
+    sandbox = FatoraSandbox(
+        api_key=secrets.token_urlsafe(16), webhook_url=f"{functions_base_url}{WEBHOOK_PATH}?token={token}"
+    ).serve(port)
     os.environ["FATORA_BASE_URL"] = sandbox.api_url
     os.environ["FATORA_API_KEY"] = sandbox.api_key
     os.environ["FATORA_WEBHOOK_TOKEN"] = token
@@ -137,11 +139,17 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
         print(f"Firestore emulator  http://{firestore_address}", flush=True)
-        print(f"Fatora sandbox      {sandbox.base_url}  (returns to {base}{RETURN_PATH}, webhooks to {base}{WEBHOOK_PATH})", flush=True)
+        print(
+            f"Fatora sandbox      {sandbox.base_url}  (returns to {base}{RETURN_PATH}, webhooks to {base}{WEBHOOK_PATH})",
+            flush=True,
+        )
         print(f"Expo push stand-in  {expo.url}  (what was pushed: {expo.url}/_sent)", flush=True)
-        print(f"Triggers            {', '.join(name for name, _ in document_triggers())} on the "
-              f"{os.environ.get('COINS_DATABASE', 'guild-coins')} database; escrow timers in-process, "
-              f"review window {os.environ.get('ESCROW_REVIEW_WINDOW_SECONDS', '259200')} s", flush=True)
+        print(
+            f"Triggers            {', '.join(name for name, _ in document_triggers())} on the "
+            f"{os.environ.get('COINS_DATABASE', 'guild-coins')} database; escrow timers in-process, "
+            f"review window {os.environ.get('ESCROW_REVIEW_WINDOW_SECONDS', '259200')} s",
+            flush=True,
+        )
         for pattern, name in gateway.rewrites():
             print(f"  {base}{pattern.pattern.strip('^$').replace(chr(92), '').replace('[^/]*', '{id}')}  ->  {name}", flush=True)
         print(f"Functions           {base}/<function name>: {', '.join(gateway.function_names())}", flush=True)

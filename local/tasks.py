@@ -30,7 +30,9 @@ class LocalTaskQueue:
     BACKOFF_MIN_SECONDS = 0.1
     BACKOFF_MAX_SECONDS = 5.0
 
-    def __init__(self, target_url: str, *, queue_name: str = "escrow-timers", headers: dict[str, str] | None = None, workers: int = 2) -> None:
+    def __init__(
+        self, target_url: str, *, queue_name: str = "escrow-timers", headers: dict[str, str] | None = None, workers: int = 2
+    ) -> None:
         self.target_url = target_url
         self.queue_name = queue_name
         self.headers = dict(headers or {})
@@ -101,6 +103,8 @@ class LocalTaskQueue:
                     self._names[task_id] = time.time() + self.NAME_RETENTION_SECONDS
                     continue
                 task["retry"] += 1
-                delay = backoff.delay_seconds(task["retry"] + 1, base_seconds=self.BACKOFF_MIN_SECONDS, cap_seconds=self.BACKOFF_MAX_SECONDS, floor=0.5)
+                delay = backoff.delay_seconds(
+                    task["retry"] + 1, base_seconds=self.BACKOFF_MIN_SECONDS, cap_seconds=self.BACKOFF_MAX_SECONDS, floor=0.5
+                )
                 heapq.heappush(self._heap, (time.time() + delay, next(self._order), task_id))
                 self._wake.notify()

@@ -20,7 +20,9 @@ def _b64(data: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).rstrip(b"=").decode()
 
 
-def mint(uid: str, *, admin: bool = False, project_id: str = PROJECT_ID, expires_in: int = TOKEN_LIFETIME_SECONDS, **claims) -> str:
+def mint(
+    uid: str, *, admin: bool = False, project_id: str = PROJECT_ID, expires_in: int = TOKEN_LIFETIME_SECONDS, **claims
+) -> str:
     now = int(time.time())
     payload = {
         "iss": f"https://securetoken.google.com/{project_id}",

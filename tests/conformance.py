@@ -59,9 +59,13 @@ class Conformance:
                 if not content_type.startswith("application/json"):
                     problem = f"{operation_id} {status}: content type {content_type!r}, not JSON"
                 else:
-                    errors = list(self._validator(operation_id, status, content["application/json"]["schema"]).iter_errors(json.loads(body)))
+                    errors = list(
+                        self._validator(operation_id, status, content["application/json"]["schema"]).iter_errors(json.loads(body))
+                    )
                     if errors:
-                        problem = f"{operation_id} {status}: " + "; ".join(f"{'/'.join(map(str, e.instance_path))}: {e.message}" for e in errors[:3])
+                        problem = f"{operation_id} {status}: " + "; ".join(
+                            f"{'/'.join(map(str, e.instance_path))}: {e.message}" for e in errors[:3]
+                        )
             elif "text/html" in content and not content_type.startswith("text/html"):
                 problem = f"{operation_id} {status}: content type {content_type!r}, not an HTML page"
         with self._lock:
@@ -84,9 +88,10 @@ class Conformance:
 def install(conformance: Conformance) -> None:
     """Checks every response of the apps functions_framework creates from now on, and
     every response `requests` gets from a path the document names."""
+    from urllib.parse import urlsplit
+
     import functions_framework
     import requests
-    from urllib.parse import urlsplit
 
     create_app = functions_framework.create_app
 

@@ -40,7 +40,9 @@ def job(client: str, freelancer: str | None = None, *, job_id: str | None = None
     return job_id
 
 
-def escrow(api, client: str, *, freelancer: str | None = None, amount_dirhams: int = 100 * QAR, **overrides: Any) -> dict[str, Any]:
+def escrow(
+    api, client: str, *, freelancer: str | None = None, amount_dirhams: int = 100 * QAR, **overrides: Any
+) -> dict[str, Any]:
     """A locked escrow the client pays for a new job (the client must hold the amount)."""
     freelancer = freelancer or fresh_id("free")
     return _pay(api, client, {"job_id": job(client, freelancer), "amount_dirhams": amount_dirhams, **overrides})

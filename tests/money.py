@@ -142,9 +142,11 @@ def document_event(collection: str, document_id: str, database: str = "guild-coi
 
     name = f"projects/demo-guild/databases/{database}/documents/{collection}/{document_id}"
     event = CloudEvent(
-        {"type": "google.cloud.firestore.document.v1.created",
-         "source": f"//firestore.googleapis.com/projects/demo-guild/databases/{database}",
-         "subject": f"documents/{collection}/{document_id}"},
+        {
+            "type": "google.cloud.firestore.document.v1.created",
+            "source": f"//firestore.googleapis.com/projects/demo-guild/databases/{database}",
+            "subject": f"documents/{collection}/{document_id}",
+        },
         DocumentEventData.serialize(DocumentEventData(value={"name": name})),
     )
     return to_binary(event)

@@ -36,7 +36,7 @@ def start_stack(*args: str, env: dict[str, str] | None = None) -> tuple[subproce
         if line.strip() == "ready":
             # Keep reading what the stack logs (a line per request): a full pipe would
             # block its threads, and its exit, on writing to stdout.
-            threading.Thread(target=lambda: lines.extend(l.rstrip() for l in process.stdout), daemon=True).start()
+            threading.Thread(target=lambda: lines.extend(line.rstrip() for line in process.stdout), daemon=True).start()
             return process, lines
     process.kill()
     raise AssertionError("the stack never said ready:\n" + "\n".join(lines))
@@ -45,5 +45,3 @@ def start_stack(*args: str, env: dict[str, str] | None = None) -> tuple[subproce
 def stop_stack(process: subprocess.Popen) -> int:
     process.send_signal(signal.SIGTERM)
     return process.wait(timeout=60)
-
-

@@ -8,9 +8,10 @@ import json
 import re
 import time
 import traceback
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import flask
 import pydantic
@@ -32,15 +33,18 @@ class Access(Enum):
 class Call:
     """What a handler gets: the authenticated caller and the validated input."""
 
-    caller: Caller | None
+    # None for a public endpoint; `caller` is for those that authenticate.
+    authenticated: Caller | None
     body: Any
     query: Any
-    idempotency: Idempotency | None
+    # None unless the endpoint is `idempotent`; `idempotency` is for those that are.
+    key: Idempotency | None
     params: dict[str, str]
     headers: Any
-    raw_body: bytes | None = None
-    # The query string as sent, for callers we do not define (Fatora's return and webhook).
-    args: dict[str, str] | None = None
+    # The body's bytes and the query string as sent (`raw_body=True`: the gateways'
+    # returns and webhooks, whose shape we do not define); empty otherwise.
+    raw_body: bytes = b""
+    args: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def db(self):
@@ -53,9 +57,20 @@ class Call:
         return clients.app_db()
 
     @property
+    def caller(self) -> Caller:
+        """Who called: the door authenticated them (every access but PUBLIC)."""
+        assert self.authenticated is not None, "a public endpoint has no caller"
+        return self.authenticated
+
+    @property
     def uid(self) -> str:
-        assert self.caller is not None
         return self.caller.uid
+
+    @property
+    def idempotency(self) -> Idempotency:
+        """The request's key: the door required one (`idempotent=True`)."""
+        assert self.key is not None, "only an idempotent endpoint has a key"
+        return self.key
 
 
 @dataclass(frozen=True)
@@ -134,27 +149,33 @@ def endpoint(
                 elif access is not Access.PUBLIC:
                     settings = config.settings()
                     caller = authenticate(
-                        request.headers.get("Authorization"), clients.firebase_app(),
-                        auth_emulator=settings.auth_emulator_host is not None, emulated=settings.emulated,
+                        request.headers.get("Authorization"),
+                        clients.firebase_app(),
+                        auth_emulator=settings.auth_emulator_host is not None,
+                        emulated=settings.emulated,
                     )
                     if access is Access.ADMIN and not caller.admin:
                         raise errors.Forbidden("This needs an admin.")
                 raw = _json_body(request, may_be_empty=_all_optional(body)) if body is not None else None
                 call = Call(
-                    caller=caller,
-                    body=_validate(body, raw) if body is not None else None,
+                    authenticated=caller,
+                    body=_validate(body, raw) if body is not None and raw is not None else None,
                     query=_validate(query, _query_args(request)) if query is not None else None,
-                    idempotency=_idempotency(request, caller, name, {"params": params, "body": raw}) if idempotent else None,
+                    key=_idempotency(request, caller, name, {"params": params, "body": raw}) if idempotent else None,
                     params=params,
                     headers=request.headers,
-                    raw_body=_read_body(request) if raw_body else None,
-                    args=_query_args(request) if raw_body else None,
+                    raw_body=_read_body(request) if raw_body else b"",
+                    args=_query_args(request) if raw_body else {},
                 )
                 result = handler(call)
                 if isinstance(result, Redirect):
-                    logs.info(f"{request.method} {name} 303", function=name, status=303,
-                              latency_ms=round((time.perf_counter() - started) * 1000, 1))
-                    return flask.redirect(result.location, code=303)
+                    logs.info(
+                        f"{request.method} {name} 303",
+                        function=name,
+                        status=303,
+                        latency_ms=round((time.perf_counter() - started) * 1000, 1),
+                    )
+                    return typing.cast(flask.Response, flask.redirect(result.location, code=303))
                 response = result if isinstance(result, Response) else Response(200, result)
             except errors.CoinsError as error:
                 response = Response(error.status, error.to_body())
@@ -189,7 +210,9 @@ def on_document_created(pattern: str, *, resources: registry.Resources = registr
     the coins database (`ledger/{entryId}`), in coins.registry."""
 
     def mark(function: Callable) -> Callable:
-        registry.record(registry.Function(function.__name__, registry.Kind.TRIGGER, document_pattern=pattern, resources=resources))
+        registry.record(
+            registry.Function(function.__name__, registry.Kind.TRIGGER, document_pattern=pattern, resources=resources)
+        )
         return function
 
     return mark
@@ -300,8 +323,10 @@ def _page(response: Response, methods: str) -> flask.Response:
     import html
 
     message = html.escape(response.body.get("error", {}).get("message", "Something went wrong."))
-    text = (f"<!doctype html><meta charset='utf-8'><title>GUILD Coins</title><p>{message}</p>"
-            "<p dir='rtl' lang='ar'>تعذّر إكمال الطلب. عُد إلى تطبيق GUILD.</p>")
+    text = (
+        f"<!doctype html><meta charset='utf-8'><title>GUILD Coins</title><p>{message}</p>"
+        "<p dir='rtl' lang='ar'>تعذّر إكمال الطلب. عُد إلى تطبيق GUILD.</p>"
+    )
     page = flask.Response(text, response.status, mimetype="text/html")
     if response.status == 405:
         page.headers["Allow"] = methods

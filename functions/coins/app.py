@@ -170,7 +170,11 @@ class AppDb:
         created in its place). Escrow ids are Firestore auto-ids, safe in a field path."""
         from google.api_core import exceptions
 
-        fields = {"escrowId": escrow_id, "coinEscrow": dict(summary), f"coinEscrows.{escrow_id}": {"escrowId": escrow_id, **summary}}
+        fields = {
+            "escrowId": escrow_id,
+            "coinEscrow": dict(summary),
+            f"coinEscrows.{escrow_id}": {"escrowId": escrow_id, **summary},
+        }
         try:
             self.client.collection(JOBS).document(job_id).update(fields)
             return True

@@ -63,7 +63,9 @@ def authenticate(authorization: str | None, app, *, auth_emulator: bool, emulate
     )
 
 
-def authenticate_service(headers, *, audiences: tuple[str, ...], accounts: frozenset[str], local_secret: str | None, request=None) -> str:
+def authenticate_service(
+    headers, *, audiences: tuple[str, ...], accounts: frozenset[str], local_secret: str | None, request=None
+) -> str:
     """The service account behind a scheduler or task call, or Unauthenticated/Forbidden.
 
     Production: a Google-signed OIDC token (`Authorization: Bearer`) for one of
@@ -83,7 +85,9 @@ def authenticate_service(headers, *, audiences: tuple[str, ...], accounts: froze
     from google.oauth2 import id_token
 
     try:
-        claims = id_token.verify_oauth2_token(token, request or google.auth.transport.requests.Request(), audience=list(audiences))
+        claims = id_token.verify_oauth2_token(
+            token, request or google.auth.transport.requests.Request(), audience=list(audiences)
+        )
     except google.auth.exceptions.TransportError:
         raise errors.Unavailable("Could not fetch Google's token keys.") from None
     except (ValueError, google.auth.exceptions.GoogleAuthError):

@@ -197,6 +197,8 @@ def settings() -> Settings:
         effects_repair_after_seconds=int(_env("EFFECTS_REPAIR_AFTER_SECONDS") or REPAIR_AFTER_SECONDS_DEFAULT),
         outbox_repair_after_seconds=int(_env("OUTBOX_REPAIR_AFTER_SECONDS") or REPAIR_AFTER_SECONDS_DEFAULT),
     )
+
+
 # How long a request may hold its idempotency key before another request with the same
 # key may take over: longer than any request runs (Cloud Functions' default timeout is 60 s).
 IDEMPOTENCY_LEASE_SECONDS = 120

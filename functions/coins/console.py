@@ -39,7 +39,9 @@ def user(db: Store, uid: str) -> dict[str, Any]:
         "kyc": {
             "status": wallet.get("kyc_status", KycStatus.NONE),
             "submission": render_submission(submission) if submission else None,
-            "history": [_dated(change) for change in db.subcollection(store.wallet(uid), store.KYC_HISTORY, order_by="at", limit=RECENT)],
+            "history": [
+                _dated(change) for change in db.subcollection(store.wallet(uid), store.KYC_HISTORY, order_by="at", limit=RECENT)
+            ],
         },
         "limits": {
             "lifted_until": moment(recent_limits, "lifted_until"),
@@ -51,8 +53,13 @@ def user(db: Store, uid: str) -> dict[str, Any]:
 def _usage(document: Mapping[str, Any], kind: limits.Kind, now: datetime) -> dict[str, Any]:
     limit = limits.limit_of(kind)
     recent = [event for event in document.get(kind, []) if event["at"] > now - limit.window]
-    return {"used_count": len(recent), "count_max": limit.count_max, "used_dirhams": sum(e["amount_dirhams"] for e in recent),
-            "amount_max_dirhams": limit.amount_max_dirhams, "window_seconds": int(limit.window.total_seconds())}
+    return {
+        "used_count": len(recent),
+        "count_max": limit.count_max,
+        "used_dirhams": sum(e["amount_dirhams"] for e in recent),
+        "amount_max_dirhams": limit.amount_max_dirhams,
+        "window_seconds": int(limit.window.total_seconds()),
+    }
 
 
 def _dated(change: Mapping[str, Any]) -> dict[str, Any]:
@@ -69,8 +76,14 @@ def vault(db: Store, days: int = DAYS) -> dict[str, Any]:
     for offset in range(days - 1, -1, -1):
         day = (today - timedelta(days=offset)).isoformat()
         daily = effects.read_vault(db, day)
-        series.append({"day": day, "entries": sum(daily["entries"].values()), **_flows(daily),
-                       "fees_dirhams": catalog.value_dirhams(daily["balances"].get(VaultClass.PLATFORM_FEES, {}))})
+        series.append(
+            {
+                "day": day,
+                "entries": sum(daily["entries"].values()),
+                **_flows(daily),
+                "fees_dirhams": catalog.value_dirhams(daily["balances"].get(VaultClass.PLATFORM_FEES, {})),
+            }
+        )
     balances = total["balances"]
     return {
         "outstanding": _amount({tier: -count for tier, count in balances.get(VaultClass.TREASURY, {}).items()}),
@@ -92,6 +105,7 @@ def _amount(coins: Mapping[str, int]) -> dict[str, Any]:
 def _flows(aggregate: Mapping[str, Any]) -> dict[str, int]:
     """Coins into circulation (bought, or adjusted by admins) and out of it (withdrawals
     paid, refunds), in dirhams, from the treasury's outflow per entry type."""
+
     def flow(entry_type: EntryType) -> int:
         return catalog.value_dirhams(aggregate["flows"].get(entry_type, {}))
 

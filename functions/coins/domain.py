@@ -203,10 +203,7 @@ def firestore_accepts_id(value: str) -> bool:
     """Firestore's own rule for a document id (laxer than ours): for ids already stored
     before ours was enforced, which the ledger trigger must not choke on."""
     return (
-        0 < len(value.encode()) <= 1500
-        and "/" not in value
-        and value not in (".", "..")
-        and _RESERVED.fullmatch(value) is None
+        0 < len(value.encode()) <= 1500 and "/" not in value and value not in (".", "..") and _RESERVED.fullmatch(value) is None
     )
 
 

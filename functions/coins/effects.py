@@ -22,6 +22,7 @@ which goes through the ledger module like every other (it moves no money).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -69,8 +70,11 @@ def apply(db: Store, entry_id: str) -> bool:
     except errors.Unstorable as refused:
         # A write Firestore refuses, which no check above foresaw: keep the vault (what
         # reconciliation compares) and record everything else as failed.
-        failures += [{"effect": effect.name, "reason": f"refused by Firestore: {refused.__cause__ or refused}"}
-                     for effect in effects if effect.name != VAULT]
+        failures += [
+            {"effect": effect.name, "reason": f"refused by Firestore: {refused.__cause__ or refused}"}
+            for effect in effects
+            if effect.name != VAULT
+        ]
         applied = _commit(db, entry, [effect for effect in effects if effect.name == VAULT], failures)
     if applied:
         logs.info("ledger effects applied", entry_id=entry_id, entry_type=entry.get("type"))
@@ -96,11 +100,20 @@ def _commit(db: Store, entry: Mapping[str, Any], effects: list[Effect], failures
         documents: dict[Doc, Mapping[str, Any]] = {}
         for effect in effects:
             documents.update(effect.writes)
-        documents[marker] = {"entry_id": entry_id, "type": entry.get("type"), "applied_at": reader.now,
-                             "failed": [failure["effect"] for failure in failures], "pending_since": None}
+        documents[marker] = {
+            "entry_id": entry_id,
+            "type": entry.get("type"),
+            "applied_at": reader.now,
+            "failed": [failure["effect"] for failure in failures],
+            "pending_since": None,
+        }
         if failures:
             documents[store.effect_failure(entry_id)] = {
-                "source": "ledger", "id": entry_id, "type": entry.get("type"), "failures": failures, "at": reader.now,
+                "source": "ledger",
+                "id": entry_id,
+                "type": entry.get("type"),
+                "failures": failures,
+                "at": reader.now,
             }
         return ledger.Plan(entry=None, documents=documents, respond=lambda outcome: ledger.Response(200, {"applied": True}))
 
@@ -112,7 +125,7 @@ def _effects(entry: Mapping[str, Any]) -> tuple[list[Effect], list[dict[str, str
     be applied, with why. Pure given the entry."""
     builders: list[tuple[str, Callable[[], Mapping[Doc, Mapping[str, Any]]]]] = [(VAULT, lambda: _vault_writes(entry))]
     for uid in entry.get("users", {}):
-        builders.append((f"stats:{uid}", lambda uid=uid: _stats(entry, uid)))
+        builders.append((f"stats:{uid}", functools.partial(_stats, entry, uid)))
     effects, failures = [], []
     for name, build in builders:
         try:

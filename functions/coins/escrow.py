@@ -30,7 +30,10 @@ from .store import Store, Where
 from .times import moment
 
 FUNDED, SUBMITTED, REFUND_REQUESTED, DISPUTED = (
-    EscrowStatus.FUNDED, EscrowStatus.SUBMITTED, EscrowStatus.REFUND_REQUESTED, EscrowStatus.DISPUTED
+    EscrowStatus.FUNDED,
+    EscrowStatus.SUBMITTED,
+    EscrowStatus.REFUND_REQUESTED,
+    EscrowStatus.DISPUTED,
 )
 RELEASED, REFUNDED, SPLIT = EscrowStatus.RELEASED, EscrowStatus.REFUNDED, EscrowStatus.SPLIT
 OPEN = (FUNDED, SUBMITTED, REFUND_REQUESTED, DISPUTED)
@@ -187,8 +190,12 @@ def task_id(escrow_id: str, version: int) -> str:
 def facts(escrow: Mapping[str, Any]) -> dict[str, Any]:
     """What an escrow event tells (coins.notices turns it into words)."""
     return {
-        "escrow_id": escrow["id"], "job_id": escrow["job_id"], "milestone": escrow["milestone"],
-        "client_id": escrow["client_id"], "freelancer_id": escrow["freelancer_id"], "amount_dirhams": escrow["amount_dirhams"],
+        "escrow_id": escrow["id"],
+        "job_id": escrow["job_id"],
+        "milestone": escrow["milestone"],
+        "client_id": escrow["client_id"],
+        "freelancer_id": escrow["freelancer_id"],
+        "amount_dirhams": escrow["amount_dirhams"],
     }
 
 
@@ -251,7 +258,7 @@ def lock(
         freelancer = hired_freelancer(app_db.job(job_id), client, freelancer_id)
         refusal = None
     except errors.CoinsError as error:
-        freelancer, refusal = None, error
+        freelancer, refusal = "", error
     escrow_id = store.new_id()
     hold = Account.escrow(escrow_id)
 
@@ -260,8 +267,9 @@ def lock(
             raise refusal
         open_one = (reader.escrow_milestone(job_id, milestone) or {}).get("open_escrow_id")
         if open_one:
-            raise errors.InvalidState("This milestone of the job is already funded.", job_id=job_id, milestone=milestone,
-                                      escrow_id=open_one)
+            raise errors.InvalidState(
+                "This milestone of the job is already funded.", job_id=job_id, milestone=milestone, escrow_id=open_one
+            )
         wallet = reader.wallet(client.uid)
         moved, _ = postings.pay(Account.user(client.uid), hold, wallet["coins"], amount_dirhams)
         counted = limits.admit(reader.limits(client.uid), limits.Kind.JOB_PAYMENT, amount_dirhams, escrow_id, reader.now)
@@ -290,7 +298,11 @@ def lock(
             entry=entry,
             documents={
                 store.escrow(escrow_id): escrow,
-                store.escrow_milestone(job_id, milestone): {"job_id": job_id, "milestone": milestone, "open_escrow_id": escrow_id},
+                store.escrow_milestone(job_id, milestone): {
+                    "job_id": job_id,
+                    "milestone": milestone,
+                    "open_escrow_id": escrow_id,
+                },
                 store.limits(client.uid): counted,
             },
             events=(ledger.Event(EventKind.ESCROW_FUNDED, facts(escrow)),),
@@ -325,11 +337,18 @@ def get(db: Store, caller: Caller, escrow_id: str) -> dict[str, Any]:
 
 
 def list_for(
-    db: Store, caller: Caller, *, role: str | None, status: EscrowStatus | None, job_id: str | None, limit: int, cursor: str | None
+    db: Store,
+    caller: Caller,
+    *,
+    role: str | None,
+    status: EscrowStatus | None,
+    job_id: str | None,
+    limit: int,
+    cursor: str | None,
 ) -> dict[str, Any]:
     """The caller's escrows, as client, freelancer or either; newest first."""
     field = {"client": "client_id", "freelancer": "freelancer_id"}.get(role or "")
-    where = (Where(field, "==", caller.uid),) if field else (Where("parties", "array_contains", caller.uid),)
+    where: tuple[Where, ...] = (Where(field, "==", caller.uid),) if field else (Where("parties", "array_contains", caller.uid),)
     if job_id is not None:
         where += (Where("job_id", "==", job_id),)
     if status is not None:
@@ -344,8 +363,14 @@ def list_for(
 def list_disputes(db: Store, *, limit: int, cursor: str | None) -> dict[str, Any]:
     """The admin's queue: disputed escrows, oldest dispute first, with both sides."""
     return db.page(
-        store.ESCROWS, (Where("status", "==", DISPUTED),), limit=limit, cursor=cursor,
-        owns=lambda escrow: escrow.get("status") == DISPUTED, render=render, newest_first=False, order_by="disputed_at",
+        store.ESCROWS,
+        (Where("status", "==", DISPUTED),),
+        limit=limit,
+        cursor=cursor,
+        owns=lambda escrow: escrow.get("status") == DISPUTED,
+        render=render,
+        newest_first=False,
+        order_by="disputed_at",
     )
 
 
@@ -367,8 +392,11 @@ def submit(db: Store, caller: Caller, escrow_id: str, *, note: str | None) -> di
     """The freelancer delivers: the client's review window starts."""
 
     def change(escrow, row, now):
-        return Change({"submission_note": note, "submitted_at": now, "changes_note": None}, event=EventKind.ESCROW_SUBMITTED,
-                      told={"note": note})
+        return Change(
+            {"submission_note": note, "submitted_at": now, "changes_note": None},
+            event=EventKind.ESCROW_SUBMITTED,
+            told={"note": note},
+        )
 
     return _move(db, Actor(caller), escrow_id, Action.SUBMIT, change).body
 
@@ -377,8 +405,9 @@ def request_changes(db: Store, caller: Caller, escrow_id: str, *, note: str) -> 
     """The client sends the work back: funded again, the review window stopped."""
 
     def change(escrow, row, now):
-        return Change({"changes_note": note, "changes_requested_at": now}, event=EventKind.ESCROW_CHANGES_REQUESTED,
-                      told={"note": note})
+        return Change(
+            {"changes_note": note, "changes_requested_at": now}, event=EventKind.ESCROW_CHANGES_REQUESTED, told={"note": note}
+        )
 
     return _move(db, Actor(caller), escrow_id, Action.REQUEST_CHANGES, change).body
 
@@ -387,8 +416,11 @@ def request_refund(db: Store, caller: Caller, escrow_id: str, *, reason: str) ->
     """The client asks for the money back: the freelancer's response window starts."""
 
     def change(escrow, row, now):
-        return Change({"refund_reason": reason, "refund_requested_at": now}, event=EventKind.ESCROW_REFUND_REQUESTED,
-                      told={"reason": reason})
+        return Change(
+            {"refund_reason": reason, "refund_requested_at": now},
+            event=EventKind.ESCROW_REFUND_REQUESTED,
+            told={"reason": reason},
+        )
 
     return _move(db, Actor(caller), escrow_id, Action.REQUEST_REFUND, change).body
 
@@ -399,10 +431,19 @@ def dispute(db: Store, caller: Caller, escrow_id: str, *, reason: str, evidence_
 
     def change(escrow, row, now):
         declined = escrow["status"] == REFUND_REQUESTED and row.role is Role.FREELANCER
-        opened = {"by": caller.uid, "role": row.role, "reason": reason, "evidence_urls": list(evidence_urls), "at": now,
-                  "declined_refund": declined}
-        return Change({"dispute": opened, "disputed_at": now}, event=EventKind.ESCROW_DISPUTED,
-                      told={"disputed_by": caller.uid, "reason": reason, "declined_refund": declined})
+        opened = {
+            "by": caller.uid,
+            "role": row.role,
+            "reason": reason,
+            "evidence_urls": list(evidence_urls),
+            "at": now,
+            "declined_refund": declined,
+        }
+        return Change(
+            {"dispute": opened, "disputed_at": now},
+            event=EventKind.ESCROW_DISPUTED,
+            told={"disputed_by": caller.uid, "reason": reason, "declined_refund": declined},
+        )
 
     return _move(db, Actor(caller), escrow_id, Action.DISPUTE, change).body
 
@@ -432,15 +473,33 @@ def resolve(db: Store, admin: Caller, escrow_id: str, *, freelancer_dirhams: int
         back = held - freelancer_dirhams
         moved += postings.transfer(Account.escrow(escrow["id"]), Account.user(escrow["client_id"]), _after(escrow, moved))
         to = RELEASED if back == 0 else REFUNDED if freelancer_dirhams == 0 else SPLIT
-        resolution = {"freelancer_dirhams": freelancer_dirhams, "client_dirhams": back, "fee_dirhams": fee, "note": note,
-                      "by": admin.uid, "at": now}
+        resolution = {
+            "freelancer_dirhams": freelancer_dirhams,
+            "client_dirhams": back,
+            "fee_dirhams": fee,
+            "note": note,
+            "by": admin.uid,
+            "at": now,
+        }
         return Change(
-            {"status": to, "released_dirhams": escrow["released_dirhams"] + freelancer_dirhams,
-             "refunded_dirhams": escrow["refunded_dirhams"] + back, "fee_dirhams": escrow["fee_dirhams"] + fee,
-             "resolution": resolution, "resolved_at": now},
-            moved, EventKind.ESCROW_RESOLVED,
-            {"outcome": to, "freelancer_dirhams": freelancer_dirhams, "paid_dirhams": paid, "fee_dirhams": fee,
-             "client_dirhams": back, "note": note},
+            {
+                "status": to,
+                "released_dirhams": escrow["released_dirhams"] + freelancer_dirhams,
+                "refunded_dirhams": escrow["refunded_dirhams"] + back,
+                "fee_dirhams": escrow["fee_dirhams"] + fee,
+                "resolution": resolution,
+                "resolved_at": now,
+            },
+            moved,
+            EventKind.ESCROW_RESOLVED,
+            {
+                "outcome": to,
+                "freelancer_dirhams": freelancer_dirhams,
+                "paid_dirhams": paid,
+                "fee_dirhams": fee,
+                "client_dirhams": back,
+                "note": note,
+            },
         )
 
     return _move(db, Actor(admin), escrow_id, Action.RESOLVE, change, idempotency=idempotency)
@@ -503,8 +562,13 @@ def _releasing(amount_dirhams: int | None):
         fields = {"released_dirhams": escrow["released_dirhams"] + gross, "fee_dirhams": escrow["fee_dirhams"] + fee}
         if complete:
             fields.update(status=RELEASED, released_at=now)
-        return Change(fields, moved, EventKind.ESCROW_RELEASED,
-                      {"released_dirhams": gross, "paid_dirhams": paid, "fee_dirhams": fee, "partial": not complete})
+        return Change(
+            fields,
+            moved,
+            EventKind.ESCROW_RELEASED,
+            {"released_dirhams": gross, "paid_dirhams": paid, "fee_dirhams": fee, "partial": not complete},
+        )
+
     return change
 
 
@@ -512,8 +576,12 @@ def _refunding(escrow, row, now):
     held = held_dirhams(escrow)
     hold = Account.escrow(escrow["id"])
     moved = postings.transfer(hold, Account.user(escrow["client_id"]), escrow.get("coins", {}))
-    return Change({"status": REFUNDED, "refunded_dirhams": escrow["refunded_dirhams"] + held, "refunded_at": now},
-                  moved, EventKind.ESCROW_REFUNDED, {"refunded_dirhams": held})
+    return Change(
+        {"status": REFUNDED, "refunded_dirhams": escrow["refunded_dirhams"] + held, "refunded_at": now},
+        moved,
+        EventKind.ESCROW_REFUNDED,
+        {"refunded_dirhams": held},
+    )
 
 
 def _pay_freelancer(escrow: Mapping[str, Any], gross: int) -> tuple[int, int, tuple[postings.Posting, ...]]:
@@ -536,11 +604,14 @@ def _after(escrow: Mapping[str, Any], moved: tuple[postings.Posting, ...]) -> di
 
 
 def _more_than_held(field: str, asked: int, held: int) -> errors.ValidationFailed:
-    return errors.ValidationFailed(fields=[{"field": field, "message": f"at most {held} dirhams are still held"}],
-                                   held_dirhams=held, asked_dirhams=asked)
+    return errors.ValidationFailed(
+        fields=[{"field": field, "message": f"at most {held} dirhams are still held"}], held_dirhams=held, asked_dirhams=asked
+    )
 
 
-def _move(db: Store, actor: Actor, escrow_id: str, action: Action | None, change, *, idempotency=None, decide=None) -> ledger.Response:
+def _move(
+    db: Store, actor: Actor, escrow_id: str, action: Action | None, change, *, idempotency=None, decide=None
+) -> ledger.Response:
     """One transition, in one ledger transaction: the row of the table, the change, the
     state version and the timers, the audit of an admin's act, the event. `decide`, for
     the system, picks the action from the escrow as read, or says why there is none."""
@@ -553,6 +624,7 @@ def _move(db: Store, actor: Actor, escrow_id: str, action: Action | None, change
         chosen = decide(escrow) if decide else action
         if isinstance(chosen, str) and not isinstance(chosen, Action):
             return ledger.Plan(entry=None, respond=lambda _: ledger.Response(200, {"outcome": chosen}))
+        assert isinstance(chosen, Action), "an action, or the reason there is none"
         row = transition(actor, escrow, chosen)
         result = change(escrow, row, reader.now)
         before, after = EscrowStatus(escrow["status"]), EscrowStatus(result.fields.get("status", row.to or escrow["status"]))
@@ -565,35 +637,57 @@ def _move(db: Store, actor: Actor, escrow_id: str, action: Action | None, change
                 fields.update(timer_due_at=None, review_ends_at=None, refund_response_ends_at=None)
             if after in TIMED:
                 window = TIMED[after]
-                seconds = (config.settings().escrow_review_window_seconds if window is Window.REVIEW
-                           else config.settings().escrow_refund_response_seconds)
+                seconds = (
+                    config.settings().escrow_review_window_seconds
+                    if window is Window.REVIEW
+                    else config.settings().escrow_refund_response_seconds
+                )
                 due = reader.now + timedelta(seconds=seconds)
                 fields.update(timer_due_at=due, **{f"{window}_ends_at": due})
-                told["schedule_timer"] = {"task_id": task_id(escrow_id, fields["version"]), "at": due,
-                                          "payload": {"escrow_id": escrow_id, "version": fields["version"]}}
+                told["schedule_timer"] = {
+                    "task_id": task_id(escrow_id, fields["version"]),
+                    "at": due,
+                    "payload": {"escrow_id": escrow_id, "version": fields["version"]},
+                }
             if after not in OPEN:
                 fields["closed_at"] = reader.now
         documents: dict[store.Doc, Mapping[str, Any]] = {doc: fields}
         if after not in OPEN and before in OPEN:
             documents[store.escrow_milestone(escrow["job_id"], escrow["milestone"])] = {"open_escrow_id": None}
         if row.role is Role.ADMIN:
-            documents.update(audit.record(
-                actor=actor.uid, action=f"escrow_{row.action}", target=str(hold), now=reader.now,
-                before={"status": before, "held_dirhams": held_dirhams(escrow)},
-                after={"status": after, **{k: v for k, v in fields.items() if k.endswith("_dirhams")}},
-                reason=(result.told or {}).get("note"),
-            ))
+            documents.update(
+                audit.record(
+                    actor=actor.uid,
+                    action=f"escrow_{row.action}",
+                    target=str(hold),
+                    now=reader.now,
+                    before={"status": before, "held_dirhams": held_dirhams(escrow)},
+                    after={"status": after, **{k: v for k, v in fields.items() if k.endswith("_dirhams")}},
+                    reason=(result.told or {}).get("note"),
+                )
+            )
         entry = None
         if result.moved:
+            assert row.entry is not None, "money moves only on the rows with an entry type"
             entry = postings.Entry(
-                row.entry, result.moved, refs={"escrow_id": escrow_id, "job_id": escrow["job_id"]},
-                memo={"from_status": before, "action": row.action, **{k: v for k, v in (result.told or {}).items() if k.endswith("_dirhams")}},
+                row.entry,
+                result.moved,
+                refs={"escrow_id": escrow_id, "job_id": escrow["job_id"]},
+                memo={
+                    "from_status": before,
+                    "action": row.action,
+                    **{k: v for k, v in (result.told or {}).items() if k.endswith("_dirhams")},
+                },
                 parties=(escrow["client_id"], escrow["freelancer_id"]),
             )
         elif row.entry is not None and after == before:
             raise errors.ValidationFailed(fields=[{"field": "amount_dirhams", "message": "must move something"}])
         events = (ledger.Event(result.event, told),) if result.event else ()
-        return ledger.Plan(entry=entry, documents=documents, events=events,
-                           respond=lambda outcome: ledger.Response(200, render({**escrow, **fields, "coins": _after(escrow, result.moved)})))
+        return ledger.Plan(
+            entry=entry,
+            documents=documents,
+            events=events,
+            respond=lambda outcome: ledger.Response(200, render({**escrow, **fields, "coins": _after(escrow, result.moved)})),
+        )
 
     return ledger.execute(db, operation, actor=actor.uid, idempotency=idempotency)

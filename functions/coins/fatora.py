@@ -136,7 +136,9 @@ def notice_of(query: Mapping[str, str], body: bytes = b"", content_type: str = "
         raise ValueError("No order_id.")
     if transaction_id in (None, ""):
         transaction_id = None
-    elif not isinstance(transaction_id, str) or len(transaction_id) > TRANSACTION_ID_LENGTH_MAX or not transaction_id.isprintable():
+    elif (
+        not isinstance(transaction_id, str) or len(transaction_id) > TRANSACTION_ID_LENGTH_MAX or not transaction_id.isprintable()
+    ):
         raise ValueError("The transaction_id is not usable.")
     return Notice(order_id, transaction_id)
 
@@ -216,7 +218,9 @@ class FatoraClient:
         last: FatoraError = FatoraUnavailable("not called")
         for attempt in range(attempts):
             if attempt:
-                self.sleep(backoff.delay_seconds(attempt, base_seconds=RETRY_BACKOFF_BASE_SECONDS, cap_seconds=RETRY_BACKOFF_CAP_SECONDS))
+                self.sleep(
+                    backoff.delay_seconds(attempt, base_seconds=RETRY_BACKOFF_BASE_SECONDS, cap_seconds=RETRY_BACKOFF_CAP_SECONDS)
+                )
             try:
                 response = self.session.post(
                     self.base_url + path,
@@ -239,6 +243,8 @@ class FatoraClient:
                 raise FatoraUnavailable(f"{path}: unexpected answer")
             if payload.get("status") == "SUCCESS" and isinstance(payload.get("result"), dict):
                 return payload["result"]
-            error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
-            raise FatoraRejected(str(error.get("error_code", f"HTTP {response.status_code}")), str(error.get("description", "")))
+            refusal: dict[str, Any] = payload["error"] if isinstance(payload.get("error"), dict) else {}
+            raise FatoraRejected(
+                str(refusal.get("error_code", f"HTTP {response.status_code}")), str(refusal.get("description", ""))
+            )
         raise last

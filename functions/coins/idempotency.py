@@ -35,7 +35,6 @@ from . import backoff, config, errors, logs, store
 from .store import Store, Write
 
 
-
 class State(StrEnum):
     """Where a record stands: claimed by a request doing the work, or holding its answer."""
 
@@ -95,8 +94,15 @@ class Claim:
 
 
 @contextlib.contextmanager
-def claimed(db: Store, idempotency: Idempotency, now: datetime, *, lease_seconds: float = config.IDEMPOTENCY_LEASE_SECONDS,
-            wait_seconds: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> Iterator[Claim | Response]:
+def claimed(
+    db: Store,
+    idempotency: Idempotency,
+    now: datetime,
+    *,
+    lease_seconds: float = config.IDEMPOTENCY_LEASE_SECONDS,
+    wait_seconds: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[Claim | Response]:
     """Claims the key for the block, or yields the answer already known for it (waiting
     up to `wait_seconds` for a request that holds it). A claim that no response settled
     is given back when the block ends (after a failure), so a retry with the same key
@@ -140,8 +146,14 @@ def queue(db: Store, docs: Iterable[store.Doc], *, sleep: Callable[[float], None
     try:
         for doc in sorted(set(docs), key=str):
             try:
-                taken = claim(db, Idempotency(QUEUE_SCOPE, str(doc), None), _now(), lease_seconds=QUEUE_LEASE_SECONDS,
-                              wait_seconds=QUEUE_LEASE_SECONDS, sleep=sleep)
+                taken = claim(
+                    db,
+                    Idempotency(QUEUE_SCOPE, str(doc), None),
+                    _now(),
+                    lease_seconds=QUEUE_LEASE_SECONDS,
+                    wait_seconds=QUEUE_LEASE_SECONDS,
+                    sleep=sleep,
+                )
             except (errors.RequestInProgress, errors.Unavailable):
                 logs.warning("went ahead of a queue that did not move", doc=str(doc))
                 continue
@@ -153,8 +165,15 @@ def queue(db: Store, docs: Iterable[store.Doc], *, sleep: Callable[[float], None
             release(db, taken)
 
 
-def claim(db: Store, idempotency: Idempotency, now: datetime, *, lease_seconds: float = config.IDEMPOTENCY_LEASE_SECONDS,
-          wait_seconds: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> Claim | Response:
+def claim(
+    db: Store,
+    idempotency: Idempotency,
+    now: datetime,
+    *,
+    lease_seconds: float = config.IDEMPOTENCY_LEASE_SECONDS,
+    wait_seconds: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Claim | Response:
     """Claims the key with a plain create, or answers for it (see the module doc). A key
     that another request holds is 409 request_in_progress at once, or, with
     `wait_seconds`, once that request has not answered for so long; meanwhile the record
@@ -177,8 +196,11 @@ def claim(db: Store, idempotency: Idempotency, now: datetime, *, lease_seconds: 
             except errors.RequestInProgress:
                 if time.monotonic() >= waiting_until:
                     raise
-                sleep(backoff.delay_seconds(polls, base_seconds=ANSWER_POLL_BASE_SECONDS,
-                                            cap_seconds=ANSWER_POLL_CAP_SECONDS, floor=0.5))
+                sleep(
+                    backoff.delay_seconds(
+                        polls, base_seconds=ANSWER_POLL_BASE_SECONDS, cap_seconds=ANSWER_POLL_CAP_SECONDS, floor=0.5
+                    )
+                )
                 now = _now()
         if answer is not None:
             return answer
@@ -191,8 +213,13 @@ def claim(db: Store, idempotency: Idempotency, now: datetime, *, lease_seconds: 
                 break
             # Absent, yet the create contended: transactions that read the key have not
             # finished; let them.
-            sleep(backoff.delay_seconds(attempt - 1, base_seconds=config.TRANSACTION_BACKOFF_BASE_SECONDS,
-                                        cap_seconds=config.TRANSACTION_BACKOFF_CAP_SECONDS))
+            sleep(
+                backoff.delay_seconds(
+                    attempt - 1,
+                    base_seconds=config.TRANSACTION_BACKOFF_BASE_SECONDS,
+                    cap_seconds=config.TRANSACTION_BACKOFF_CAP_SECONDS,
+                )
+            )
         now = _now()
     raise errors.Unavailable()
 

@@ -31,20 +31,39 @@ def submit(db: Store, caller: Caller, *, full_name: str, qid_number: str, docume
         previous = wallet.get("kyc_status", KycStatus.NONE)
         if previous == KycStatus.VERIFIED:
             raise errors.InvalidState("Your identity is verified already.", status=previous)
-        submission = {"user_id": caller.uid, "full_name": full_name, "qid_number": qid_number,
-                      "document_urls": list(document_urls), "status": KycStatus.PENDING, "submitted_at": reader.now}
-        updated = {**wallet, "kyc_status": KycStatus.PENDING, "kyc_submitted_at": reader.now, "kyc_qid_masked": mask_qid(qid_number),
-                   "kyc_note": None}
+        submission = {
+            "user_id": caller.uid,
+            "full_name": full_name,
+            "qid_number": qid_number,
+            "document_urls": list(document_urls),
+            "status": KycStatus.PENDING,
+            "submitted_at": reader.now,
+        }
+        updated = {
+            **wallet,
+            "kyc_status": KycStatus.PENDING,
+            "kyc_submitted_at": reader.now,
+            "kyc_qid_masked": mask_qid(qid_number),
+            "kyc_note": None,
+        }
         documents = {
             store.wallet(caller.uid): updated,
             store.kyc(caller.uid): submission,
-            store.kyc_change(caller.uid, store.new_id()): {"status": KycStatus.PENDING, "previous": previous, "by": caller.uid,
-                                                           "qid_masked": mask_qid(qid_number), "documents": len(document_urls),
-                                                           "at": reader.now},
+            store.kyc_change(caller.uid, store.new_id()): {
+                "status": KycStatus.PENDING,
+                "previous": previous,
+                "by": caller.uid,
+                "qid_masked": mask_qid(qid_number),
+                "documents": len(document_urls),
+                "at": reader.now,
+            },
         }
-        return ledger.Plan(entry=None, documents=documents,
-                           events=(ledger.Event(EventKind.KYC_SUBMITTED, {"user_id": caller.uid}),),
-                           respond=lambda outcome: ledger.Response(200, render_wallet(updated)))
+        return ledger.Plan(
+            entry=None,
+            documents=documents,
+            events=(ledger.Event(EventKind.KYC_SUBMITTED, {"user_id": caller.uid}),),
+            respond=lambda outcome: ledger.Response(200, render_wallet(updated)),
+        )
 
     return ledger.execute(db, operation, actor=caller.uid).body
 
@@ -63,15 +82,25 @@ def decide(db: Store, admin: Caller, *, user_id: str, status: KycStatus, note: s
             store.wallet(user_id): updated,
             store.kyc_change(user_id, store.new_id()): change,
             **audit.record(
-                actor=admin.uid, action="kyc_set", target=str(Account.user(user_id)), now=reader.now,
-                before={"kyc_status": previous}, after={"kyc_status": status}, reason=note,
+                actor=admin.uid,
+                action="kyc_set",
+                target=str(Account.user(user_id)),
+                now=reader.now,
+                before={"kyc_status": previous},
+                after={"kyc_status": status},
+                reason=note,
             ),
         }
         if reader.kyc(user_id) is not None:
             documents[store.kyc(user_id)] = {"status": status, "decided_by": admin.uid, "decided_at": reader.now, "note": note}
-        told = (ledger.Event(EventKind.KYC_DECIDED, {"user_id": user_id, "status": status, "note": note}),) if status != previous else ()
-        return ledger.Plan(entry=None, documents=documents, events=told,
-                           respond=lambda outcome: ledger.Response(200, render_wallet(updated)))
+        told = (
+            (ledger.Event(EventKind.KYC_DECIDED, {"user_id": user_id, "status": status, "note": note}),)
+            if status != previous
+            else ()
+        )
+        return ledger.Plan(
+            entry=None, documents=documents, events=told, respond=lambda outcome: ledger.Response(200, render_wallet(updated))
+        )
 
     return ledger.execute(db, operation, actor=admin.uid).body
 
@@ -83,9 +112,16 @@ def list_pending(db: Store, *, limit: int, cursor: str | None) -> dict[str, Any]
     def render(wallet: Mapping[str, Any]) -> dict[str, Any]:
         return render_submission(db.get(store.kyc(wallet["user_id"])) or {"user_id": wallet["user_id"]})
 
-    return db.page(store.WALLETS, (Where("kyc_status", "==", KycStatus.PENDING),), limit=limit, cursor=cursor,
-                   owns=lambda wallet: wallet.get("kyc_status") == KycStatus.PENDING, render=render, newest_first=False,
-                   order_by="kyc_submitted_at")
+    return db.page(
+        store.WALLETS,
+        (Where("kyc_status", "==", KycStatus.PENDING),),
+        limit=limit,
+        cursor=cursor,
+        owns=lambda wallet: wallet.get("kyc_status") == KycStatus.PENDING,
+        render=render,
+        newest_first=False,
+        order_by="kyc_submitted_at",
+    )
 
 
 def render_submission(submission: Mapping[str, Any]) -> dict[str, Any]:

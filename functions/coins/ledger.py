@@ -62,8 +62,15 @@ class Event:
     def document(self, event_id: str, *, actor: str, now: datetime, entry_id: str | None = None) -> dict[str, Any]:
         """As kept in `outbox/{event_id}`; `pending_since` is cleared once it is
         delivered, so that the repair finds what no trigger delivered (coins.repair)."""
-        return {"id": event_id, "kind": self.kind, "facts": dict(self.facts), "entry_id": entry_id, "actor": actor, "at": now,
-                "pending_since": now}
+        return {
+            "id": event_id,
+            "kind": self.kind,
+            "facts": dict(self.facts),
+            "entry_id": entry_id,
+            "actor": actor,
+            "at": now,
+            "pending_since": now,
+        }
 
 
 @dataclass(frozen=True)
@@ -117,8 +124,9 @@ def execute(
     def attempt(key: Idempotency | None, held: Claim | None) -> Response:
         now = clock()
         try:
-            result, entry = db.attempt(lambda reader: _work(reader, operation, key, held, answers, actor, now),
-                                       now=now, entry_id=entry_id)
+            result, entry = db.attempt(
+                lambda reader: _work(reader, operation, key, held, answers, actor, now), now=now, entry_id=entry_id
+            )
         except store.Refused as refused:
             logs.error("firestore refused a write", actor=actor, reason=str(refused))
             raise errors.Unstorable() from None
@@ -126,8 +134,13 @@ def execute(
             held.settled = True
         if entry is not None:
             # After the commit, so that a logged movement is one that happened.
-            logs.info("ledger entry", entry_id=entry_id, entry_type=entry.type, actor=actor,
-                      accounts=sorted({str(p.source) for p in entry.postings} | {str(p.destination) for p in entry.postings}))
+            logs.info(
+                "ledger entry",
+                entry_id=entry_id,
+                entry_type=entry.type,
+                actor=actor,
+                accounts=sorted({str(p.source) for p in entry.postings} | {str(p.destination) for p in entry.postings}),
+            )
         if isinstance(result, errors.CoinsError):
             raise result
         return result
@@ -141,8 +154,9 @@ def execute(
         contended = ()  # another request queued with this key: wait for its answer
     if idempotency is None:
         return _queued(db, lambda: attempt(None, claim), contended, actor, deadline, sleep)
-    with keys.claimed(db, idempotency, clock(), lease_seconds=config.QUEUED_CLAIM_LEASE_SECONDS,
-                      wait_seconds=answer_wait_seconds, sleep=sleep) as held:
+    with keys.claimed(
+        db, idempotency, clock(), lease_seconds=config.QUEUED_CLAIM_LEASE_SECONDS, wait_seconds=answer_wait_seconds, sleep=sleep
+    ) as held:
         if isinstance(held, Response):
             return held
         return _queued(db, lambda: attempt(None, held), contended, actor, deadline, sleep)
@@ -152,8 +166,14 @@ class _KeyHeld(Exception):
     """The fast path found the key claimed by a request that queued."""
 
 
-def _queued(db: Store, attempt: Callable[[], Response], contended: tuple[Doc, ...], actor: str, deadline: float,
-            sleep: Callable[[float], None]) -> Response:
+def _queued(
+    db: Store,
+    attempt: Callable[[], Response],
+    contended: tuple[Doc, ...],
+    actor: str,
+    deadline: float,
+    sleep: Callable[[float], None],
+) -> Response:
     """Attempts after contention: in turn on the contended documents (the key records
     are the claim's business), with backoff, until the deadline."""
     with keys.queue(db, [doc for doc in contended if doc.collection != store.IDEMPOTENCY], sleep=sleep):
@@ -164,14 +184,26 @@ def _queued(db: Store, attempt: Callable[[], Response], contended: tuple[Doc, ..
                 logs.info("transaction aborted", attempt=number, at=contention.at, reason=contention.reason)
             if time.monotonic() > deadline:
                 break
-            sleep(backoff.delay_seconds(number, base_seconds=config.TRANSACTION_BACKOFF_BASE_SECONDS,
-                                        cap_seconds=config.TRANSACTION_BACKOFF_CAP_SECONDS))
+            sleep(
+                backoff.delay_seconds(
+                    number,
+                    base_seconds=config.TRANSACTION_BACKOFF_BASE_SECONDS,
+                    cap_seconds=config.TRANSACTION_BACKOFF_CAP_SECONDS,
+                )
+            )
     logs.warning("transaction contention exhausted", attempts=number + 1, actor=actor)
     raise errors.Unavailable()
 
 
-def _work(reader: Reader, operation: Operation, idempotency: Idempotency | None, claim: Claim | None, answers: bool,
-          actor: str, now: datetime):
+def _work(
+    reader: Reader,
+    operation: Operation,
+    idempotency: Idempotency | None,
+    claim: Claim | None,
+    answers: bool,
+    actor: str,
+    now: datetime,
+):
     """One attempt's reads and decisions: (writes, (response or stored refusal, entry))."""
     if claim is not None:
         if not keys.still_owned(reader.get(claim.idempotency.doc), claim):
@@ -195,6 +227,7 @@ def _work(reader: Reader, operation: Operation, idempotency: Idempotency | None,
             raise
         return keys.answered(idempotency, Response(error.status, error.to_body()), now), (error, None)
     if answering:
+        assert idempotency is not None
         writes.update(keys.answered(idempotency, response, now))
     return writes, (response, plan.entry)
 
@@ -243,7 +276,9 @@ def _writes(reader: Reader, plan: Plan, actor: str, now: datetime) -> tuple[dict
         elif account.is_hold:
             # A hold (escrow, withdrawal) keeps its coins on its business document, which
             # is written whole: a merge would keep tiers the new coins no longer have.
-            doc = store.account_document(account)
+            hold_doc = store.account_document(account)
+            assert hold_doc is not None, "every hold is kept on a document"
+            doc = hold_doc
             before = reader.get(doc) or {}
             data = {**before, **(writes[doc].data if doc in writes else {})}
             data["coins"] = postings.non_negative(account, before.get("coins", {}), delta)

@@ -36,8 +36,12 @@ class Limit:
 def limit_of(kind: Kind) -> Limit:
     settings = config.settings()
     return {
-        Kind.PURCHASE: Limit(kind, timedelta(hours=24), settings.limit_purchases_per_day, settings.limit_purchase_dirhams_per_day),
-        Kind.WITHDRAWAL: Limit(kind, timedelta(days=7), settings.limit_withdrawals_per_week, settings.limit_withdrawal_dirhams_per_week),
+        Kind.PURCHASE: Limit(
+            kind, timedelta(hours=24), settings.limit_purchases_per_day, settings.limit_purchase_dirhams_per_day
+        ),
+        Kind.WITHDRAWAL: Limit(
+            kind, timedelta(days=7), settings.limit_withdrawals_per_week, settings.limit_withdrawal_dirhams_per_week
+        ),
         Kind.JOB_PAYMENT: Limit(kind, timedelta(hours=24), settings.limit_job_payments_per_day, None),
     }[kind]
 
@@ -48,28 +52,38 @@ def admit(document: Mapping[str, Any] | None, kind: Kind, amount_dirhams: int, r
     allows at all)."""
     document = document or {}
     recent = [event for event in document.get(kind, []) if event["at"] > now - limit_of(kind).window]
-    counted = {kind: [*recent, {"at": now, "amount_dirhams": amount_dirhams, "ref": ref}]}
+    counted: dict[str, Any] = {str(kind): [*recent, {"at": now, "amount_dirhams": amount_dirhams, "ref": ref}]}
     lifted_until = document.get("lifted_until")
     if lifted_until is not None and lifted_until > now:
         return counted
     limit = limit_of(kind)
     if limit.amount_max_dirhams is not None and amount_dirhams > limit.amount_max_dirhams:
         raise errors.ValidationFailed(
-            fields=[{"field": "amount_dirhams", "message": f"more than the {limit.kind} limit of {limit.amount_max_dirhams} dirhams "
-                     f"per {int(limit.window.total_seconds() // 3600)} hours"}])
+            fields=[
+                {
+                    "field": "amount_dirhams",
+                    "message": f"more than the {limit.kind} limit of {limit.amount_max_dirhams} dirhams "
+                    f"per {int(limit.window.total_seconds() // 3600)} hours",
+                }
+            ]
+        )
     wait = _wait(recent, limit, amount_dirhams, now)
     if wait is not None:
         raise errors.RateLimited(
-            limit=limit.kind, window_seconds=int(limit.window.total_seconds()), count_max=limit.count_max,
-            amount_max_dirhams=limit.amount_max_dirhams, used_count=len(recent),
-            used_dirhams=sum(event["amount_dirhams"] for event in recent), retry_after_seconds=wait,
+            limit=limit.kind,
+            window_seconds=int(limit.window.total_seconds()),
+            count_max=limit.count_max,
+            amount_max_dirhams=limit.amount_max_dirhams,
+            used_count=len(recent),
+            used_dirhams=sum(event["amount_dirhams"] for event in recent),
+            retry_after_seconds=wait,
         )
     return counted
 
 
 def forget(document: Mapping[str, Any] | None, kind: Kind, ref: str) -> dict[str, Any]:
     """The document's fields without the request `ref` (one that failed after counting)."""
-    return {kind: [event for event in (document or {}).get(kind, []) if event["ref"] != ref]}
+    return {str(kind): [event for event in (document or {}).get(kind, []) if event["ref"] != ref]}
 
 
 def _wait(recent: list[Mapping[str, Any]], limit: Limit, amount_dirhams: int, now: datetime) -> int | None:

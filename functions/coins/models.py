@@ -49,8 +49,9 @@ def _document_id(value: str) -> str:
 
 
 # The validators check; the json_schema_extra only tells the OpenAPI document what they check.
-AmountDirhams = Annotated[int, AfterValidator(_on_grid),
-                          Field(json_schema_extra={"minimum": catalog.GRID_DIRHAMS, "multipleOf": catalog.GRID_DIRHAMS})]
+AmountDirhams = Annotated[
+    int, AfterValidator(_on_grid), Field(json_schema_extra={"minimum": catalog.GRID_DIRHAMS, "multipleOf": catalog.GRID_DIRHAMS})
+]
 # Ids that become document ids: the one check of coins.domain, at the door.
 DocumentId = Annotated[str, AfterValidator(_document_id), Field(json_schema_extra={"pattern": ID_PATTERN})]
 TIER_KEYS = Field(json_schema_extra={"propertyNames": {"enum": list(catalog.SYMBOLS)}})
@@ -109,8 +110,12 @@ PositiveCount = Annotated[int, Field(ge=1, le=catalog.CUSTOM_MAX_DIRHAMS // cata
 class PurchaseCreate(Body):
     """Exactly one of a pack, explicit coins, or a custom amount (fewest coins)."""
 
-    pack_id: Annotated[str, AfterValidator(_known_pack), Field(json_schema_extra={"enum": list(catalog.PACK_BY_ID)})] | None = None
-    coins: Annotated[dict[str, PositiveCount], AfterValidator(_known_tiers), AfterValidator(_purchasable_coins), TIER_KEYS] | None = None
+    pack_id: Annotated[str, AfterValidator(_known_pack), Field(json_schema_extra={"enum": list(catalog.PACK_BY_ID)})] | None = (
+        None
+    )
+    coins: (
+        Annotated[dict[str, PositiveCount], AfterValidator(_known_tiers), AfterValidator(_purchasable_coins), TIER_KEYS] | None
+    ) = None
     amount_dirhams: Annotated[AmountDirhams, AfterValidator(_custom_amount)] | None = None
 
     @model_validator(mode="after")
@@ -125,6 +130,7 @@ class PurchaseCreate(Body):
             return dict(catalog.PACK_BY_ID[self.pack_id].coins)
         if self.coins is not None:
             return dict(self.coins)
+        assert self.amount_dirhams is not None, "the validator requires one of pack_id, coins, amount_dirhams"
         return catalog.fewest_coins(self.amount_dirhams)
 
 
@@ -148,9 +154,13 @@ def _printable(text: str) -> str:
 
 
 Milestone = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=config.MILESTONE_LENGTH_MAX), AfterValidator(_printable)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=config.MILESTONE_LENGTH_MAX),
+    AfterValidator(_printable),
 ]
-DisputeReason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=config.DISPUTE_REASON_LENGTH_MAX)]
+DisputeReason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=config.DISPUTE_REASON_LENGTH_MAX)
+]
 
 
 def _https_url(url: str) -> str:
@@ -225,7 +235,14 @@ def _qatar_iban(iban: str) -> str:
     """Qatar IBANs: QA, two check digits, a 4-letter bank code, 21 alphanumerics (29 in
     all), and the ISO 13616 mod-97 check."""
     iban = iban.replace(" ", "").upper()
-    if len(iban) != 29 or not iban.startswith("QA") or not iban[2:4].isdigit() or not iban[4:8].isalpha() or not iban.isalnum() or not iban.isascii():
+    if (
+        len(iban) != 29
+        or not iban.startswith("QA")
+        or not iban[2:4].isdigit()
+        or not iban[4:8].isalpha()
+        or not iban.isalnum()
+        or not iban.isascii()
+    ):
         raise ValueError("must be a Qatar IBAN: QA, 2 check digits, a 4-letter bank code and 21 letters or digits")
     digits = "".join(str(int(c, 36)) for c in iban[4:] + iban[:4])
     if int(digits) % 97 != 1:
@@ -246,7 +263,9 @@ class WithdrawalCreate(Body):
     """By amount (coins selected as for payments, with change) or by explicit coins."""
 
     amount_dirhams: AmountDirhams | None = None
-    coins: Annotated[dict[str, PositiveCount], AfterValidator(_known_tiers), AfterValidator(_nonempty_coins), TIER_KEYS] | None = None
+    coins: (
+        Annotated[dict[str, PositiveCount], AfterValidator(_known_tiers), AfterValidator(_nonempty_coins), TIER_KEYS] | None
+    ) = None
     method: Literal["bank_transfer", "wallet"]
     destination: BankDestination | WalletDestination
 

@@ -61,7 +61,10 @@ def deliver(db: Store, app_db: AppDb, push: ExpoPush | None, scheduler: TaskSche
             logs.info("push token no longer registered; marked inactive", uid=uid)
     now = ledger.now_utc()
     if failures:
-        db.set(store.effect_failure(event_id), {"source": "outbox", "id": event_id, "type": event["kind"], "failures": failures, "at": now})
+        db.set(
+            store.effect_failure(event_id),
+            {"source": "outbox", "id": event_id, "type": event["kind"], "failures": failures, "at": now},
+        )
         logs.error("outbox effects failed", event_id=event_id, kind=event["kind"], failures=failures)
     db.set(store.outbox(event_id), {"delivered_at": now, "pushes": len(messages), "pending_since": None}, merge=True)
     logs.info("outbox event delivered", event_id=event_id, kind=event["kind"], pushes=len(messages))
@@ -87,8 +90,13 @@ def _record_escrow_on_job(db: Store, app_db: AppDb, facts: Mapping[str, Any]) ->
     escrow = db.get(store.escrow(escrow_id))
     if escrow is None:
         return
-    summary = {"status": escrow["status"], "milestone": escrow["milestone"], "amount": notices.qar_value(escrow["amount_dirhams"]),
-               "released": notices.qar_value(escrow["released_dirhams"]), "refunded": notices.qar_value(escrow["refunded_dirhams"])}
+    summary = {
+        "status": escrow["status"],
+        "milestone": escrow["milestone"],
+        "amount": notices.qar_value(escrow["amount_dirhams"]),
+        "released": notices.qar_value(escrow["released_dirhams"]),
+        "refunded": notices.qar_value(escrow["refunded_dirhams"]),
+    }
     if not app_db.record_escrow(job_id, escrow_id, summary):
         logs.warning("the escrow's job is gone from the app", job_id=job_id, escrow_id=escrow_id)
 

@@ -22,7 +22,7 @@ import json
 import re
 import sys
 from collections import defaultdict
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -39,7 +39,7 @@ def specs() -> list[Spec]:
     """The public entry points (coins.registry), by path; those only Cloud Tasks and
     Scheduler call (Access.SERVICE) are not part of the API."""
     found = [spec for spec in registry.http_specs() if spec.access is not Access.SERVICE and spec.path]
-    return sorted(found, key=lambda spec: spec.path)
+    return sorted(found, key=lambda spec: spec.path or "")
 
 
 def error_codes(spec: Spec) -> dict[int, set[str]]:
@@ -68,18 +68,19 @@ def error_codes(spec: Spec) -> dict[int, set[str]]:
 def build() -> dict[str, Any]:
     """The document of every public entry point."""
     declared = specs()
-    models: list[tuple[type[BaseModel], str]] = [(responses.Error, "serialization")]
+    models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [(responses.Error, "serialization")]
     for spec in declared:
         models += [(model, "validation") for model in (spec.body, spec.query) if model is not None]
         models += [(spec.response, "serialization")] if spec.response is not None else []
     refs, top = models_json_schema(models, ref_template=REF)
     schemas = top.get("$defs", {})
 
-    def ref(model: type[BaseModel], mode: str) -> dict[str, Any]:
+    def ref(model: type[BaseModel], mode: Literal["validation", "serialization"]) -> dict[str, Any]:
         return refs[(model, mode)]
 
     paths: dict[str, dict[str, Any]] = defaultdict(dict)
     for spec in declared:
+        assert spec.path is not None, "specs() keeps the endpoints with a public path"
         for method in spec.methods:
             paths[spec.path][method.lower()] = _operation(spec, method, ref, schemas)
     return {
@@ -89,7 +90,7 @@ def build() -> dict[str, Any]:
             "version": VERSION,
             "description": (
                 "The coin economy of GUILD. Money is integer dirhams (1 QAR = 100 dirhams); coins are "
-                "{tier: count}. Errors carry {\"error\": {\"code\", \"message\", \"details\"}}. Requests that move "
+                '{tier: count}. Errors carry {"error": {"code", "message", "details"}}. Requests that move '
                 "money need an Idempotency-Key: one per logical operation, reused on its retries."
             ),
         },
@@ -115,11 +116,20 @@ def _operation(spec: Spec, method: str, ref, schemas: dict[str, Any]) -> dict[st
         for name in re.findall(r"\{(\w+)\}", spec.path or "")
     ]
     if spec.idempotent:
-        parameters.append({
-            "name": "Idempotency-Key", "in": "header", "required": True,
-            "description": "One per logical operation, reused on each retry of it; a repeat returns the stored answer.",
-            "schema": {"type": "string", "minLength": 1, "maxLength": config.IDEMPOTENCY_KEY_LENGTH_MAX, "pattern": "^[ -~]+$"},
-        })
+        parameters.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": True,
+                "description": "One per logical operation, reused on each retry of it; a repeat returns the stored answer.",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": config.IDEMPOTENCY_KEY_LENGTH_MAX,
+                    "pattern": "^[ -~]+$",
+                },
+            }
+        )
     if spec.query is not None:
         query = schemas[ref(spec.query, "validation")["$ref"].rsplit("/", 1)[1]]
         for name, schema in query["properties"].items():

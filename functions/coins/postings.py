@@ -28,7 +28,13 @@ class Posting:
 
     def stored(self) -> dict[str, Any]:
         """As kept in `ledger/{id}.postings`."""
-        return {"tier": self.tier, "count": self.count, "from": str(self.source), "to": str(self.destination), "change": self.change}
+        return {
+            "tier": self.tier,
+            "count": self.count,
+            "from": str(self.source),
+            "to": str(self.destination),
+            "change": self.change,
+        }
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from . import audit, catalog, config, errors, fatora, ledger, limits, logs, post
 from .auth import Caller
 from .domain import TREASURY, Account, EntryType, EventKind, PurchaseStatus, RefundStatus, is_valid_id
 from .idempotency import claimed, lease
-from .store import Store, Where
+from .store import Store, Where, existing
 from .times import moment
 
 PENDING, PAID, FAILED, EXPIRED = PurchaseStatus.PENDING, PurchaseStatus.PAID, PurchaseStatus.FAILED, PurchaseStatus.EXPIRED
@@ -64,13 +64,21 @@ class ReturnStatus(StrEnum):
 
 
 # What the buyer (and, for a review, the admins) hear about a settlement.
-ANNOUNCED = {Outcome.PAID: EventKind.COINS_ISSUED, Outcome.FAILED: EventKind.PURCHASE_FAILED,
-             Outcome.NEEDS_REVIEW: EventKind.PURCHASE_IN_REVIEW}
+ANNOUNCED = {
+    Outcome.PAID: EventKind.COINS_ISSUED,
+    Outcome.FAILED: EventKind.PURCHASE_FAILED,
+    Outcome.NEEDS_REVIEW: EventKind.PURCHASE_IN_REVIEW,
+}
 # Leases on purchases being settled or refunded: idempotency records of their own scope.
 SETTLEMENT_LEASE_SCOPE = "settle-purchase"
 # Where the payer's browser goes next: the app, told how it went.
-RETURN_STATUS = {PAID: ReturnStatus.PAID, REFUNDING: ReturnStatus.PAID, REFUNDED: ReturnStatus.PAID, FAILED: ReturnStatus.FAILED,
-                 EXPIRED: ReturnStatus.FAILED}
+RETURN_STATUS = {
+    PAID: ReturnStatus.PAID,
+    REFUNDING: ReturnStatus.PAID,
+    REFUNDED: ReturnStatus.PAID,
+    FAILED: ReturnStatus.FAILED,
+    EXPIRED: ReturnStatus.FAILED,
+}
 
 
 def render(purchase: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,13 +174,18 @@ def _open(db: Store, uid: str, purchase: Mapping[str, Any], claim) -> None:
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
         counted = limits.admit(reader.limits(uid), limits.Kind.PURCHASE, purchase["price_dirhams"], purchase["id"], reader.now)
-        return ledger.Plan(entry=None, documents={store.purchase(purchase["id"]): purchase, store.limits(uid): counted},
-                           respond=lambda outcome: ledger.Response(200, {}))
+        return ledger.Plan(
+            entry=None,
+            documents={store.purchase(purchase["id"]): purchase, store.limits(uid): counted},
+            respond=lambda outcome: ledger.Response(200, {}),
+        )
 
     ledger.execute(db, operation, actor=uid, claim=claim, answers=False)
 
 
-def _write(db: Store, purchase_id: str, fields, *, actor, claim=None, response=None, uncount: str | None = None) -> ledger.Response:
+def _write(
+    db: Store, purchase_id: str, fields, *, actor, claim=None, response=None, uncount: str | None = None
+) -> ledger.Response:
     """Merges fields into the purchase through the ledger (no money moves); with a
     claim, settles it with `response` in the same commit. `uncount`: the buyer whose
     limits no longer count this purchase (its checkout failed)."""
@@ -194,17 +207,33 @@ def settle(db: Store, purchase_id: str, verification: fatora.Verification, *, ex
     `already_paid`, `refunded`, `failed`, `expired`, `needs_review` or `unchanged`."""
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
-        purchase = reader.purchase(purchase_id)
+        purchase = existing(reader.purchase(purchase_id))
         outcome, entry, changes = _decide(purchase, verification, expire_unpaid, reader)
-        documents: dict[store.Doc, dict[str, Any]] = {store.purchase(purchase_id): {**changes, "updated_at": reader.now}} if changes else {}
+        documents: dict[store.Doc, dict[str, Any]] = (
+            {store.purchase(purchase_id): {**changes, "updated_at": reader.now}} if changes else {}
+        )
         if event is not None and changes:
             # Only notifications that changed something are recorded; duplicates stay reads.
             documents[store.purchase_event(purchase_id, event["id"])] = {**event, "outcome": outcome, "received_at": reader.now}
         told = ANNOUNCED.get(outcome)
-        events = (ledger.Event(told, {"user_id": purchase["user_id"], "purchase_id": purchase_id,
-                                      "value_dirhams": purchase["value_dirhams"], "reason": changes.get("review_reason")}),) if told else ()
-        return ledger.Plan(entry=entry, documents=documents, events=events,
-                           respond=lambda o: ledger.Response(200, {"outcome": outcome}))
+        events = (
+            (
+                ledger.Event(
+                    told,
+                    {
+                        "user_id": purchase["user_id"],
+                        "purchase_id": purchase_id,
+                        "value_dirhams": purchase["value_dirhams"],
+                        "reason": changes.get("review_reason"),
+                    },
+                ),
+            )
+            if told
+            else ()
+        )
+        return ledger.Plan(
+            entry=entry, documents=documents, events=events, respond=lambda o: ledger.Response(200, {"outcome": outcome})
+        )
 
     outcome = ledger.execute(db, operation, actor="fatora").body["outcome"]
     if outcome == Outcome.NEEDS_REVIEW:
@@ -287,7 +316,7 @@ def receive_return(db: Store, gateway_factory, query: Mapping[str, str]) -> str:
         pass  # pending: the webhook or the sweeper settles it later
     except errors.RequestInProgress:
         _wait_while_settling(db, notice.order_id)  # a webhook that came first is settling it
-    purchase = db.get(store.purchase(notice.order_id))
+    purchase = existing(db.get(store.purchase(notice.order_id)))
     status = ReturnStatus.PENDING if purchase.get("needs_review") else RETURN_STATUS.get(purchase["status"], ReturnStatus.PENDING)
     return f"{config.settings().app_link_base}coins/purchase/{notice.order_id}?status={status}"
 
@@ -299,12 +328,14 @@ def _wait_while_settling(db: Store, purchase_id: str) -> None:
 
     deadline = time.monotonic() + config.RETURN_WAIT_SECONDS
     while time.monotonic() < deadline:
-        if db.get(store.purchase(purchase_id))["status"] != PENDING:
+        if existing(db.get(store.purchase(purchase_id)))["status"] != PENDING:
             return
         time.sleep(0.2)
 
 
-def receive_webhook(db: Store, gateway_factory, *, query: Mapping[str, str], raw_body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+def receive_webhook(
+    db: Store, gateway_factory, *, query: Mapping[str, str], raw_body: bytes, headers: Mapping[str, str]
+) -> dict[str, Any]:
     """Fatora's notification, however it comes (GET with a query string, POST with JSON
     or a form): where a token is configured it must be in the URL; then the order is
     verified and settled."""
@@ -333,7 +364,7 @@ def _verify_and_settle(db: Store, gateway: fatora.FatoraClient, notice: fatora.N
     """Verify with Fatora (by the transaction when the notice names one), then settle.
     A paid purchase is answered without a verify call; one settlement per purchase at a
     time (RequestInProgress otherwise)."""
-    purchase = db.get(store.purchase(notice.order_id))
+    purchase = existing(db.get(store.purchase(notice.order_id)))
     if purchase["status"] in ISSUED:
         return Outcome.ALREADY_PAID if purchase["status"] == PAID else Outcome.REFUNDED
     with _settling(db, notice.order_id) as taken:
@@ -342,8 +373,12 @@ def _verify_and_settle(db: Store, gateway: fatora.FatoraClient, notice: fatora.N
         verification = _verify(gateway, notice.order_id, notice.transaction_id)
         if verification is None:
             return "unknown_at_fatora"
-        event = {"id": event_id(source, notice, verification), "source": source, "payment_status": verification.payment_status,
-                 "transaction_id": notice.transaction_id}
+        event = {
+            "id": event_id(source, notice, verification),
+            "source": source,
+            "payment_status": verification.payment_status,
+            "transaction_id": notice.transaction_id,
+        }
         return settle(db, notice.order_id, verification, expire_unpaid=False, event=event)
 
 
@@ -376,8 +411,9 @@ def event_id(source: str, notice: fatora.Notice, verification: fatora.Verificati
 # Refunds, with claw-back.
 
 
-def refund(db: Store, gateway: fatora.FatoraClient, admin: Caller, purchase_id: str, *, reason: str,
-           idempotency: ledger.Idempotency) -> ledger.Response:
+def refund(
+    db: Store, gateway: fatora.FatoraClient, admin: Caller, purchase_id: str, *, reason: str, idempotency: ledger.Idempotency
+) -> ledger.Response:
     """An admin refunds a paid purchase: the coins it issued are taken back from the
     buyer (409 insufficient_funds with the shortfall if the buyer no longer holds that
     value), then Fatora refunds the money, then the held coins leave circulation; if
@@ -414,23 +450,41 @@ def _hold_refund(db: Store, admin: Caller, purchase_id: str, reason: str, claim)
         if purchase is None:
             raise errors.NotFound()
         if purchase["status"] != PAID:
-            raise errors.InvalidState(f"The purchase is {purchase['status']}; only a paid purchase is refunded.",
-                                      status=purchase["status"])
+            raise errors.InvalidState(
+                f"The purchase is {purchase['status']}; only a paid purchase is refunded.", status=purchase["status"]
+            )
         if not purchase.get("fatora_transaction_id"):
             raise errors.InvalidState("Fatora's transaction id of this purchase is unknown.", status=purchase["status"])
         buyer = Account.user(purchase["user_id"])
         moved, _ = postings.pay(buyer, hold, reader.wallet(purchase["user_id"])["coins"], purchase["value_dirhams"])
-        record = {"purchase_id": purchase_id, "user_id": purchase["user_id"], "status": RefundStatus.HELD,
-                  "value_dirhams": purchase["value_dirhams"], "price_dirhams": purchase["price_dirhams"], "reason": reason,
-                  "by": admin.uid, "created_at": reader.now, "updated_at": reader.now}
+        record = {
+            "purchase_id": purchase_id,
+            "user_id": purchase["user_id"],
+            "status": RefundStatus.HELD,
+            "value_dirhams": purchase["value_dirhams"],
+            "price_dirhams": purchase["price_dirhams"],
+            "reason": reason,
+            "by": admin.uid,
+            "created_at": reader.now,
+            "updated_at": reader.now,
+        }
         return ledger.Plan(
             entry=postings.Entry(EntryType.REFUND_HOLD, moved, refs={"purchase_id": purchase_id}, memo={"reason": reason}),
             documents={
                 store.purchase_refund(purchase_id): record,
-                store.purchase(purchase_id): {"status": REFUNDING, "refund": {"status": RefundStatus.HELD, "reason": reason,
-                                                                               "by": admin.uid, "at": reader.now}},
-                **audit.record(actor=admin.uid, action="purchase_refund", target=str(hold), now=reader.now,
-                               before={"status": PAID}, after={"status": REFUNDING}, reason=reason),
+                store.purchase(purchase_id): {
+                    "status": REFUNDING,
+                    "refund": {"status": RefundStatus.HELD, "reason": reason, "by": admin.uid, "at": reader.now},
+                },
+                **audit.record(
+                    actor=admin.uid,
+                    action="purchase_refund",
+                    target=str(hold),
+                    now=reader.now,
+                    before={"status": PAID},
+                    after={"status": REFUNDING},
+                    reason=reason,
+                ),
             },
             respond=lambda outcome: ledger.Response(200, {}),
         )
@@ -441,7 +495,7 @@ def _hold_refund(db: Store, admin: Caller, purchase_id: str, reason: str, claim)
 def _call_refund(db: Store, gateway: fatora.FatoraClient, actor: str, purchase_id: str, claim=None) -> ledger.Response:
     """The second and third steps: call Fatora (recorded first, so that a lost answer is
     known to be lost), then retire the held coins or give them back."""
-    purchase = db.get(store.purchase(purchase_id))
+    purchase = existing(db.get(store.purchase(purchase_id)))
     _refund_step(db, purchase_id, RefundStatus.CALLING, actor)
     try:
         refund_status = gateway.refund(purchase_id, purchase["fatora_transaction_id"])
@@ -449,12 +503,21 @@ def _call_refund(db: Store, gateway: fatora.FatoraClient, actor: str, purchase_i
         return _finish_refund(db, purchase_id, refunded=False, detail=str(error), actor=actor, claim=claim)
     except fatora.FatoraUnavailable as error:
         # Fatora may have refunded: never guess. An admin checks Fatora's dashboard.
-        _refund_step(db, purchase_id, RefundStatus.UNCERTAIN, actor, review=f"refund call unanswered ({error}); "
-                     "check Fatora's dashboard: dismiss if it refunded, refund to call again")
+        _refund_step(
+            db,
+            purchase_id,
+            RefundStatus.UNCERTAIN,
+            actor,
+            review=f"refund call unanswered ({error}); check Fatora's dashboard: dismiss if it refunded, refund to call again",
+        )
         logs.error("fatora refund unanswered; the purchase waits for an admin", purchase_id=purchase_id, reason=str(error))
-        response = ledger.Response(errors.GatewayError.status, errors.GatewayError(
-            "Fatora did not answer the refund; it may or may not have happened. The purchase is in the review queue.",
-            purchase_id=purchase_id).to_body())
+        response = ledger.Response(
+            errors.GatewayError.status,
+            errors.GatewayError(
+                "Fatora did not answer the refund; it may or may not have happened. The purchase is in the review queue.",
+                purchase_id=purchase_id,
+            ).to_body(),
+        )
         if claim is not None:
             _settle_claim(db, claim, response)
         return response
@@ -465,15 +528,26 @@ def _refund_step(db: Store, purchase_id: str, status: RefundStatus, actor: str, 
     """Records how far a refund got; with `review`, puts the purchase before an admin."""
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
-        purchase = reader.purchase(purchase_id)
+        purchase = existing(reader.purchase(purchase_id))
         changes: dict[str, Any] = {"refund": {**(purchase.get("refund") or {}), "status": status}}
         events: tuple[ledger.Event, ...] = ()
         if review:
             changes.update(needs_review=True, review_reason=review, review_at=reader.now)
-            events = (ledger.Event(EventKind.PURCHASE_IN_REVIEW, {"user_id": purchase["user_id"], "purchase_id": purchase_id,
-                                                                  "value_dirhams": purchase["value_dirhams"], "reason": review}),)
-        documents = {store.purchase_refund(purchase_id): {"status": status, "updated_at": reader.now},
-                     store.purchase(purchase_id): changes}
+            events = (
+                ledger.Event(
+                    EventKind.PURCHASE_IN_REVIEW,
+                    {
+                        "user_id": purchase["user_id"],
+                        "purchase_id": purchase_id,
+                        "value_dirhams": purchase["value_dirhams"],
+                        "reason": review,
+                    },
+                ),
+            )
+        documents = {
+            store.purchase_refund(purchase_id): {"status": status, "updated_at": reader.now},
+            store.purchase(purchase_id): changes,
+        }
         return ledger.Plan(entry=None, documents=documents, events=events, respond=lambda outcome: ledger.Response(200, {}))
 
     ledger.execute(db, operation, actor=actor)
@@ -484,7 +558,7 @@ def _finish_refund(db: Store, purchase_id: str, *, refunded: bool, detail: str, 
     hold = Account.refund(purchase_id)
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
-        purchase, record = reader.purchase(purchase_id), reader.purchase_refund(purchase_id)
+        purchase, record = existing(reader.purchase(purchase_id)), existing(reader.purchase_refund(purchase_id))
         if record["status"] in (RefundStatus.REFUNDED, RefundStatus.REVERSED):
             raise errors.InvalidState(f"The refund is {record['status']} already.", status=record["status"])
         coins = record.get("coins", {})
@@ -492,31 +566,55 @@ def _finish_refund(db: Store, purchase_id: str, *, refunded: bool, detail: str, 
         unissued = record.get("unissued", False)
         destination = TREASURY if refunded else Account.user(purchase["user_id"])
         status = RefundStatus.REFUNDED if refunded else RefundStatus.REVERSED
-        changes: dict[str, Any] = {"needs_review": False, "refund": {**(purchase.get("refund") or {}), "status": status,
-                                                                     "detail": detail}}
+        changes: dict[str, Any] = {
+            "needs_review": False,
+            "refund": {**(purchase.get("refund") or {}), "status": status, "detail": detail},
+        }
         if refunded:
             changes.update(status=REFUNDED, refunded_at=reader.now)
         elif unissued:
             changes["needs_review"] = True  # still to be decided
         else:
             changes["status"] = PAID
-        entry = postings.Entry(EntryType.REFUND_PAID if refunded else EntryType.REFUND_REVERSED,
-                               postings.transfer(hold, destination, coins), refs={"purchase_id": purchase_id},
-                               memo={"fatora": detail}, parties=(purchase["user_id"],)) if coins else None
+        entry = (
+            postings.Entry(
+                EntryType.REFUND_PAID if refunded else EntryType.REFUND_REVERSED,
+                postings.transfer(hold, destination, coins),
+                refs={"purchase_id": purchase_id},
+                memo={"fatora": detail},
+                parties=(purchase["user_id"],),
+            )
+            if coins
+            else None
+        )
         after = {**purchase, **changes}
-        events = (ledger.Event(EventKind.PURCHASE_REFUNDED, {"user_id": purchase["user_id"], "purchase_id": purchase_id,
-                                                            "value_dirhams": purchase["value_dirhams"]}),) if refunded else ()
+        events = (
+            (
+                ledger.Event(
+                    EventKind.PURCHASE_REFUNDED,
+                    {"user_id": purchase["user_id"], "purchase_id": purchase_id, "value_dirhams": purchase["value_dirhams"]},
+                ),
+            )
+            if refunded
+            else ()
+        )
         if refunded:
             respond = ledger.Response(200, render(after))
         else:
-            message = ("Fatora refused the refund; the purchase stays in review." if unissued
-                       else "Fatora refused the refund; the coins are back with the buyer.")
-            respond = ledger.Response(errors.GatewayError.status,
-                                      errors.GatewayError(message, purchase_id=purchase_id, fatora=detail).to_body())
+            message = (
+                "Fatora refused the refund; the purchase stays in review."
+                if unissued
+                else "Fatora refused the refund; the coins are back with the buyer."
+            )
+            respond = ledger.Response(
+                errors.GatewayError.status, errors.GatewayError(message, purchase_id=purchase_id, fatora=detail).to_body()
+            )
         return ledger.Plan(
             entry=entry,
-            documents={store.purchase_refund(purchase_id): {"status": status, "detail": detail, "updated_at": reader.now},
-                       store.purchase(purchase_id): changes},
+            documents={
+                store.purchase_refund(purchase_id): {"status": status, "detail": detail, "updated_at": reader.now},
+                store.purchase(purchase_id): changes,
+            },
             events=events,
             respond=lambda outcome: respond,
         )
@@ -538,12 +636,21 @@ def _settle_claim(db: Store, claim, response: ledger.Response) -> None:
 
 def list_review(db: Store, *, limit: int, cursor: str | None) -> dict[str, Any]:
     """Purchases waiting for an admin, oldest first."""
-    return db.page(store.PURCHASES, (Where("needs_review", "==", True),), limit=limit, cursor=cursor,
-                   owns=lambda purchase: purchase.get("needs_review") is True, render=render, newest_first=False, order_by="review_at")
+    return db.page(
+        store.PURCHASES,
+        (Where("needs_review", "==", True),),
+        limit=limit,
+        cursor=cursor,
+        owns=lambda purchase: purchase.get("needs_review") is True,
+        render=render,
+        newest_first=False,
+        order_by="review_at",
+    )
 
 
-def resolve(db: Store, gateway_factory, admin: Caller, purchase_id: str, *, action: str, note: str,
-            idempotency: ledger.Idempotency) -> ledger.Response:
+def resolve(
+    db: Store, gateway_factory, admin: Caller, purchase_id: str, *, action: str, note: str, idempotency: ledger.Idempotency
+) -> ledger.Response:
     """An admin decides a purchase in review. `issue`: credit the coins it names (once).
     `refund`: give the money back through Fatora (taking back the coins first if they
     were issued; calling again a refund whose answer was lost). `dismiss`: record the
@@ -564,7 +671,9 @@ def resolve(db: Store, gateway_factory, admin: Caller, purchase_id: str, *, acti
         if uncertain and action == "refund":
             return _call_refund(db, gateway_factory(), admin.uid, purchase_id, claim)
         if uncertain:
-            return _finish_refund(db, purchase_id, refunded=True, detail=f"confirmed by {admin.uid}: {note}", actor=admin.uid, claim=claim)
+            return _finish_refund(
+                db, purchase_id, refunded=True, detail=f"confirmed by {admin.uid}: {note}", actor=admin.uid, claim=claim
+            )
         if action == "refund":
             return _refund_unissued(db, gateway_factory(), admin.uid, purchase_id, claim)
         response = ledger.Response(200, render({**purchase, "needs_review": False}))
@@ -578,19 +687,31 @@ def _refuse_unless_in_review(purchase_id: str):
         if purchase is None:
             raise errors.NotFound()
         raise errors.InvalidState("The purchase is not in the review queue.", status=purchase["status"])
+
     return operation
 
 
 def _record_resolution(db: Store, admin: Caller, purchase_id: str, action: str, note: str) -> None:
     def operation(reader: ledger.Reader) -> ledger.Plan:
-        purchase = reader.purchase(purchase_id)
+        purchase = existing(reader.purchase(purchase_id))
         resolution = {"action": action, "note": note, "by": admin.uid, "at": reader.now}
         changes = {"resolution": resolution, **({"needs_review": False} if action == "dismiss" else {})}
-        return ledger.Plan(entry=None, documents={
-            store.purchase(purchase_id): changes,
-            **audit.record(actor=admin.uid, action=f"purchase_review_{action}", target=f"purchase:{purchase_id}", now=reader.now,
-                           before={"needs_review": True, "status": purchase["status"]}, after=changes, reason=note),
-        }, respond=lambda outcome: ledger.Response(200, {}))
+        return ledger.Plan(
+            entry=None,
+            documents={
+                store.purchase(purchase_id): changes,
+                **audit.record(
+                    actor=admin.uid,
+                    action=f"purchase_review_{action}",
+                    target=f"purchase:{purchase_id}",
+                    now=reader.now,
+                    before={"needs_review": True, "status": purchase["status"]},
+                    after=changes,
+                    reason=note,
+                ),
+            },
+            respond=lambda outcome: ledger.Response(200, {}),
+        )
 
     ledger.execute(db, operation, actor=admin.uid)
 
@@ -604,19 +725,43 @@ def _issue_in_review(db: Store, admin: Caller, purchase_id: str, note: str, idem
         if purchase is None:
             raise errors.NotFound()
         if not purchase.get("needs_review") or purchase["status"] in ISSUED:
-            raise errors.InvalidState("Only a purchase in review whose coins were never issued can be issued.",
-                                      status=purchase["status"])
+            raise errors.InvalidState(
+                "Only a purchase in review whose coins were never issued can be issued.", status=purchase["status"]
+            )
         resolution = {"action": "issue", "note": note, "by": admin.uid, "at": reader.now}
-        changes = {"status": PAID, "needs_review": False, "paid_at": reader.now, "entry_id": reader.entry_id, "resolution": resolution}
-        entry = postings.Entry(EntryType.PURCHASE_ISSUE, postings.issue(purchase["user_id"], purchase["coins"]),
-                               refs={"purchase_id": purchase_id}, memo={"issued_by": admin.uid, "note": note})
+        changes = {
+            "status": PAID,
+            "needs_review": False,
+            "paid_at": reader.now,
+            "entry_id": reader.entry_id,
+            "resolution": resolution,
+        }
+        entry = postings.Entry(
+            EntryType.PURCHASE_ISSUE,
+            postings.issue(purchase["user_id"], purchase["coins"]),
+            refs={"purchase_id": purchase_id},
+            memo={"issued_by": admin.uid, "note": note},
+        )
         return ledger.Plan(
             entry=entry,
-            documents={store.purchase(purchase_id): changes,
-                       **audit.record(actor=admin.uid, action="purchase_review_issue", target=f"purchase:{purchase_id}",
-                                      now=reader.now, before={"status": purchase["status"]}, after={"status": PAID}, reason=note)},
-            events=(ledger.Event(EventKind.COINS_ISSUED, {"user_id": purchase["user_id"], "purchase_id": purchase_id,
-                                                          "value_dirhams": purchase["value_dirhams"]}),),
+            documents={
+                store.purchase(purchase_id): changes,
+                **audit.record(
+                    actor=admin.uid,
+                    action="purchase_review_issue",
+                    target=f"purchase:{purchase_id}",
+                    now=reader.now,
+                    before={"status": purchase["status"]},
+                    after={"status": PAID},
+                    reason=note,
+                ),
+            },
+            events=(
+                ledger.Event(
+                    EventKind.COINS_ISSUED,
+                    {"user_id": purchase["user_id"], "purchase_id": purchase_id, "value_dirhams": purchase["value_dirhams"]},
+                ),
+            ),
             respond=lambda outcome: ledger.Response(200, render({**purchase, **changes})),
         )
 
@@ -631,21 +776,36 @@ def _refund_unissued(db: Store, gateway: fatora.FatoraClient, actor: str, purcha
     can refund it again."""
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
-        purchase, record = reader.purchase(purchase_id), reader.purchase_refund(purchase_id)
+        purchase, record = existing(reader.purchase(purchase_id)), reader.purchase_refund(purchase_id)
         if not purchase.get("fatora_transaction_id"):
             raise errors.InvalidState("Fatora's transaction id of this purchase is unknown.", status=purchase["status"])
         if record is not None and record["status"] in REFUND_OPEN:
-            raise errors.InvalidState("A refund of this purchase was sent to Fatora and has no answer yet; it is not sent "
-                                      "again. If none comes, the purchase returns to the review queue.",
-                                      status=purchase["status"])
-        refund = {"purchase_id": purchase_id, "user_id": purchase["user_id"], "status": RefundStatus.HELD, "unissued": True,
-                  # Nothing is held: the coins were never issued.
-                  "value_dirhams": 0, "coins": {}, "price_dirhams": purchase["price_dirhams"], "by": actor,
-                  "created_at": reader.now, "updated_at": reader.now}
-        return ledger.Plan(entry=None, documents={
-            store.purchase_refund(purchase_id): refund,
-            store.purchase(purchase_id): {"refund": {"status": RefundStatus.HELD, "by": actor, "at": reader.now}},
-        }, respond=lambda outcome: ledger.Response(200, {}))
+            raise errors.InvalidState(
+                "A refund of this purchase was sent to Fatora and has no answer yet; it is not sent "
+                "again. If none comes, the purchase returns to the review queue.",
+                status=purchase["status"],
+            )
+        refund = {
+            "purchase_id": purchase_id,
+            "user_id": purchase["user_id"],
+            "status": RefundStatus.HELD,
+            "unissued": True,
+            # Nothing is held: the coins were never issued.
+            "value_dirhams": 0,
+            "coins": {},
+            "price_dirhams": purchase["price_dirhams"],
+            "by": actor,
+            "created_at": reader.now,
+            "updated_at": reader.now,
+        }
+        return ledger.Plan(
+            entry=None,
+            documents={
+                store.purchase_refund(purchase_id): refund,
+                store.purchase(purchase_id): {"refund": {"status": RefundStatus.HELD, "by": actor, "at": reader.now}},
+            },
+            respond=lambda outcome: ledger.Response(200, {}),
+        )
 
     try:
         ledger.execute(db, operation, actor=actor, claim=claim, answers=False)
@@ -671,6 +831,7 @@ def reconcile_pending(db: Store, gateway: fatora.FatoraClient, now: datetime | N
     )
     counts: dict[str, int] = {}
     for purchase in pending:
+        outcome: str
         with _settling(db, purchase["id"]) as taken:
             if not taken:
                 outcome = Outcome.BUSY  # a return or a webhook is settling it right now
@@ -681,8 +842,11 @@ def reconcile_pending(db: Store, gateway: fatora.FatoraClient, now: datetime | N
                 expire = purchase["created_at"] <= now - timedelta(seconds=config.PURCHASE_EXPIRE_AFTER_SECONDS)
                 outcome = settle(db, purchase["id"], verification, expire_unpaid=expire, event=None)
         counts[outcome] = counts.get(outcome, 0) + 1
-    for record in db.query(store.PURCHASE_REFUNDS, (Where("status", "in", [RefundStatus.HELD, RefundStatus.CALLING]),),
-                           limit=config.PURCHASE_SWEEP_BATCH_MAX):
+    for record in db.query(
+        store.PURCHASE_REFUNDS,
+        (Where("status", "in", [RefundStatus.HELD, RefundStatus.CALLING]),),
+        limit=config.PURCHASE_SWEEP_BATCH_MAX,
+    ):
         outcome = _resume_refund(db, gateway, record, now)
         counts[outcome] = counts.get(outcome, 0) + 1
     logs.info("purchases reconciled", **counts)
@@ -698,13 +862,18 @@ def _resume_refund(db: Store, gateway: fatora.FatoraClient, record: Mapping[str,
     with _settling(db, purchase_id) as taken:
         if not taken:
             return Outcome.BUSY
-        current = db.get(store.purchase_refund(purchase_id))
+        current = existing(db.get(store.purchase_refund(purchase_id)))
         if current["status"] == RefundStatus.HELD:
             _call_refund(db, gateway, "system:sweeper", purchase_id)
-            return f"refund_{db.get(store.purchase_refund(purchase_id))['status']}"
+            return f"refund_{existing(db.get(store.purchase_refund(purchase_id)))['status']}"
         if current["status"] == RefundStatus.CALLING:
-            _refund_step(db, purchase_id, RefundStatus.UNCERTAIN, "system:sweeper",
-                         review="refund call interrupted; check Fatora's dashboard: dismiss if it refunded, refund to call again")
+            _refund_step(
+                db,
+                purchase_id,
+                RefundStatus.UNCERTAIN,
+                "system:sweeper",
+                review="refund call interrupted; check Fatora's dashboard: dismiss if it refunded, refund to call again",
+            )
             return "refund_uncertain"
     return "unchanged"
 
@@ -724,6 +893,10 @@ def list_for(db: Store, caller: Caller, *, user_id: str | None, limit: int, curs
         raise errors.Forbidden("Only an admin may list another user's purchases.")
     owner = user_id or caller.uid
     return db.page(
-        store.PURCHASES, (Where("user_id", "==", owner),), limit=limit, cursor=cursor,
-        owns=lambda purchase: purchase.get("user_id") == owner, render=render,
+        store.PURCHASES,
+        (Where("user_id", "==", owner),),
+        limit=limit,
+        cursor=cursor,
+        owns=lambda purchase: purchase.get("user_id") == owner,
+        render=render,
     )

@@ -50,9 +50,22 @@ class ExpoPush:
             session.headers["Authorization"] = f"Bearer {self.access_token}"
         client = PushClient(host=self.host, session=session, timeout=TIMEOUT_SECONDS)
         payloads = [
-            PushMessage(to=m.token, title=m.title[:TITLE_LENGTH_MAX], body=m.body[:BODY_LENGTH_MAX], data=dict(m.data),
-                        sound="default", ttl=None, expiration=None, priority="high", badge=None, category=None,
-                        display_in_foreground=None, channel_id=None, subtitle=None, mutable_content=None)
+            PushMessage(
+                to=m.token,
+                title=m.title[:TITLE_LENGTH_MAX],
+                body=m.body[:BODY_LENGTH_MAX],
+                data=dict(m.data),
+                sound="default",
+                ttl=None,
+                expiration=None,
+                priority="high",
+                badge=None,
+                category=None,
+                display_in_foreground=None,
+                channel_id=None,
+                subtitle=None,
+                mutable_content=None,
+            )
             for m in messages
         ]
         try:

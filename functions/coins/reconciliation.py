@@ -22,10 +22,10 @@ from typing import Any, Callable
 
 from . import catalog, config, effects, ledger, logs, postings, repair, store
 from .domain import Account, EntryType, EventKind, PurchaseStatus
-from .store import Store, Where
 from .escrow import OPEN as OPEN_ESCROW
 from .escrow import held_dirhams
 from .purchases import REFUND_OPEN
+from .store import Store, Where
 from .withdrawals import OPEN as OPEN_WITHDRAWAL
 
 # A stored report keeps this many problems (a Firestore document holds at most 1 MiB);
@@ -79,8 +79,12 @@ def run(db: Store, *, vault: bool = True, now: datetime | None = None) -> dict[s
     for wallet in db.scan(store.WALLETS):
         checked["wallets"] += 1
         replayed = balances.get(Account.user(wallet["user_id"]), {})
-        if catalog.normalize(wallet.get("coins", {})) != replayed or wallet.get("balance_dirhams") != catalog.value_dirhams(replayed):
-            problems.append({"kind": "wallet_differs", "user_id": wallet["user_id"], "document": wallet.get("coins", {}), "ledger": replayed})
+        if catalog.normalize(wallet.get("coins", {})) != replayed or wallet.get("balance_dirhams") != catalog.value_dirhams(
+            replayed
+        ):
+            problems.append(
+                {"kind": "wallet_differs", "user_id": wallet["user_id"], "document": wallet.get("coins", {}), "ledger": replayed}
+            )
 
     for collection, account_of, open_states, still_held in (
         (store.ESCROWS, Account.escrow, OPEN_ESCROW, held_dirhams),
@@ -94,10 +98,19 @@ def run(db: Store, *, vault: bool = True, now: datetime | None = None) -> dict[s
             replayed = balances.get(account, {})
             expected = still_held(hold) if hold["status"] in open_states else 0
             if catalog.value_dirhams(replayed) != expected:
-                problems.append({"kind": f"{account.kind}_hold_wrong", "id": hold_id, "status": hold["status"],
-                                 "held_dirhams": catalog.value_dirhams(replayed), "expected_dirhams": expected})
+                problems.append(
+                    {
+                        "kind": f"{account.kind}_hold_wrong",
+                        "id": hold_id,
+                        "status": hold["status"],
+                        "held_dirhams": catalog.value_dirhams(replayed),
+                        "expected_dirhams": expected,
+                    }
+                )
             if catalog.normalize(hold.get("coins", {})) != replayed:
-                problems.append({"kind": f"{account.kind}_differs", "id": hold_id, "document": hold.get("coins", {}), "ledger": replayed})
+                problems.append(
+                    {"kind": f"{account.kind}_differs", "id": hold_id, "document": hold.get("coins", {}), "ledger": replayed}
+                )
 
     for purchase in db.scan(store.PURCHASES):
         checked["purchases"] += 1
@@ -106,7 +119,9 @@ def run(db: Store, *, vault: bool = True, now: datetime | None = None) -> dict[s
         # (a payment refunded from the review queue never was).
         expected = 1 if purchase["status"] in (PurchaseStatus.PAID, PurchaseStatus.REFUNDING) or purchase.get("entry_id") else 0
         if issued != expected:
-            problems.append({"kind": "purchase_issues", "id": purchase["id"], "status": purchase["status"], "issue_entries": issued})
+            problems.append(
+                {"kind": "purchase_issues", "id": purchase["id"], "status": purchase["status"], "issue_entries": issued}
+            )
     for purchase_id, issued in issues_by_purchase.items():
         problems.append({"kind": "issue_without_purchase", "purchase_id": purchase_id, "issue_entries": issued})
 
@@ -114,22 +129,37 @@ def run(db: Store, *, vault: bool = True, now: datetime | None = None) -> dict[s
     if vault:
         problems.extend(_vault_problems(db, {account: catalog.normalize(tiers) for account, tiers in applied.items()}))
         for failure in db.scan(store.EFFECT_FAILURES):
-            problems.append({"kind": "effects_failed", "source": failure["source"], "id": failure["id"], "failures": failure["failures"]})
+            problems.append(
+                {"kind": "effects_failed", "source": failure["source"], "id": failure["id"], "failures": failure["failures"]}
+            )
         settings = config.settings()
         report["pending_effects"] = _age({"count": len(pending)}, min(pending, default=None), now)
         limit = stall_limit_seconds(settings.effects_repair_after_seconds)
         stalled = [moment for moment in pending if (now - moment).total_seconds() > limit]
         if stalled:
-            problems.append(_age({"kind": "effects_stalled", "pending": len(stalled),
-                                  "reasons": _reasons(db, store.EFFECTS, now, limit)}, min(stalled), now))
+            problems.append(
+                _age(
+                    {"kind": "effects_stalled", "pending": len(stalled), "reasons": _reasons(db, store.EFFECTS, now, limit)},
+                    min(stalled),
+                    now,
+                )
+            )
         outbox = db.count(store.OUTBOX, (Where("pending_since", ">", EPOCH),))
         oldest_event = repair.pending(db, store.OUTBOX, before=now, limit=1)
         report["pending_outbox"] = _age({"count": outbox}, oldest_event[0]["pending_since"] if oldest_event else None, now)
         limit = stall_limit_seconds(settings.outbox_repair_after_seconds)
         if report["pending_outbox"]["oldest_age_seconds"] > limit:
-            problems.append(_age({"kind": "outbox_stalled",
-                                  "pending": db.count(store.OUTBOX, (Where("pending_since", "<", now - timedelta(seconds=limit)),)),
-                                  "reasons": _reasons(db, store.OUTBOX, now, limit)}, oldest_event[0]["pending_since"], now))
+            problems.append(
+                _age(
+                    {
+                        "kind": "outbox_stalled",
+                        "pending": db.count(store.OUTBOX, (Where("pending_since", "<", now - timedelta(seconds=limit)),)),
+                        "reasons": _reasons(db, store.OUTBOX, now, limit),
+                    },
+                    oldest_event[0]["pending_since"],
+                    now,
+                )
+            )
     return {"ok": not problems, "checked": checked, "problems": problems, **report}
 
 
@@ -152,9 +182,13 @@ def _age(counts: dict[str, Any], oldest: datetime | None, now: datetime) -> dict
 def _reasons(db: Store, collection: str, now: datetime, limit_seconds: int) -> list[dict[str, str]]:
     """Why the oldest stalled ones are still pending: what the repair said, if it tried."""
     stalled = repair.pending(db, collection, before=now - timedelta(seconds=limit_seconds), limit=STALLED_REASONS_MAX)
-    return [{"id": document.get("entry_id") or document["id"],
-             "reason": document.get("repair_error") or "the repair has not tried it: is the repair job running?"}
-            for document in stalled]
+    return [
+        {
+            "id": document.get("entry_id") or document["id"],
+            "reason": document.get("repair_error") or "the repair has not tried it: is the repair job running?",
+        }
+        for document in stalled
+    ]
 
 
 def _vault_problems(db: Store, balances: postings.Balances) -> list[dict[str, Any]]:

@@ -26,8 +26,15 @@ from .app import AppDb
 from .store import Store, Where
 
 
-def run(db: Store, app_db: AppDb, push_factory, scheduler_factory, *, now: datetime | None = None,
-        batch: int = config.REPAIR_BATCH_MAX) -> dict[str, Any]:
+def run(
+    db: Store,
+    app_db: AppDb,
+    push_factory,
+    scheduler_factory,
+    *,
+    now: datetime | None = None,
+    batch: int = config.REPAIR_BATCH_MAX,
+) -> dict[str, Any]:
     """One run: `{"effects": {"repaired", "failed"}, "outbox": {...}}`."""
     now = now or ledger.now_utc()
     settings = config.settings()
@@ -39,14 +46,28 @@ def run(db: Store, app_db: AppDb, push_factory, scheduler_factory, *, now: datet
         return notify.deliver(db, app_db, push, scheduler, event_id)
 
     report = {
-        "effects": _repair(db, store.EFFECTS, lambda marker: effects.apply(db, marker["entry_id"]),
-                           now - timedelta(seconds=settings.effects_repair_after_seconds), batch, now),
-        "outbox": _repair(db, store.OUTBOX, lambda event: deliver(event["id"]),
-                          now - timedelta(seconds=settings.outbox_repair_after_seconds), batch, now),
+        "effects": _repair(
+            db,
+            store.EFFECTS,
+            lambda marker: effects.apply(db, marker["entry_id"]),
+            now - timedelta(seconds=settings.effects_repair_after_seconds),
+            batch,
+            now,
+        ),
+        "outbox": _repair(
+            db,
+            store.OUTBOX,
+            lambda event: deliver(event["id"]),
+            now - timedelta(seconds=settings.outbox_repair_after_seconds),
+            batch,
+            now,
+        ),
     }
     if any(kind["repaired"] or kind["failed"] for kind in report.values()):
-        logs.warning("repaired what no trigger did", **{f"{kind}_{key}": value for kind, counts in report.items()
-                                                         for key, value in counts.items()})
+        logs.warning(
+            "repaired what no trigger did",
+            **{f"{kind}_{key}": value for kind, counts in report.items() for key, value in counts.items()},
+        )
     return report
 
 
@@ -56,8 +77,9 @@ def pending(db: Store, collection: str, *, before: datetime, limit: int) -> list
     return list(db.query(collection, (Where("pending_since", "<", before),), order_by="pending_since", limit=limit))
 
 
-def _repair(db: Store, collection: str, handle: Callable[[dict[str, Any]], bool], before: datetime, batch: int,
-            now: datetime) -> dict[str, int]:
+def _repair(
+    db: Store, collection: str, handle: Callable[[dict[str, Any]], bool], before: datetime, batch: int, now: datetime
+) -> dict[str, int]:
     repaired = failed = 0
     for document in pending(db, collection, before=before, limit=batch):
         doc = store.Doc((collection, document.get("entry_id") or document["id"]))

@@ -65,6 +65,14 @@ class Doc:
         return "/".join(self.path)
 
 
+def existing(document: dict[str, Any] | None) -> dict[str, Any]:
+    """A document the flow has seen before (it created or found it): one gone since is
+    404, not a crash."""
+    if document is None:
+        raise errors.NotFound()
+    return document
+
+
 def id_in(document_name: str, collection: str) -> str:
     """`projects/P/databases/D/documents/ledger/ID` -> `ID`, for a top-level collection
     (what a document event names); ValueError for a document elsewhere."""
@@ -166,11 +174,13 @@ def account_document(account) -> Doc | None:
     document; None for the derived accounts (treasury, platform fees)."""
     from .domain import AccountKind
 
-    kept_on = {AccountKind.USER: wallet, AccountKind.ESCROW: escrow, AccountKind.WITHDRAWAL: withdrawal,
-               AccountKind.REFUND: purchase_refund}
-    return kept_on.get(
-        account.kind, lambda _: None
-    )(account.id)
+    kept_on = {
+        AccountKind.USER: wallet,
+        AccountKind.ESCROW: escrow,
+        AccountKind.WITHDRAWAL: withdrawal,
+        AccountKind.REFUND: purchase_refund,
+    }
+    return kept_on.get(account.kind, lambda _: None)(account.id)
 
 
 @dataclass(frozen=True)

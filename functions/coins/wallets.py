@@ -45,7 +45,7 @@ def get_wallet(db: Store, uid: str) -> dict[str, Any]:
 
 def list_transactions(db: Store, uid: str, *, limit: int, cursor: str | None, entry_type: EntryType | None) -> dict[str, Any]:
     """The user's ledger entries, newest first, optionally of one type."""
-    where = (Where("user_ids", "array_contains", uid),)
+    where: tuple[Where, ...] = (Where("user_ids", "array_contains", uid),)
     if entry_type is not None:
         where += (Where("type", "==", entry_type),)
     return db.page(
@@ -101,8 +101,13 @@ def adjust_balance(
     def operation(reader: ledger.Reader) -> ledger.Plan:
         before = reader.wallet(user_id).get("coins", {})
         trail = audit.record(
-            actor=admin.uid, action="adjust_balance", target=str(Account.user(user_id)), now=reader.now,
-            before={"coins": before}, after={"coins": catalog.add(before, coins)}, reason=reason,
+            actor=admin.uid,
+            action="adjust_balance",
+            target=str(Account.user(user_id)),
+            now=reader.now,
+            before={"coins": before},
+            after={"coins": catalog.add(before, coins)},
+            reason=reason,
         )
 
         def respond(outcome: ledger.Outcome) -> ledger.Response:
@@ -118,8 +123,9 @@ def adjust_balance(
                 },
             )
 
-        adjusted = ledger.Event(EventKind.BALANCE_ADJUSTED,
-                                {"user_id": user_id, "amount_dirhams": catalog.value_dirhams(coins), "reason": reason})
+        adjusted = ledger.Event(
+            EventKind.BALANCE_ADJUSTED, {"user_id": user_id, "amount_dirhams": catalog.value_dirhams(coins), "reason": reason}
+        )
         return ledger.Plan(entry=entry, respond=respond, documents=trail, events=(adjusted,))
 
     return ledger.execute(db, operation, idempotency=idempotency, actor=admin.uid)
@@ -132,10 +138,21 @@ def lift_limits(db: Store, admin: Caller, *, user_id: str, hours: int, reason: s
     def operation(reader: ledger.Reader) -> ledger.Plan:
         before = (reader.limits(user_id) or {}).get("lifted_until")
         until = reader.now + timedelta(hours=hours)
-        return ledger.Plan(entry=None, documents={
-            store.limits(user_id): {"lifted_until": until, "lifted_by": admin.uid, "lift_reason": reason},
-            **audit.record(actor=admin.uid, action="limits_lifted", target=str(Account.user(user_id)), now=reader.now,
-                           before={"lifted_until": before}, after={"lifted_until": until}, reason=reason),
-        }, respond=lambda outcome: ledger.Response(200, {"user_id": user_id, "lifted_until": rfc3339(until)}))
+        return ledger.Plan(
+            entry=None,
+            documents={
+                store.limits(user_id): {"lifted_until": until, "lifted_by": admin.uid, "lift_reason": reason},
+                **audit.record(
+                    actor=admin.uid,
+                    action="limits_lifted",
+                    target=str(Account.user(user_id)),
+                    now=reader.now,
+                    before={"lifted_until": before},
+                    after={"lifted_until": until},
+                    reason=reason,
+                ),
+            },
+            respond=lambda outcome: ledger.Response(200, {"user_id": user_id, "lifted_until": rfc3339(until)}),
+        )
 
     return ledger.execute(db, operation, actor=admin.uid).body

@@ -20,7 +20,10 @@ from .store import Store, Where
 from .times import moment
 
 REQUESTED, APPROVED, PAID, REJECTED = (
-    WithdrawalStatus.REQUESTED, WithdrawalStatus.APPROVED, WithdrawalStatus.PAID, WithdrawalStatus.REJECTED
+    WithdrawalStatus.REQUESTED,
+    WithdrawalStatus.APPROVED,
+    WithdrawalStatus.PAID,
+    WithdrawalStatus.REJECTED,
 )
 OPEN = (REQUESTED, APPROVED)
 
@@ -52,8 +55,12 @@ NOT_NOW = {
 
 def facts(withdrawal: Mapping[str, Any]) -> dict[str, Any]:
     """What a withdrawal event tells (coins.notices turns it into words)."""
-    return {"withdrawal_id": withdrawal["id"], "user_id": withdrawal["user_id"], "amount_dirhams": withdrawal["amount_dirhams"],
-            "large": withdrawal["large"]}
+    return {
+        "withdrawal_id": withdrawal["id"],
+        "user_id": withdrawal["user_id"],
+        "amount_dirhams": withdrawal["amount_dirhams"],
+        "large": withdrawal["large"],
+    }
 
 
 def mask(destination: Mapping[str, str]) -> dict[str, str]:
@@ -104,6 +111,7 @@ def create(
         if coins is not None:
             moved, amount = postings.transfer(source, hold, coins), catalog.value_dirhams(coins)
         else:
+            assert amount_dirhams is not None, "the request gives coins or an amount"
             moved, _ = postings.pay(source, hold, wallet["coins"], amount_dirhams)
             amount = amount_dirhams
         counted = limits.admit(reader.limits(caller.uid), limits.Kind.WITHDRAWAL, amount, withdrawal_id, reader.now)
@@ -147,16 +155,25 @@ def get(db: Store, caller: Caller, withdrawal_id: str) -> dict[str, Any]:
 
 def list_own(db: Store, caller: Caller, *, limit: int, cursor: str | None) -> dict[str, Any]:
     return db.page(
-        store.WITHDRAWALS, (Where("user_id", "==", caller.uid),), limit=limit, cursor=cursor,
-        owns=lambda d: d.get("user_id") == caller.uid, render=render,
+        store.WITHDRAWALS,
+        (Where("user_id", "==", caller.uid),),
+        limit=limit,
+        cursor=cursor,
+        owns=lambda d: d.get("user_id") == caller.uid,
+        render=render,
     )
 
 
 def list_pending(db: Store, *, limit: int, cursor: str | None) -> dict[str, Any]:
     """The admin queue: requested and approved, oldest first, destinations masked."""
     return db.page(
-        store.WITHDRAWALS, (Where("status", "in", list(OPEN)),), limit=limit, cursor=cursor,
-        owns=lambda d: d.get("status") in OPEN, render=render, newest_first=False,
+        store.WITHDRAWALS,
+        (Where("status", "in", list(OPEN)),),
+        limit=limit,
+        cursor=cursor,
+        owns=lambda d: d.get("status") in OPEN,
+        render=render,
+        newest_first=False,
     )
 
 
@@ -166,8 +183,9 @@ def approve(db: Store, admin: Caller, withdrawal_id: str, *, notes: str | None, 
 
 def pay(db: Store, admin: Caller, withdrawal_id: str, *, payment_reference: str, idempotency) -> ledger.Response:
     """The admin made the transfer: `payment_reference` identifies it at the bank."""
-    return _transition(db, admin, withdrawal_id, PAID, fields={"payment_reference": payment_reference}, reason=None,
-                       idempotency=idempotency)
+    return _transition(
+        db, admin, withdrawal_id, PAID, fields={"payment_reference": payment_reference}, reason=None, idempotency=idempotency
+    )
 
 
 def reject(db: Store, admin: Caller, withdrawal_id: str, *, reason: str, idempotency) -> ledger.Response:
@@ -175,7 +193,13 @@ def reject(db: Store, admin: Caller, withdrawal_id: str, *, reason: str, idempot
 
 
 def _transition(
-    db: Store, admin: Caller, withdrawal_id: str, status: WithdrawalStatus, *, fields: dict[str, Any], reason: str | None,
+    db: Store,
+    admin: Caller,
+    withdrawal_id: str,
+    status: WithdrawalStatus,
+    *,
+    fields: dict[str, Any],
+    reason: str | None,
     idempotency,
 ) -> ledger.Response:
     """`fields` are stored on the withdrawal and recorded on the ledger entry; `reason`
@@ -194,8 +218,13 @@ def _transition(
         documents: dict[store.Doc, Mapping[str, Any]] = {
             store.withdrawal(withdrawal_id): changes,
             **audit.record(
-                actor=admin.uid, action=f"withdrawal_{status}", target=str(hold), now=reader.now,
-                before={"status": withdrawal["status"]}, after={"status": status, **fields}, reason=reason,
+                actor=admin.uid,
+                action=f"withdrawal_{status}",
+                target=str(hold),
+                now=reader.now,
+                before={"status": withdrawal["status"]},
+                after={"status": status, **fields},
+                reason=reason,
             ),
         }
         entry = None
@@ -213,6 +242,8 @@ def _transition(
             )
         after = {**withdrawal, **changes, "coins": {} if entry else held}
         told = ledger.Event(row.event, {**facts(withdrawal), "reason": fields.get("reason")})
-        return ledger.Plan(entry=entry, documents=documents, events=(told,), respond=lambda outcome: ledger.Response(200, render(after)))
+        return ledger.Plan(
+            entry=entry, documents=documents, events=(told,), respond=lambda outcome: ledger.Response(200, render(after))
+        )
 
     return ledger.execute(db, operation, actor=admin.uid, idempotency=idempotency)

@@ -20,8 +20,15 @@ PROJECT, REGION = "guild-4f46b", "me-central1"
 @pytest.fixture(scope="module")
 def dry_run():
     env = {**os.environ, "DRY_RUN": "1", "PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin"}
-    result = subprocess.run(["make", "-s", "deploy", f"PROJECT={PROJECT}", f"REGION={REGION}", "ADMIN_UIDS=ops1,ops2"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
+    result = subprocess.run(
+        ["make", "-s", "deploy", f"PROJECT={PROJECT}", f"REGION={REGION}", "ADMIN_UIDS=ops1,ops2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     commands = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
     return [shlex.split(line.split(" || ")[-1]) for line in commands]
 
@@ -48,7 +55,10 @@ def test_triggers_are_firestore_events_on_the_coins_database_and_the_rest_is_htt
     assert triggers == {"ledger_on_create": "ledger/{entryId}", "outbox_on_create": "outbox/{eventId}"}
     for name, argv in deployed(dry_run).items():
         if name in triggers:
-            assert flag(argv, "trigger-event-filters") == ["type=google.cloud.firestore.document.v1.created", "database=guild-coins"]
+            assert flag(argv, "trigger-event-filters") == [
+                "type=google.cloud.firestore.document.v1.created",
+                "database=guild-coins",
+            ]
             assert flag(argv, "trigger-event-filters-path-pattern") == [f"document={triggers[name]}"]
             assert "--retry" in argv and "--trigger-http" not in argv
         else:
@@ -59,8 +69,11 @@ def test_only_the_scheduler_and_task_targets_are_private_and_only_the_invoker_ma
     from coins import registry
 
     invoker = f"serviceAccount:coins-invoker@{PROJECT}.iam.gserviceaccount.com"
-    bindings = {argv[3] for argv in dry_run if argv[:3] == ["gcloud", "functions", "add-invoker-policy-binding"]
-                and f"--member={invoker}" in argv}
+    bindings = {
+        argv[3]
+        for argv in dry_run
+        if argv[:3] == ["gcloud", "functions", "add-invoker-policy-binding"] and f"--member={invoker}" in argv
+    }
     http = [function for function in deploy.functions() if function.kind is not registry.Kind.TRIGGER]
     assert len(http) == 44
     for function in http:
@@ -72,7 +85,9 @@ def test_only_the_scheduler_and_task_targets_are_private_and_only_the_invoker_ma
 
 
 def test_every_scheduled_job_the_code_declares_is_deployed_on_its_schedule(dry_run):
-    created = {re.sub("^coins-", "", argv[5]): argv for argv in dry_run if argv[:5] == ["gcloud", "scheduler", "jobs", "create", "http"]}
+    created = {
+        re.sub("^coins-", "", argv[5]): argv for argv in dry_run if argv[:5] == ["gcloud", "scheduler", "jobs", "create", "http"]
+    }
     assert set(created) == {"purchases_reconcile", "escrows_sweep", "coins_repair", "reconcile_daily"}
     for function in deploy.functions():
         if function.schedule is None:
@@ -92,7 +107,7 @@ def test_resources_are_what_each_function_declares(dry_run):
 
 
 def test_every_secret_comes_from_secret_manager_and_nothing_local_ships(dry_run):
-    for name, argv in deployed(dry_run).items():
+    for argv in deployed(dry_run).values():
         [env] = flag(argv, "set-env-vars")
         variables = dict(item.split("=", 1) for item in env.removeprefix("^;^").split(";"))
         assert not [v for v in variables if re.search("KEY|SECRET|TOKEN|PASSWORD", v)], variables
@@ -115,8 +130,13 @@ def test_hosting_and_rules_go_to_our_site_and_our_database_only(dry_run):
 
 
 def test_the_default_site_is_refused():
-    result = subprocess.run([sys.executable, "-m", "deploy.deploy", "--project", PROJECT, "--region", REGION, "--site", PROJECT,
-                             "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.deploy", "--project", PROJECT, "--region", REGION, "--site", PROJECT, "--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0 and "admin portal" in result.stderr
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from coins import fatora
 from coins.fatora import FatoraClient, FatoraRejected, FatoraUnavailable
-from local.fatora_sandbox import FatoraSandbox
 from local.emulator import free_port
+from local.fatora_sandbox import FatoraSandbox
 
 CHECKOUT = dict(
     client={"name": "Alice", "phone": "+97450000000", "email": "a@example.com"},
@@ -49,8 +49,22 @@ def test_amounts_are_sent_as_exact_two_decimal_qar_text(dirhams, text):
 
 @pytest.mark.parametrize(
     "amount, dirhams",
-    [("5.50", 550), (5.5, 550), (5, 500), ("5.5", 550), ("5.505", None), ("abc", None), (None, None), (True, None),
-     ("NaN", None), ("Infinity", None), ([5], None), (0.1 + 0.2, None), (Decimal("123.100"), 12310), (Decimal("0.001"), None)],
+    [
+        ("5.50", 550),
+        (5.5, 550),
+        (5, 500),
+        ("5.5", 550),
+        ("5.505", None),
+        ("abc", None),
+        (None, None),
+        (True, None),
+        ("NaN", None),
+        ("Infinity", None),
+        ([5], None),
+        (0.1 + 0.2, None),
+        (Decimal("123.100"), 12310),
+        (Decimal("0.001"), None),
+    ],
 )
 def test_amounts_read_back_must_be_whole_dirhams(amount, dirhams):
     assert fatora.dirhams_of(amount) == dirhams
@@ -67,10 +81,10 @@ def test_checkout_sends_the_amount_as_a_json_number_with_two_decimals(client, sa
 
 @pytest.mark.parametrize("dirhams", [550, 5, 55000, 123456789, 100])
 def test_the_amount_is_written_into_the_json_text_without_a_float(dirhams):
-    text = fatora.json_with_amount({"order_id": "o", "note": "amount-x \" \u00e9"}, dirhams)
+    text = fatora.json_with_amount({"order_id": "o", "note": 'amount-x " \u00e9'}, dirhams)
     parsed = json.loads(text, parse_float=Decimal)
     assert f'"amount":{fatora.qar_text(dirhams)}' in text
-    assert parsed["amount"] == Decimal(fatora.qar_text(dirhams)) and parsed["note"] == "amount-x \" \u00e9"
+    assert parsed["amount"] == Decimal(fatora.qar_text(dirhams)) and parsed["note"] == 'amount-x " \u00e9'
 
 
 def test_fatora_does_not_check_order_ids_so_a_reused_one_makes_a_second_order(client, sandbox):
@@ -86,7 +100,10 @@ def test_verify_sends_the_transaction_when_known_and_reads_the_mode(client, sand
     by_both = client.verify("order9", order.transaction_id)
     assert by_order == by_both
     assert (by_both.payment_status, by_both.amount_dirhams, by_both.mode) == ("SUCCESS", 550, "test")
-    assert [c[1] for c in sandbox.api_calls[-2:]] == [{"order_id": "order9"}, {"order_id": "order9", "transaction_id": order.transaction_id}]
+    assert [c[1] for c in sandbox.api_calls[-2:]] == [
+        {"order_id": "order9"},
+        {"order_id": "order9", "transaction_id": order.transaction_id},
+    ]
     with pytest.raises(FatoraRejected):
         client.verify("order9", "TX-NOT-THIS-ORDERS")
 
@@ -148,20 +165,25 @@ def test_refund_sends_the_transaction_and_the_order_and_reads_its_status(client,
     assert client.sleeps == [], "a refund is never retried"
 
 
-@pytest.mark.parametrize("query, body, content_type, notice", [
-    ({"order_id": "o1", "transaction_id": "TX1"}, b"", "", ("o1", "TX1")),
-    ({"order_id": "o1"}, b"", "", ("o1", None)),
-    ({}, b'{"order_id": "o2", "transaction_id": "TX2"}', "application/json", ("o2", "TX2")),
-    ({}, b"order_id=o3&transaction_id=TX3", "application/x-www-form-urlencoded; charset=utf-8", ("o3", "TX3")),
-    ({"order_id": "o4"}, b'{"order_id": "other"}', "application/json", ("o4", None)),
-    ({"transaction_id": "TX5"}, b'{"order_id": "o5"}', "application/json", ("o5", "TX5")),
-])
+@pytest.mark.parametrize(
+    "query, body, content_type, notice",
+    [
+        ({"order_id": "o1", "transaction_id": "TX1"}, b"", "", ("o1", "TX1")),
+        ({"order_id": "o1"}, b"", "", ("o1", None)),
+        ({}, b'{"order_id": "o2", "transaction_id": "TX2"}', "application/json", ("o2", "TX2")),
+        ({}, b"order_id=o3&transaction_id=TX3", "application/x-www-form-urlencoded; charset=utf-8", ("o3", "TX3")),
+        ({"order_id": "o4"}, b'{"order_id": "other"}', "application/json", ("o4", None)),
+        ({"transaction_id": "TX5"}, b'{"order_id": "o5"}', "application/json", ("o5", "TX5")),
+    ],
+)
 def test_a_notice_names_its_order_from_the_query_first_then_the_body(query, body, content_type, notice):
     assert fatora.notice_of(query, body, content_type) == fatora.Notice(*notice)
 
 
-@pytest.mark.parametrize("query, body", [({}, b""), ({"order_id": ""}, b""), ({}, b"{nope"), ({}, b"[1]"),
-                                         ({"order_id": "o", "transaction_id": "x" * 129}, b"")])
+@pytest.mark.parametrize(
+    "query, body",
+    [({}, b""), ({"order_id": ""}, b""), ({}, b"{nope"), ({}, b"[1]"), ({"order_id": "o", "transaction_id": "x" * 129}, b"")],
+)
 def test_a_notice_without_an_order_is_refused(query, body):
     with pytest.raises(ValueError):
         fatora.notice_of(query, body, "application/json")

@@ -10,8 +10,14 @@ from tests.conftest import ROOT
 
 
 def run(env):
-    return subprocess.run([sys.executable, "-m", "deploy.fatora_contract"], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={k: v for k, v in {**os.environ, **env}.items() if v is not None})
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.fatora_contract"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in {**os.environ, **env}.items() if v is not None},
+    )
 
 
 def test_without_a_key_it_says_what_to_set_and_exits_2():

@@ -26,8 +26,13 @@ def google_keys():
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-google-signer")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(1).not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
     pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
@@ -57,14 +62,26 @@ class CertsEndpoint:
 def oidc_token(signer, **overrides):
     now = int(time.time())
     claims = {
-        "iss": "https://accounts.google.com", "aud": AUDIENCE, "email": SCHEDULER, "email_verified": True,
-        "sub": "1234567890", "iat": now, "exp": now + 3600, **overrides,
+        "iss": "https://accounts.google.com",
+        "aud": AUDIENCE,
+        "email": SCHEDULER,
+        "email_verified": True,
+        "sub": "1234567890",
+        "iat": now,
+        "exp": now + 3600,
+        **overrides,
     }
     return jwt.encode(signer, claims).decode()
 
 
 def check(headers, certs, accounts=frozenset({SCHEDULER}), local_secret=None):
-    return authenticate_service(headers, audiences=(AUDIENCE, "https://other.example/fn"), accounts=accounts, local_secret=local_secret, request=CertsEndpoint(certs))
+    return authenticate_service(
+        headers,
+        audiences=(AUDIENCE, "https://other.example/fn"),
+        accounts=accounts,
+        local_secret=local_secret,
+        request=CertsEndpoint(certs),
+    )
 
 
 def test_a_token_from_the_scheduler_account_for_this_audience_is_accepted(google_keys):
@@ -72,7 +89,11 @@ def test_a_token_from_the_scheduler_account_for_this_audience_is_accepted(google
     endpoint = CertsEndpoint(certs)
     token = oidc_token(signer)
     account = authenticate_service(
-        {"Authorization": f"Bearer {token}"}, audiences=(AUDIENCE, "https://other.example/fn"), accounts=frozenset({SCHEDULER}), local_secret=None, request=endpoint
+        {"Authorization": f"Bearer {token}"},
+        audiences=(AUDIENCE, "https://other.example/fn"),
+        accounts=frozenset({SCHEDULER}),
+        local_secret=None,
+        request=endpoint,
     )
     assert account == SCHEDULER
     assert endpoint.urls == ["https://www.googleapis.com/oauth2/v1/certs"]
@@ -104,7 +125,9 @@ def test_a_token_signed_by_another_key_is_refused(google_keys):
         check({"Authorization": f"Bearer {forged}"}, certs)
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer x.y.z"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer x.y.z"}]
+)
 def test_missing_or_malformed_tokens_are_refused(google_keys, headers):
     with pytest.raises(errors.Unauthenticated):
         check(headers, google_keys[1])

@@ -41,9 +41,12 @@ class CloudTasksStandIn:
 def cloud():
     stand_in = CloudTasksStandIn()
     scheduler = CloudTasksScheduler(
-        project="guild-prod", location="me-central1", queue="escrow-timers",
+        project="guild-prod",
+        location="me-central1",
+        queue="escrow-timers",
         target_url="https://me-central1-guild-prod.cloudfunctions.net/escrow_timer",
-        service_account_email="tasks@guild-prod.iam.gserviceaccount.com", client=stand_in,
+        service_account_email="tasks@guild-prod.iam.gserviceaccount.com",
+        client=stand_in,
     )
     return scheduler, stand_in
 

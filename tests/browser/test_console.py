@@ -23,11 +23,28 @@ def key():
 
 def verified_user_with_withdrawal(stack, amount=10_000):
     uid = fresh("u")
-    assert stack.call("POST", f"/api/admin/coins/kyc/{uid}", "seed-admin", admin=True, body={"status": "verified"}).status_code == 200
-    assert stack.call("POST", "/api/admin/coins/adjust-balance", "seed-admin", admin=True, key=key(),
-                      body={"user_id": uid, "coins": {"GPC": 2}, "reason": "seed"}).status_code == 200
-    created = stack.call("POST", "/api/coins/withdrawal", uid, key=key(),
-                         body={"amount_dirhams": amount, "method": "bank_transfer", "destination": {"iban": IBAN, "account_name": "Alice A"}})
+    assert (
+        stack.call("POST", f"/api/admin/coins/kyc/{uid}", "seed-admin", admin=True, body={"status": "verified"}).status_code
+        == 200
+    )
+    assert (
+        stack.call(
+            "POST",
+            "/api/admin/coins/adjust-balance",
+            "seed-admin",
+            admin=True,
+            key=key(),
+            body={"user_id": uid, "coins": {"GPC": 2}, "reason": "seed"},
+        ).status_code
+        == 200
+    )
+    created = stack.call(
+        "POST",
+        "/api/coins/withdrawal",
+        uid,
+        key=key(),
+        body={"amount_dirhams": amount, "method": "bank_transfer", "destination": {"iban": IBAN, "account_name": "Alice A"}},
+    )
     assert created.status_code == 201, created.text
     return uid, created.json()["id"]
 
@@ -55,7 +72,12 @@ def test_an_admin_approves_and_pays_a_withdrawal_seeing_the_full_destination_onl
 
 def test_a_double_click_on_mark_paid_pays_once(page, stack):
     uid, withdrawal_id = verified_user_with_withdrawal(stack)
-    assert stack.call("POST", f"/api/coins/withdrawal/{withdrawal_id}/approve", "seed-admin", admin=True, key=key(), body={}).status_code == 200
+    assert (
+        stack.call(
+            "POST", f"/api/coins/withdrawal/{withdrawal_id}/approve", "seed-admin", admin=True, key=key(), body={}
+        ).status_code
+        == 200
+    )
     sign_in(page, stack)
     row(page, withdrawal_id).locator("input[aria-label='transfer reference']").fill("QNB-TRX-1")
     row(page, withdrawal_id).get_by_role("button", name="Mark paid").dblclick()
@@ -70,13 +92,20 @@ def test_a_double_click_on_mark_paid_pays_once(page, stack):
 
 def test_an_admin_rejects_a_kyc_with_a_note(page, stack):
     uid = fresh("k")
-    submitted = stack.call("POST", "/api/coins/kyc", uid, body={"full_name": "Khalid Example", "qid_number": "28412345678",
-                                                                 "document_urls": ["https://uploads.example/id.jpg"]})
+    submitted = stack.call(
+        "POST",
+        "/api/coins/kyc",
+        uid,
+        body={"full_name": "Khalid Example", "qid_number": "28412345678", "document_urls": ["https://uploads.example/id.jpg"]},
+    )
     assert submitted.status_code == 200
     sign_in(page, stack)
     page.click("nav a[href='#kyc']")
     line = row(page, uid)
-    assert "28412345678" in line.inner_text() and line.get_by_role("link", name="document 1").get_attribute("href") == "https://uploads.example/id.jpg"
+    assert (
+        "28412345678" in line.inner_text()
+        and line.get_by_role("link", name="document 1").get_attribute("href") == "https://uploads.example/id.jpg"
+    )
     line.get_by_role("button", name="Reject").click()
     assert "Say why" in page.locator("#error").inner_text(), "a refusal is shown, nothing sent"
     line.locator("input[aria-label='note']").fill("the photo is blurred")
@@ -88,19 +117,38 @@ def test_an_admin_rejects_a_kyc_with_a_note(page, stack):
 
 def test_an_admin_resolves_a_dispute_with_a_split(page, stack):
     client, freelancer, job = fresh("c"), fresh("f"), fresh("job")
-    subprocess.run([sys.executable, "-m", "local.jobs", job, client, freelancer, "--firestore", stack.firestore],
-                   cwd=ROOT, check=True, capture_output=True)
-    assert stack.call("POST", "/api/admin/coins/adjust-balance", "seed-admin", admin=True, key=key(),
-                      body={"user_id": client, "coins": {"GPC": 1}, "reason": "seed"}).status_code == 200
-    escrow = stack.call("POST", "/api/coins/job-payment", client, key=key(), body={"job_id": job, "amount_dirhams": 10_000}).json()
-    disputed = stack.call("POST", f"/api/coins/escrow/{escrow['id']}/dispute", client,
-                          body={"reason": "only half delivered", "evidence_urls": ["https://files.example/chat.png"]})
+    subprocess.run(
+        [sys.executable, "-m", "local.jobs", job, client, freelancer, "--firestore", stack.firestore],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    assert (
+        stack.call(
+            "POST",
+            "/api/admin/coins/adjust-balance",
+            "seed-admin",
+            admin=True,
+            key=key(),
+            body={"user_id": client, "coins": {"GPC": 1}, "reason": "seed"},
+        ).status_code
+        == 200
+    )
+    escrow = stack.call(
+        "POST", "/api/coins/job-payment", client, key=key(), body={"job_id": job, "amount_dirhams": 10_000}
+    ).json()
+    disputed = stack.call(
+        "POST",
+        f"/api/coins/escrow/{escrow['id']}/dispute",
+        client,
+        body={"reason": "only half delivered", "evidence_urls": ["https://files.example/chat.png"]},
+    )
     assert disputed.status_code == 200
     sign_in(page, stack)
     page.click("nav a[href='#disputes']")
     line = row(page, escrow["id"])
     assert "only half delivered" in line.inner_text()
-    line.locator("input[aria-label=\"freelancer's share in QAR\"]").fill("60")
+    line.locator('input[aria-label="freelancer\'s share in QAR"]').fill("60")
     line.locator("input[aria-label='note']").fill("half of the work was delivered")
     line.get_by_role("button", name="Resolve").click()
     page.wait_for_selector(f"tr[data-id='{escrow['id']}']", state="detached")

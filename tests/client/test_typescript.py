@@ -25,8 +25,19 @@ def npm_installed() -> None:
 def test_the_generated_types_are_those_of_the_committed_document(tmp_path):
     npm_installed()
     generated = tmp_path / "schema.d.ts"
-    subprocess.run([str(CLIENT / "node_modules" / ".bin" / "openapi-typescript"), str(ROOT / "docs" / "openapi.json"),
-                    "--default-non-nullable", "false", "-o", str(generated)], cwd=CLIENT, check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(CLIENT / "node_modules" / ".bin" / "openapi-typescript"),
+            str(ROOT / "docs" / "openapi.json"),
+            "--default-non-nullable",
+            "false",
+            "-o",
+            str(generated),
+        ],
+        cwd=CLIENT,
+        check=True,
+        capture_output=True,
+    )
     assert generated.read_text() == (CLIENT / "src" / "schema.d.ts").read_text(), (
         "clients/typescript/src/schema.d.ts is stale: `cd clients/typescript && npm run types`, and commit it"
     )
@@ -43,8 +54,21 @@ def stack():
 def test_the_client_drives_a_job_from_purchase_to_approval(stack):
     npm_installed()
     base, firestore_port = stack
-    subprocess.run([sys.executable, "-m", "local.jobs", "job-ts", "client-ts", "freelancer-ts",
-                    "--firestore", f"127.0.0.1:{firestore_port}"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "local.jobs",
+            "job-ts",
+            "client-ts",
+            "freelancer-ts",
+            "--firestore",
+            f"127.0.0.1:{firestore_port}",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     env = {**os.environ, "COINS_BASE_URL": base, "JOB_ID": "job-ts", "CLIENT_UID": "client-ts", "FREELANCER_UID": "freelancer-ts"}
     run = subprocess.run(["npm", "test", "--silent"], cwd=CLIENT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]

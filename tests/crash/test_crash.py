@@ -54,10 +54,13 @@ class Stack:
 
     def __init__(self, emulator: FirestoreEmulator, port: int) -> None:
         self.emulator, self.port, self.fatora_port = emulator, port, free_port()
-        self.env = {"ESCROW_REVIEW_WINDOW_SECONDS": str(REVIEW_WINDOW_SECONDS),
-                    "EFFECTS_REPAIR_AFTER_SECONDS": str(REPAIR_AFTER_SECONDS),
-                    "OUTBOX_REPAIR_AFTER_SECONDS": str(REPAIR_AFTER_SECONDS),
-                    "LOCAL_SERVICE_SECRET": SECRET, "ADMIN_UIDS": ADMIN}
+        self.env = {
+            "ESCROW_REVIEW_WINDOW_SECONDS": str(REVIEW_WINDOW_SECONDS),
+            "EFFECTS_REPAIR_AFTER_SECONDS": str(REPAIR_AFTER_SECONDS),
+            "OUTBOX_REPAIR_AFTER_SECONDS": str(REPAIR_AFTER_SECONDS),
+            "LOCAL_SERVICE_SECRET": SECRET,
+            "ADMIN_UIDS": ADMIN,
+        }
         self.process = None
         self.kills = 0
 
@@ -66,8 +69,9 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.process, _ = start_stack("--port", str(self.port), "--firestore", self.emulator.address,
-                                      "--fatora-port", str(self.fatora_port), env=self.env)
+        self.process, _ = start_stack(
+            "--port", str(self.port), "--firestore", self.emulator.address, "--fatora-port", str(self.fatora_port), env=self.env
+        )
 
     def kill_and_restart(self, down_seconds: float) -> None:
         os.kill(self.process.pid, signal.SIGKILL)
@@ -101,8 +105,17 @@ class Workload:
         with self._lock:
             return len(self.sent)
 
-    def send(self, method: str, path: str, uid: str, body: dict | None = None, *, admin: bool = False,
-             keyed: bool = True, expect: int = 200) -> Answer:
+    def send(
+        self,
+        method: str,
+        path: str,
+        uid: str,
+        body: dict | None = None,
+        *,
+        admin: bool = False,
+        keyed: bool = True,
+        expect: int = 200,
+    ) -> Answer:
         """Sends until answered, with its own key: a lost answer, a 503 or a key still in
         progress (its owner died with the process) is retried with the same key."""
         key = uuid.uuid4().hex if keyed else ""
@@ -113,7 +126,8 @@ class Workload:
             answer = call(self.stack.base, method, path, uid, body, key=key, admin=admin, timeout=30)
             lost |= answer.status in ("no answer", "timeout")
             retry = answer.status in ("no answer", "timeout", 503) or (
-                answer.status == 409 and answer.json()["error"]["code"] == "request_in_progress")
+                answer.status == 409 and answer.json()["error"]["code"] == "request_in_progress"
+            )
             if not retry:
                 break
             assert time.monotonic() < deadline, f"{method} {path} never answered"
@@ -130,13 +144,23 @@ class Workload:
         """One client and freelancer through everything the tier exercises."""
         client, freelancer = f"crash-client-{number}", f"crash-free-{number}"
         send = self.send
-        send("POST", "/api/admin/coins/adjust-balance", ADMIN,
-             {"user_id": client, "coins": {"GRC": 1, "GPC": 3}, "reason": "crash tier"}, admin=True)
+        send(
+            "POST",
+            "/api/admin/coins/adjust-balance",
+            ADMIN,
+            {"user_id": client, "coins": {"GRC": 1, "GPC": 3}, "reason": "crash tier"},
+            admin=True,
+        )
         send("POST", f"/api/admin/coins/kyc/{freelancer}", ADMIN, {"status": "verified"}, admin=True, keyed=False)
         with ThreadPoolExecutor(4) as pool:  # four milestones funded at once
-            funded = list(pool.map(lambda job_id: send("POST", "/api/coins/job-payment", client,
-                                                       {"job_id": job_id, "amount_dirhams": 100 * QAR}, expect=201),
-                                   jobs))
+            funded = list(
+                pool.map(
+                    lambda job_id: send(
+                        "POST", "/api/coins/job-payment", client, {"job_id": job_id, "amount_dirhams": 100 * QAR}, expect=201
+                    ),
+                    jobs,
+                )
+            )
         e1, e2, e3, e4 = (answer.json()["id"] for answer in funded)
         escrow = "/api/coins/escrow/"
         send("POST", f"{escrow}{e1}/submit", freelancer, {"note": "done"}, keyed=False)
@@ -148,7 +172,9 @@ class Workload:
         send("POST", f"{escrow}{e4}/request-refund", client, {"reason": "late"}, keyed=False)
         send("POST", f"{escrow}{e4}/dispute", freelancer, {"reason": "it was delivered"}, keyed=False)
         send("POST", f"/api/admin/coins/escrow/{e4}/resolve", ADMIN, {"freelancer_dirhams": 50 * QAR, "note": "half"}, admin=True)
-        withdrawal = send("POST", "/api/coins/withdrawal", freelancer, {"amount_dirhams": 50 * QAR, **BANK}, expect=201).json()["id"]
+        withdrawal = send("POST", "/api/coins/withdrawal", freelancer, {"amount_dirhams": 50 * QAR, **BANK}, expect=201).json()[
+            "id"
+        ]
         send("POST", f"/api/coins/withdrawal/{withdrawal}/approve", ADMIN, {}, admin=True)
         if number % 2:
             send("POST", f"/api/coins/withdrawal/{withdrawal}/reject", ADMIN, {"reason": "name mismatch"}, admin=True)
@@ -186,7 +212,8 @@ def crashed():
         for number, job_ids in jobs.items():
             for job_id in job_ids:
                 app_db.collection("jobs").document(job_id).set(
-                    job_document(job_id, f"crash-client-{number}", f"crash-free-{number}", now))
+                    job_document(job_id, f"crash-client-{number}", f"crash-free-{number}", now)
+                )
         stack = Stack(emulator, port)
         stack.start()
         workload = Workload(stack)
@@ -227,8 +254,16 @@ def crashed():
             if report["pending_effects"]["count"] == 0 and report["pending_outbox"]["count"] == 0:
                 break
             assert time.monotonic() < deadline, report
-        yield {"stack": stack, "workload": workload, "report": report, "healed": healed, "jobs": jobs,
-               "app_db": app_db, "coins_db": coins_db, "burst_seconds": burst_seconds}
+        yield {
+            "stack": stack,
+            "workload": workload,
+            "report": report,
+            "healed": healed,
+            "jobs": jobs,
+            "app_db": app_db,
+            "coins_db": coins_db,
+            "burst_seconds": burst_seconds,
+        }
         stop_stack(stack.process)
 
 
@@ -236,8 +271,10 @@ def test_the_process_was_killed_twice_and_requests_were_lost_and_retried(crashed
     workload = crashed["workload"]
     assert crashed["stack"].kills == 2
     lost = sum(sent.lost for sent in workload.sent)
-    print(f"crash tier: {len(workload.sent)} requests in {crashed['burst_seconds']:.1f} s, {lost} lost to the kills and retried; "
-          f"healed by the repair: {crashed['healed']['effects']} ledger effects, {crashed['healed']['outbox']} outbox events")
+    print(
+        f"crash tier: {len(workload.sent)} requests in {crashed['burst_seconds']:.1f} s, {lost} lost to the kills and retried; "
+        f"healed by the repair: {crashed['healed']['effects']} ledger effects, {crashed['healed']['outbox']} outbox events"
+    )
     for sent in sorted(workload.sent, key=lambda sent: -sent.seconds)[:5]:
         print(f"  slowest: {sent.method} {sent.path} {sent.seconds:.1f} s, lost {sent.lost}, {sent.answer.status}")
     assert len(workload.sent) == PAIRS * REQUESTS_PER_PAIR
@@ -282,7 +319,7 @@ def test_value_is_conserved_by_what_the_api_says(crashed):
 
 def test_every_escrow_is_on_its_app_job_and_every_submitted_one_was_released(crashed):
     stack = crashed["stack"]
-    for number, job_ids in crashed["jobs"].items():
+    for job_ids in crashed["jobs"].values():
         for job_id in job_ids:
             job = crashed["app_db"].collection("jobs").document(job_id).get().to_dict()
             assert "escrowId" in job, f"the funded escrow of {job_id} is on the job"

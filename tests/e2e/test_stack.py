@@ -17,6 +17,7 @@ from tests.conftest import ROOT
 from tests.money import wait_for
 from tests.stack import start_stack, stop_stack
 
+
 @pytest.fixture
 def stack(emulator):
     port = free_port()
@@ -94,13 +95,31 @@ def test_a_submitted_milestone_nobody_acts_on_is_released_when_the_review_window
     paid and told so where the app looks. Nothing moved before the submit."""
     port, firestore_port = free_port(), free_port()
     process, lines = start_stack(
-        "--port", str(port), "--firestore-port", str(firestore_port), "--fatora-port", str(free_port()),
+        "--port",
+        str(port),
+        "--firestore-port",
+        str(firestore_port),
+        "--fatora-port",
+        str(free_port()),
         env={"ESCROW_REVIEW_WINDOW_SECONDS": "2"},
     )
     try:
         # `make job id=job-e2e client=client-e2e freelancer=freelancer-e2e`, as the README does.
-        subprocess.run([sys.executable, "-m", "local.jobs", "job-e2e", "client-e2e", "freelancer-e2e",
-                        "--firestore", f"127.0.0.1:{firestore_port}"], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "local.jobs",
+                "job-e2e",
+                "client-e2e",
+                "freelancer-e2e",
+                "--firestore",
+                f"127.0.0.1:{firestore_port}",
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         base = f"http://127.0.0.1:{port}"
         admin = {"Authorization": f"Bearer {mint('ops', admin=True)}"}
         client = {"Authorization": f"Bearer {mint('client-e2e')}"}
@@ -108,19 +127,23 @@ def test_a_submitted_milestone_nobody_acts_on_is_released_when_the_review_window
         funded = requests.post(
             f"{base}/api/admin/coins/adjust-balance",
             json={"user_id": "client-e2e", "coins": {"GPC": 1}, "reason": "e2e"},
-            headers={**admin, "Idempotency-Key": "fund"}, timeout=10,
+            headers={**admin, "Idempotency-Key": "fund"},
+            timeout=10,
         )
         assert funded.status_code == 200
         locked = requests.post(
             f"{base}/api/coins/job-payment",
             json={"job_id": "job-e2e", "freelancer_id": "freelancer-e2e", "amount_dirhams": 10_000},
-            headers={**client, "Idempotency-Key": "pay"}, timeout=10,
+            headers={**client, "Idempotency-Key": "pay"},
+            timeout=10,
         )
         assert locked.status_code == 201, locked.text
         escrow_id = locked.json()["id"]
         time.sleep(3)  # longer than the review window: nothing is timed at funding
         assert requests.get(f"{base}/api/coins/escrow/{escrow_id}", headers=client, timeout=10).json()["status"] == "funded"
-        submitted = requests.post(f"{base}/api/coins/escrow/{escrow_id}/submit", json={"note": "done"}, headers=freelancer, timeout=10)
+        submitted = requests.post(
+            f"{base}/api/coins/escrow/{escrow_id}/submit", json={"note": "done"}, headers=freelancer, timeout=10
+        )
         assert submitted.status_code == 200 and submitted.json()["status"] == "submitted", submitted.text
 
         def released():
@@ -150,8 +173,13 @@ def test_a_submitted_milestone_nobody_acts_on_is_released_when_the_review_window
         [note] = wait_for(released_note, timeout_seconds=15)
         assert note["metadata"]["amount"] == 90
         expo = next(line.split()[3] for line in lines if line.startswith("Expo push stand-in"))
-        pushed = wait_for(lambda: [m for m in requests.get(f"{expo}/_sent", timeout=10).json()
-                                   if m["to"] == "ExponentPushToken[local-freelancer-e2e]" and m["title"] == "Payment released"])
+        pushed = wait_for(
+            lambda: [
+                m
+                for m in requests.get(f"{expo}/_sent", timeout=10).json()
+                if m["to"] == "ExponentPushToken[local-freelancer-e2e]" and m["title"] == "Payment released"
+            ]
+        )
         assert pushed[0]["body"] == note["description"]
         job = app.document("jobs/job-e2e").get().to_dict()
         assert job["coinEscrow"] == {"status": "released", "milestone": "1", "amount": 100, "released": 100, "refunded": 0}
@@ -181,7 +209,11 @@ def test_a_missing_emulator_is_reported_with_how_to_get_it():
     env = {**os.environ, "PATH": "/nonexistent"}
     result = subprocess.run(
         [sys.executable, "-m", "local.stack", "--port", str(free_port())],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
     assert "java was not found" in result.stderr
@@ -211,11 +243,14 @@ def start_loaded_stack():
         while not stop.is_set():
             n += 1
             try:
-                answered.append(requests.post(
-                    f"http://127.0.0.1:{port}/api/admin/coins/adjust-balance",
-                    json={"user_id": f"load{worker}", "coins": {"GBC": 1}, "reason": "load"},
-                    headers={**admin, "Idempotency-Key": f"load-{worker}-{n}"}, timeout=5,
-                ).status_code)
+                answered.append(
+                    requests.post(
+                        f"http://127.0.0.1:{port}/api/admin/coins/adjust-balance",
+                        json={"user_id": f"load{worker}", "coins": {"GBC": 1}, "reason": "load"},
+                        headers={**admin, "Idempotency-Key": f"load-{worker}-{n}"},
+                        timeout=5,
+                    ).status_code
+                )
             except requests.RequestException:
                 answered.append("gone")
 

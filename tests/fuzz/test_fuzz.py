@@ -34,8 +34,13 @@ from tests.conftest import ROOT
 from tests.stack import start_stack, stop_stack
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          response_headers_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 USER, ADMIN = "fuzz-user", "fuzz-admin"
 counts = {"requests": 0}
 
@@ -46,9 +51,12 @@ def fuzz_stack():
     process, _ = start_stack("--port", str(port), "--firestore-port", str(free_port()), "--fatora-port", str(free_port()))
     base = f"http://127.0.0.1:{port}"
     # Something to spend: the user has coins, so valid payments can go through.
-    adjust = requests.post(f"{base}/api/admin/coins/adjust-balance", timeout=30,
-                           headers={"Authorization": f"Bearer {mint(ADMIN, admin=True)}", "Idempotency-Key": "fuzz-seed"},
-                           json={"user_id": USER, "coins": {"GRC": 2, "GBC": 10}, "reason": "fuzz seed"})
+    adjust = requests.post(
+        f"{base}/api/admin/coins/adjust-balance",
+        timeout=30,
+        headers={"Authorization": f"Bearer {mint(ADMIN, admin=True)}", "Idempotency-Key": "fuzz-seed"},
+        json={"user_id": USER, "coins": {"GRC": 2, "GBC": 10}, "reason": "fuzz seed"},
+    )
     assert adjust.status_code == 200, adjust.text
     yield base
     assert stop_stack(process) == 0
@@ -65,11 +73,12 @@ def test_no_request_gets_a_5xx_or_breaks_the_contract(operation, fuzz_stack):
     headers = {"Authorization": f"Bearer {mint(ADMIN, admin=True) if admin else mint(USER)}"}
 
     @given(case=st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)))
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
     def fuzz(case):
         counts["requests"] += 1
-        counts[case.meta.generation.mode.value if case.meta else "unknown"] = counts.get(case.meta.generation.mode.value if case.meta else "unknown", 0) + 1
+        counts[case.meta.generation.mode.value if case.meta else "unknown"] = (
+            counts.get(case.meta.generation.mode.value if case.meta else "unknown", 0) + 1
+        )
         case.call_and_validate(base_url=fuzz_stack, headers=headers, checks=CHECKS, allow_redirects=False, timeout=30)
 
     fuzz()
@@ -78,7 +87,8 @@ def test_no_request_gets_a_5xx_or_breaks_the_contract(operation, fuzz_stack):
 def test_after_the_fuzzing_reconciliation_is_ok(fuzz_stack):
     """Runs after the fuzzed operations (pytest keeps the file's order)."""
     assert counts["requests"] > 0, "nothing was fuzzed"
-    report = requests.get(f"{fuzz_stack}/api/admin/coins/reconciliation", timeout=60,
-                          headers={"Authorization": f"Bearer {mint(ADMIN, admin=True)}"}).json()
+    report = requests.get(
+        f"{fuzz_stack}/api/admin/coins/reconciliation", timeout=60, headers={"Authorization": f"Bearer {mint(ADMIN, admin=True)}"}
+    ).json()
     assert report["ok"], report["problems"][:5]
     print(f"fuzzing: {counts}; reconciliation checked {report['checked']}")

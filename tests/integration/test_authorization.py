@@ -6,8 +6,8 @@ import json
 import pytest
 
 from local.tokens import mint
-from tests.conftest import SERVICE_HEADERS
 from tests import factories
+from tests.conftest import SERVICE_HEADERS
 from tests.money import fresh_id
 
 OWNER, STRANGER, ADMIN, FREELANCER = "owner-user", "stranger-user", "admin-user", "freelancer-user"
@@ -35,49 +35,98 @@ MATRIX = [
     # Scheduler targets take only the scheduler (the local stack's secret here).
     ("purchases_reconcile", "POST", None, None, (401, 401, 401, 401, 401)),
     # Only the job's client pays for it (the owner's job; an admin is not its client).
-    ("coins_job_payment", "POST", None, {"job_id": "{job}", "freelancer_id": FREELANCER, "amount_dirhams": 500}, (401, 401, 403, 201, 403)),
+    (
+        "coins_job_payment",
+        "POST",
+        None,
+        {"job_id": "{job}", "freelancer_id": FREELANCER, "amount_dirhams": 500},
+        (401, 401, 403, 201, 403),
+    ),
     ("coins_escrows_list", "GET", None, None, (401, 401, 200, 200, 200)),
     ("coins_escrow_get", "GET", "/api/coins/escrow/{escrow}", None, (401, 401, 404, 200, 200)),
     # The owner is the client of the funded escrow: it may release and ask for a refund;
     # it may not submit (the freelancer's) nor request changes before a submission.
     ("coins_escrow_submit", "POST", "/api/coins/escrow/{escrow}/submit", {}, (401, 401, 404, 403, 403)),
-    ("coins_escrow_request_changes", "POST", "/api/coins/escrow/{escrow}/request-changes", {"note": "n"}, (401, 401, 404, 409, 403)),
-    ("coins_escrow_request_refund", "POST", "/api/coins/escrow/{escrow}/request-refund", {"reason": "r"}, (401, 401, 404, 200, 403)),
+    (
+        "coins_escrow_request_changes",
+        "POST",
+        "/api/coins/escrow/{escrow}/request-changes",
+        {"note": "n"},
+        (401, 401, 404, 409, 403),
+    ),
+    (
+        "coins_escrow_request_refund",
+        "POST",
+        "/api/coins/escrow/{escrow}/request-refund",
+        {"reason": "r"},
+        (401, 401, 404, 200, 403),
+    ),
     ("coins_escrow_release", "POST", "/api/coins/escrow/{escrow}/release", None, (401, 401, 404, 200, 200)),
     ("coins_escrow_refund", "POST", "/api/coins/escrow/{escrow}/refund", None, (401, 401, 404, 403, 200)),
     ("coins_escrow_dispute", "POST", "/api/coins/escrow/{escrow}/dispute", {"reason": "late"}, (401, 401, 404, 200, 403)),
     ("admin_disputes_list", "GET", None, None, (401, 401, 403, 403, 200)),
     # An admin resolves disputes only: this escrow is funded.
-    ("admin_escrow_resolve", "POST", "/api/admin/coins/escrow/{escrow}/resolve", {"freelancer_dirhams": 0, "note": "n"},
-     (401, 401, 403, 403, 409)),
+    (
+        "admin_escrow_resolve",
+        "POST",
+        "/api/admin/coins/escrow/{escrow}/resolve",
+        {"freelancer_dirhams": 0, "note": "n"},
+        (401, 401, 403, 403, 409),
+    ),
     ("escrow_timer", "POST", None, {"escrow_id": "{escrow}", "version": 1}, (401, 401, 401, 401, 401)),
     ("escrows_sweep", "POST", None, None, (401, 401, 401, 401, 401)),
     ("coins_repair", "POST", None, None, (401, 401, 401, 401, 401)),
     ("admin_kyc_set", "POST", "/api/admin/coins/kyc/{owner}", {"status": "verified"}, (401, 401, 403, 403, 200)),
     # The owner is verified already: it cannot resubmit; the others can.
-    ("coins_kyc_submit", "POST", None, {"full_name": "A B", "qid_number": "28412345678", "document_urls": ["https://u.example/id.jpg"]},
-     (401, 401, 200, 409, 200)),
+    (
+        "coins_kyc_submit",
+        "POST",
+        None,
+        {"full_name": "A B", "qid_number": "28412345678", "document_urls": ["https://u.example/id.jpg"]},
+        (401, 401, 200, 409, 200),
+    ),
     ("admin_kyc_pending", "GET", None, None, (401, 401, 403, 403, 200)),
     # The stranger and the admin have no verified KYC; the owner already has a withdrawal open.
-    ("coins_withdrawal_create", "POST", None, {"amount_dirhams": 500, "method": "wallet", "destination": {"wallet_id": "w-1234"}},
-     (401, 401, 403, 409, 403)),
+    (
+        "coins_withdrawal_create",
+        "POST",
+        None,
+        {"amount_dirhams": 500, "method": "wallet", "destination": {"wallet_id": "w-1234"}},
+        (401, 401, 403, 409, 403),
+    ),
     ("coins_withdrawals_list", "GET", None, None, (401, 401, 200, 200, 200)),
     ("coins_withdrawal_get", "GET", "/api/coins/withdrawal/{withdrawal}", None, (401, 401, 404, 200, 200)),
     ("coins_withdrawals_pending", "GET", None, None, (401, 401, 403, 403, 200)),
     ("coins_withdrawal_approve", "POST", "/api/coins/withdrawal/{withdrawal}/approve", {}, (401, 401, 403, 403, 200)),
     # Paid needs an approved withdrawal: for the admin this one is still requested.
-    ("coins_withdrawal_paid", "POST", "/api/coins/withdrawal/{withdrawal}/paid", {"payment_reference": "r"}, (401, 401, 403, 403, 409)),
+    (
+        "coins_withdrawal_paid",
+        "POST",
+        "/api/coins/withdrawal/{withdrawal}/paid",
+        {"payment_reference": "r"},
+        (401, 401, 403, 403, 409),
+    ),
     ("coins_withdrawal_reject", "POST", "/api/coins/withdrawal/{withdrawal}/reject", {"reason": "r"}, (401, 401, 403, 403, 200)),
     ("admin_reconciliation", "GET", None, None, (401, 401, 403, 403, 200)),
     ("admin_user_get", "GET", "/api/admin/coins/users/{owner}", None, (401, 401, 403, 403, 200)),
     ("admin_vault", "GET", None, None, (401, 401, 403, 403, 200)),
     ("admin_purchases_review", "GET", None, None, (401, 401, 403, 403, 200)),
-    ("admin_limits_lift", "POST", "/api/admin/coins/users/{owner}/limits", {"lift_hours": 24, "reason": "r"},
-     (401, 401, 403, 403, 200)),
+    (
+        "admin_limits_lift",
+        "POST",
+        "/api/admin/coins/users/{owner}/limits",
+        {"lift_hours": 24, "reason": "r"},
+        (401, 401, 403, 403, 200),
+    ),
     # The owner's purchase is pending: not refundable, not in review.
     ("admin_purchase_refund", "POST", "/api/admin/coins/purchase/{purchase}/refund", {"reason": "r"}, (401, 401, 403, 403, 409)),
-    ("admin_purchase_resolve", "POST", "/api/admin/coins/purchase/{purchase}/resolve", {"action": "dismiss", "note": "n"},
-     (401, 401, 403, 403, 409)),
+    (
+        "admin_purchase_resolve",
+        "POST",
+        "/api/admin/coins/purchase/{purchase}/resolve",
+        {"action": "dismiss", "note": "n"},
+        (401, 401, 403, 403, 409),
+    ),
     ("reconcile_daily", "POST", None, None, (401, 401, 401, 401, 401)),
 ]
 
@@ -89,23 +138,34 @@ def owners_things(api, fatora):
     assert response.status_code == 201
     api.adjust(ADMIN, OWNER, {"GPC": 1, "GSC": 1})
     locked = api.call(
-        "coins_job_payment", "POST", uid=OWNER, key=fresh_id("k"),
+        "coins_job_payment",
+        "POST",
+        uid=OWNER,
+        key=fresh_id("k"),
         body={"job_id": factories.job(OWNER, FREELANCER), "freelancer_id": FREELANCER, "amount_dirhams": 10_000},
     )
     assert locked.status_code == 201
     kyc = api.client("admin_kyc_set").post(
-        f"/api/admin/coins/kyc/{OWNER}", data=json.dumps({"status": "verified"}), content_type="application/json",
+        f"/api/admin/coins/kyc/{OWNER}",
+        data=json.dumps({"status": "verified"}),
+        content_type="application/json",
         headers={"Authorization": f"Bearer {mint(ADMIN, admin=True)}"},
     )
     assert kyc.status_code == 200
     withdrawal = api.call(
-        "coins_withdrawal_create", "POST", uid=OWNER, key=fresh_id("k"),
+        "coins_withdrawal_create",
+        "POST",
+        uid=OWNER,
+        key=fresh_id("k"),
         body={"amount_dirhams": 500, "method": "wallet", "destination": {"wallet_id": "w-1234"}},
     )
     assert withdrawal.status_code == 201
     return {
-        "purchase": response.get_json()["id"], "escrow": locked.get_json()["id"], "job": factories.job(OWNER, FREELANCER),
-        "withdrawal": withdrawal.get_json()["id"], "owner": OWNER,
+        "purchase": response.get_json()["id"],
+        "escrow": locked.get_json()["id"],
+        "job": factories.job(OWNER, FREELANCER),
+        "withdrawal": withdrawal.get_json()["id"],
+        "owner": OWNER,
     }
 
 
@@ -141,8 +201,12 @@ def test_each_caller_gets_the_documented_status(api, owners_things, function, me
     want = expected[CALLERS.index(caller)]
     assert response.status_code == want, response.get_json()
     if want >= 400:
-        codes = {401: "unauthenticated", 403: ("forbidden", "kyc_required"), 404: "not_found",
-                 409: ("invalid_state", "insufficient_funds", "withdrawal_pending")}
+        codes = {
+            401: "unauthenticated",
+            403: ("forbidden", "kyc_required"),
+            404: "not_found",
+            409: ("invalid_state", "insufficient_funds", "withdrawal_pending"),
+        }
         assert response.get_json()["error"]["code"] in codes[want]
 
 

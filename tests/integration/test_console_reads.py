@@ -36,9 +36,12 @@ def test_a_user_at_a_glance(api, db):
 def test_the_vault_adds_up(api, db):
     alice = factories.wallet(api, {"GRC": 1}, kyc="verified")
     escrow = factories.escrow(api, alice, amount_dirhams=100 * QAR)
-    released = api.client("coins_escrow_release").post(f"/api/coins/escrow/{escrow['id']}/release", data=json.dumps({}),
-                                                        content_type="application/json",
-                                                        headers={"Authorization": f"Bearer {mint(alice)}", "Idempotency-Key": fresh_id("k")})
+    released = api.client("coins_escrow_release").post(
+        f"/api/coins/escrow/{escrow['id']}/release",
+        data=json.dumps({}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {mint(alice)}", "Idempotency-Key": fresh_id("k")},
+    )
     assert released.status_code == 200
     factories.withdrawal(api, alice, amount_dirhams=50 * QAR)
     for snapshot in db.collection("ledger").stream():

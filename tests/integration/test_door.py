@@ -7,9 +7,9 @@ money had moved."""
 import pytest
 
 from local.tokens import mint
+from tests import factories
 from tests.conftest import SERVICE_HEADERS
 from tests.integration.test_authorization import MATRIX
-from tests import factories
 from tests.money import fresh_id, snapshot_all
 
 # Ids Firestore reserves or refuses, and ids outside ours.
@@ -29,7 +29,9 @@ def test_a_path_id_that_cannot_be_a_document_id_is_404_and_changes_nothing(api, 
     before = snapshot_all(db)
     url = path.split("{")[0] + bad + path.split("}")[1]
     response = api.client(function).open(
-        url, method=method, headers={"Authorization": f"Bearer {mint('door-admin', admin=True)}", "Idempotency-Key": fresh_id("k")},
+        url,
+        method=method,
+        headers={"Authorization": f"Bearer {mint('door-admin', admin=True)}", "Idempotency-Key": fresh_id("k")},
         json={"reason": "r", "status": "verified", "payment_reference": "r"} if method == "POST" else None,
     )
     assert response.status_code == 404
@@ -44,7 +46,10 @@ def test_a_job_payment_to_a_freelancer_id_firestore_refuses_is_422_and_pays_noth
     job = factories.job(client, fresh_id("free"))
     before = snapshot_all(db)
     response = api.call(
-        "coins_job_payment", "POST", uid=client, key=fresh_id("k"),
+        "coins_job_payment",
+        "POST",
+        uid=client,
+        key=fresh_id("k"),
         body={"job_id": job, "freelancer_id": bad, "amount_dirhams": 10_000},
     )
     assert response.status_code == 422
@@ -52,11 +57,14 @@ def test_a_job_payment_to_a_freelancer_id_firestore_refuses_is_422_and_pays_noth
     assert snapshot_all(db) == before
 
 
-@pytest.mark.parametrize("function, body, field", [
-    ("coins_job_payment", {"job_id": "__x__", "freelancer_id": "f", "amount_dirhams": 500}, "job_id"),
-    ("admin_adjust_balance", {"user_id": "__x__", "coins": {"GBC": 1}, "reason": "r"}, "user_id"),
-    ("escrow_timer", {"escrow_id": "__x__"}, "escrow_id"),
-])
+@pytest.mark.parametrize(
+    "function, body, field",
+    [
+        ("coins_job_payment", {"job_id": "__x__", "freelancer_id": "f", "amount_dirhams": 500}, "job_id"),
+        ("admin_adjust_balance", {"user_id": "__x__", "coins": {"GBC": 1}, "reason": "r"}, "user_id"),
+        ("escrow_timer", {"escrow_id": "__x__"}, "escrow_id"),
+    ],
+)
 def test_a_body_id_that_cannot_be_a_document_id_is_422(api, db, function, body, field):
     response = api.call(function, "POST", uid="door-admin", admin=True, key=fresh_id("k"), body=body, headers=SERVICE_HEADERS)
     assert response.status_code == 422
@@ -70,11 +78,14 @@ def test_a_query_id_that_cannot_be_a_document_id_is_422(api, db):
 
 
 @pytest.mark.parametrize("uid", ["__probe__", "a/b", "a.b"])
-@pytest.mark.parametrize("function, method, body", [
-    ("coins_wallet", "GET", None),
-    ("coins_check_balance", "POST", {"amount_dirhams": 500}),
-    ("coins_job_payment", "POST", {"job_id": "j", "freelancer_id": "f", "amount_dirhams": 500}),
-])
+@pytest.mark.parametrize(
+    "function, method, body",
+    [
+        ("coins_wallet", "GET", None),
+        ("coins_check_balance", "POST", {"amount_dirhams": 500}),
+        ("coins_job_payment", "POST", {"job_id": "j", "freelancer_id": "f", "amount_dirhams": 500}),
+    ],
+)
 def test_a_token_whose_uid_cannot_be_a_document_id_is_403(api, db, uid, function, method, body):
     response = api.call(function, method, uid=uid, key=fresh_id("k"), body=body)
     assert response.status_code == 403

@@ -7,8 +7,8 @@ so its vault increment was never applied and reconciliation stayed "not ok" for 
 import json
 
 from coins import clients, effects, ledger, notify, postings, reconciliation, store
-from coins.escrow import facts as escrow_facts
 from coins.domain import Account, EntryType, EventKind
+from coins.escrow import facts as escrow_facts
 from tests import factories
 from tests.money import assert_vault_matches_ledger, fresh_id
 
@@ -20,12 +20,29 @@ def legacy_lock_naming(db, client, freelancer_id):
     def operation(reader):
         moved = postings.transfer(Account.user(client), Account.escrow(escrow_id), {"GPC": 1})
         entry = postings.Entry(EntryType.ESCROW_LOCK, moved, refs={"escrow_id": escrow_id}, parties=(client, freelancer_id))
-        escrow = {"id": escrow_id, "status": "funded", "version": 1, "client_id": client, "freelancer_id": freelancer_id,
-                  "parties": [client, freelancer_id], "amount_dirhams": 10_000, "released_dirhams": 0, "refunded_dirhams": 0,
-                  "fee_dirhams": 0, "timer_due_at": None, "job_id": "j", "milestone": "1", "created_at": reader.now}
+        escrow = {
+            "id": escrow_id,
+            "status": "funded",
+            "version": 1,
+            "client_id": client,
+            "freelancer_id": freelancer_id,
+            "parties": [client, freelancer_id],
+            "amount_dirhams": 10_000,
+            "released_dirhams": 0,
+            "refunded_dirhams": 0,
+            "fee_dirhams": 0,
+            "timer_due_at": None,
+            "job_id": "j",
+            "milestone": "1",
+            "created_at": reader.now,
+        }
         funded = ledger.Event(EventKind.ESCROW_FUNDED, escrow_facts(escrow))
-        return ledger.Plan(entry=entry, documents={store.escrow(escrow_id): escrow}, events=(funded,),
-                           respond=lambda outcome: ledger.Response(201, {"entry_id": outcome.entry_id}))
+        return ledger.Plan(
+            entry=entry,
+            documents={store.escrow(escrow_id): escrow},
+            events=(funded,),
+            respond=lambda outcome: ledger.Response(201, {"entry_id": outcome.entry_id}),
+        )
 
     return ledger.execute(db, operation, actor=client).body["entry_id"]
 

@@ -27,8 +27,11 @@ def test_the_catalog_is_public(api):
     body = response.get_json()
     assert [c["symbol"] for c in body["coins"]] == ["GBC", "GSC", "GGC", "GPC", "GDC", "GRC"]
     assert body["pricing"] == {
-        "markup_bps": 1000, "job_fee_bps": 1000, "gateway_fee_bps": 250,
-        "custom_min_dirhams": 500, "custom_max_dirhams": 500000,
+        "markup_bps": 1000,
+        "job_fee_bps": 1000,
+        "gateway_fee_bps": 250,
+        "custom_min_dirhams": 500,
+        "custom_max_dirhams": 500000,
     }
 
 
@@ -106,8 +109,16 @@ def test_a_cursor_from_another_users_list_is_refused(api):
 
 @pytest.mark.parametrize(
     "query",
-    [{"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"limit": -1}, {"cursor": "!!"}, {"cursor": "bm9wZQ"},
-     {"type": "gift"}, {"page": 2}],
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"limit": "ten"},
+        {"limit": -1},
+        {"cursor": "!!"},
+        {"cursor": "bm9wZQ"},
+        {"type": "gift"},
+        {"page": 2},
+    ],
 )
 def test_bad_list_parameters_are_422(api, query):
     response = api.call("coins_transactions", uid=fresh_id(), query=query)
@@ -229,7 +240,10 @@ def assert_refused(db, response, status, code):
 def test_an_invalid_token_is_401_and_changes_nothing(api, db, funded, token):
     before = snapshot_all(db)
     response = api.call(
-        "admin_adjust_balance", "POST", headers={"Authorization": f"Bearer {token}"}, key="k",
+        "admin_adjust_balance",
+        "POST",
+        headers={"Authorization": f"Bearer {token}"},
+        key="k",
         body={"user_id": funded, "coins": {"GPC": 1}, "reason": "x"},
     )
     assert_refused(db, response, 401, "unauthenticated")
@@ -316,14 +330,20 @@ def test_a_huge_body_is_413(api, db, funded, function):
     assert snapshot_all(db) == before
 
 
-@pytest.mark.parametrize("key", [None, "", "k" * 256, "tab\there", "ключ"], ids=["missing", "empty", "too-long", "control", "non-ascii"])
+@pytest.mark.parametrize(
+    "key", [None, "", "k" * 256, "tab\there", "ключ"], ids=["missing", "empty", "too-long", "control", "non-ascii"]
+)
 def test_money_moves_need_a_valid_idempotency_key(api, db, funded, key):
     before = snapshot_all(db)
     headers = {"Idempotency-Key": key} if key is not None else {}
     if key is not None and not key.isascii():
         headers = {"Idempotency-Key": key.encode().decode("latin-1")}
     response = api.call(
-        "admin_adjust_balance", "POST", uid=ADMIN, admin=True, headers=headers,
+        "admin_adjust_balance",
+        "POST",
+        uid=ADMIN,
+        admin=True,
+        headers=headers,
         body={"user_id": funded, "coins": {"GPC": 1}, "reason": "x"},
     )
     assert_refused(db, response, 400, "invalid_request")

@@ -22,15 +22,22 @@ from tests.money import assert_vault_matches_ledger, document_event, fresh_id, s
 QAR = catalog.DIRHAMS_PER_QAR
 ADMIN = "escrow-admin"
 FUNCTIONS = {
-    "get": ("GET", "coins_escrow_get", ""), "submit": ("POST", "coins_escrow_submit", "/submit"),
+    "get": ("GET", "coins_escrow_get", ""),
+    "submit": ("POST", "coins_escrow_submit", "/submit"),
     "request-changes": ("POST", "coins_escrow_request_changes", "/request-changes"),
-    "release": ("POST", "coins_escrow_release", "/release"), "request-refund": ("POST", "coins_escrow_request_refund", "/request-refund"),
-    "refund": ("POST", "coins_escrow_refund", "/refund"), "dispute": ("POST", "coins_escrow_dispute", "/dispute"),
+    "release": ("POST", "coins_escrow_release", "/release"),
+    "request-refund": ("POST", "coins_escrow_request_refund", "/request-refund"),
+    "refund": ("POST", "coins_escrow_refund", "/refund"),
+    "dispute": ("POST", "coins_escrow_dispute", "/dispute"),
     "resolve": ("POST", "admin_escrow_resolve", "/resolve"),
 }
 # What each action needs in its body when the test does not say.
-BODIES = {"request-changes": {"note": "fix the logo"}, "request-refund": {"reason": "never delivered"},
-          "dispute": {"reason": "scope changed"}, "resolve": {"freelancer_dirhams": 0, "note": "refund"}}
+BODIES = {
+    "request-changes": {"note": "fix the logo"},
+    "request-refund": {"reason": "never delivered"},
+    "dispute": {"reason": "scope changed"},
+    "resolve": {"freelancer_dirhams": 0, "note": "refund"},
+}
 
 
 def fund(api, uid, coins):
@@ -40,7 +47,12 @@ def fund(api, uid, coins):
 def job_payment(api, client, freelancer, amount, job=None, key=None, milestone=None):
     """Funds a milestone of a job (made for the pair unless given) for its hired freelancer."""
     job = job or factories.job(client, freelancer)
-    body = {"job_id": job, "freelancer_id": freelancer, "amount_dirhams": amount, **({"milestone": milestone} if milestone else {})}
+    body = {
+        "job_id": job,
+        "freelancer_id": freelancer,
+        "amount_dirhams": amount,
+        **({"milestone": milestone} if milestone else {}),
+    }
     return api.call("coins_job_payment", "POST", uid=client, key=key or fresh_id("k"), body=body)
 
 
@@ -50,8 +62,11 @@ def act(api, action, escrow_id, uid, admin=False, key=None, body=None):
     headers = {"Authorization": f"Bearer {mint(uid, admin=admin)}", "Idempotency-Key": key or fresh_id("k")}
     body = body if body is not None else BODIES.get(action)
     return api.client(function).open(
-        base + escrow_id + suffix, method=method, headers=headers,
-        data=json.dumps(body) if body is not None else None, content_type="application/json",
+        base + escrow_id + suffix,
+        method=method,
+        headers=headers,
+        data=json.dumps(body) if body is not None else None,
+        content_type="application/json",
     )
 
 
@@ -118,7 +133,11 @@ def test_submit_then_release_pays_90_to_the_freelancer_and_10_to_the_platform(ap
     assert submitted["review_ends_at"] is not None
     released = ok(act(api, "release", escrow_id, client))
     assert (released["status"], released["released_dirhams"], released["fee_dirhams"], released["held_dirhams"]) == (
-        "released", 10_000, 1_000, 0)
+        "released",
+        10_000,
+        1_000,
+        0,
+    )
     assert (released["coins"], released["review_ends_at"]) == ({}, None)
     assert value_of(db, freelancer) == 90 * QAR and platform_fees(db) == 10 * QAR
 
@@ -173,7 +192,8 @@ def test_releasing_more_than_is_held_is_422_and_changes_nothing(api, db, funded)
     error = refused(act(api, "release", escrow_id, client, body={"amount_dirhams": 45 * QAR}), 422, "validation_failed")
     assert error["details"]["held_dirhams"] == 4_000
     assert {k: v for k, v in snapshot_all(db).items() if not k.startswith("idempotency/")} == {
-        k: v for k, v in before.items() if not k.startswith("idempotency/")}
+        k: v for k, v in before.items() if not k.startswith("idempotency/")
+    }
 
 
 @pytest.mark.parametrize("amount", [0, 450, -500, "500", 500.0])
@@ -198,7 +218,12 @@ def test_a_refund_request_accepted_by_the_freelancer_returns_what_is_held(api, d
     assert (asked["status"], asked["refund_reason"]) == ("refund_requested", "stopped replying")
     assert asked["refund_response_ends_at"] is not None
     done = ok(act(api, "refund", escrow_id, freelancer))
-    assert (done["status"], done["refunded_dirhams"], done["released_dirhams"], done["held_dirhams"]) == ("refunded", 8_000, 2_000, 0)
+    assert (done["status"], done["refunded_dirhams"], done["released_dirhams"], done["held_dirhams"]) == (
+        "refunded",
+        8_000,
+        2_000,
+        0,
+    )
     assert value_of(db, client) == 80 * QAR
 
 
@@ -212,31 +237,51 @@ def test_the_freelancer_may_give_the_money_back_at_any_open_state(api, db, funde
 def test_declining_a_refund_request_is_a_dispute(api, db, funded):
     client, freelancer, escrow_id = funded
     ok(act(api, "request-refund", escrow_id, client))
-    declined = ok(act(api, "dispute", escrow_id, freelancer, body={"reason": "the work was delivered",
-                                                                     "evidence_urls": ["https://files.example/proof.png"]}))
+    declined = ok(
+        act(
+            api,
+            "dispute",
+            escrow_id,
+            freelancer,
+            body={"reason": "the work was delivered", "evidence_urls": ["https://files.example/proof.png"]},
+        )
+    )
     assert declined["status"] == "disputed"
     assert declined["dispute"]["declined_refund"] is True
     assert declined["dispute"]["evidence_urls"] == ["https://files.example/proof.png"]
     assert declined["refund_response_ends_at"] is None
 
 
-@pytest.mark.parametrize("share_qar, status, freelancer_qar, client_qar, fee_qar", [
-    (0, "refunded", 0, 100, 0), (100, "released", 90, 0, 10), (60, "split", 55, 40, 5), (5, "split", 5, 95, 0)])
+@pytest.mark.parametrize(
+    "share_qar, status, freelancer_qar, client_qar, fee_qar",
+    [(0, "refunded", 0, 100, 0), (100, "released", 90, 0, 10), (60, "split", 55, 40, 5), (5, "split", 5, 95, 0)],
+)
 def test_an_admin_resolves_a_dispute_with_a_split(api, db, funded, share_qar, status, freelancer_qar, client_qar, fee_qar):
     client, freelancer, escrow_id = funded
     ok(act(api, "dispute", escrow_id, client))
-    resolved = ok(act(api, "resolve", escrow_id, ADMIN, admin=True,
-                      body={"freelancer_dirhams": share_qar * QAR, "note": "half done"}))
+    resolved = ok(
+        act(api, "resolve", escrow_id, ADMIN, admin=True, body={"freelancer_dirhams": share_qar * QAR, "note": "half done"})
+    )
     assert (resolved["status"], resolved["held_dirhams"], resolved["fee_dirhams"]) == (status, 0, fee_qar * QAR)
     assert resolved["resolution"]["freelancer_dirhams"] == share_qar * QAR
     assert (value_of(db, freelancer), value_of(db, client), platform_fees(db)) == (
-        freelancer_qar * QAR, client_qar * QAR, fee_qar * QAR)
+        freelancer_qar * QAR,
+        client_qar * QAR,
+        fee_qar * QAR,
+    )
     trail = [s.to_dict() for s in db.collection("audit").stream() if s.get("action") == "escrow_resolve"]
     assert trail[0]["reason"] == "half done" and trail[0]["actor"] == ADMIN
 
 
-@pytest.mark.parametrize("body", [{"freelancer_dirhams": 10_500, "note": "x"}, {"freelancer_dirhams": 450, "note": "x"},
-                                  {"freelancer_dirhams": 500}, {"freelancer_dirhams": -500, "note": "x"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"freelancer_dirhams": 10_500, "note": "x"},
+        {"freelancer_dirhams": 450, "note": "x"},
+        {"freelancer_dirhams": 500},
+        {"freelancer_dirhams": -500, "note": "x"},
+    ],
+)
 def test_a_resolution_off_the_grid_or_above_what_is_held_is_422(api, db, funded, body):
     client, freelancer, escrow_id = funded
     ok(act(api, "dispute", escrow_id, client))
@@ -247,26 +292,29 @@ def test_a_resolution_off_the_grid_or_above_what_is_held_is_422(api, db, funded,
 # Refusals.
 
 
-@pytest.mark.parametrize("path, who, action, expected", [
-    ([], "client", "submit", (403, "forbidden")),
-    ([], "freelancer", "request-changes", (403, "forbidden")),
-    ([], "client", "request-changes", (409, "invalid_state")),
-    ([], "freelancer", "release", (403, "forbidden")),
-    ([], "freelancer", "request-refund", (403, "forbidden")),
-    ([], "client", "refund", (403, "forbidden")),
-    ([], "client", "resolve", (403, "forbidden")),
-    ([], "admin", "resolve", (409, "invalid_state")),
-    ([], "admin", "dispute", (403, "forbidden")),
-    ([("submit", "freelancer")], "freelancer", "submit", (409, "invalid_state")),
-    ([("request-refund", "client")], "client", "request-refund", (409, "invalid_state")),
-    ([("request-refund", "client")], "client", "release", (409, "invalid_state")),
-    ([("dispute", "client")], "client", "release", (409, "invalid_state")),
-    ([("dispute", "client")], "freelancer", "dispute", (409, "invalid_state")),
-    ([("dispute", "client")], "client", "request-refund", (409, "invalid_state")),
-    ([("release", "client")], "freelancer", "refund", (409, "invalid_state")),
-    ([("release", "client")], "admin", "refund", (409, "invalid_state")),
-    ([("refund", "freelancer")], "client", "dispute", (409, "invalid_state")),
-])
+@pytest.mark.parametrize(
+    "path, who, action, expected",
+    [
+        ([], "client", "submit", (403, "forbidden")),
+        ([], "freelancer", "request-changes", (403, "forbidden")),
+        ([], "client", "request-changes", (409, "invalid_state")),
+        ([], "freelancer", "release", (403, "forbidden")),
+        ([], "freelancer", "request-refund", (403, "forbidden")),
+        ([], "client", "refund", (403, "forbidden")),
+        ([], "client", "resolve", (403, "forbidden")),
+        ([], "admin", "resolve", (409, "invalid_state")),
+        ([], "admin", "dispute", (403, "forbidden")),
+        ([("submit", "freelancer")], "freelancer", "submit", (409, "invalid_state")),
+        ([("request-refund", "client")], "client", "request-refund", (409, "invalid_state")),
+        ([("request-refund", "client")], "client", "release", (409, "invalid_state")),
+        ([("dispute", "client")], "client", "release", (409, "invalid_state")),
+        ([("dispute", "client")], "freelancer", "dispute", (409, "invalid_state")),
+        ([("dispute", "client")], "client", "request-refund", (409, "invalid_state")),
+        ([("release", "client")], "freelancer", "refund", (409, "invalid_state")),
+        ([("release", "client")], "admin", "refund", (409, "invalid_state")),
+        ([("refund", "freelancer")], "client", "dispute", (409, "invalid_state")),
+    ],
+)
 def test_a_transition_the_table_does_not_allow_is_refused_naming_the_state(api, db, funded, path, who, action, expected):
     client, freelancer, escrow_id = funded
     uids = {"client": client, "freelancer": freelancer, "admin": ADMIN}
@@ -305,7 +353,8 @@ def test_insufficient_funds_is_409_with_the_shortfall(api, db, parties):
     error = refused(job_payment(api, client, freelancer, 150 * QAR, job=job), 409, "insufficient_funds")
     assert error["details"]["shortfall_dirhams"] == 50 * QAR
     assert {k: v for k, v in snapshot_all(db).items() if not k.startswith("idempotency/")} == {
-        k: v for k, v in before.items() if not k.startswith("idempotency/")}
+        k: v for k, v in before.items() if not k.startswith("idempotency/")
+    }
 
 
 def test_a_client_who_hired_itself_cannot_pay_itself(api, db):
@@ -316,15 +365,17 @@ def test_a_client_who_hired_itself_cannot_pay_itself(api, db):
 
 @pytest.mark.parametrize(
     "body, field",
-    [({"job_id": "j", "amount_dirhams": 450}, "amount_dirhams"),
-     ({"job_id": "j", "amount_dirhams": 0}, "amount_dirhams"),
-     ({"job_id": "j", "amount_dirhams": -500}, "amount_dirhams"),
-     ({"job_id": "j"}, "amount_dirhams"),
-     ({"job_id": "j/x", "amount_dirhams": 500}, "job_id"),
-     ({"job_id": "j", "amount_dirhams": 500, "milestone": ""}, "milestone"),
-     ({"job_id": "j", "amount_dirhams": 500, "milestone": "x" * 65}, "milestone"),
-     ({"job_id": "j", "amount_dirhams": 500, "milestone": "a\nb"}, "milestone"),
-     ({"job_id": "j", "amount_dirhams": 500, "tip": 1}, "tip")],
+    [
+        ({"job_id": "j", "amount_dirhams": 450}, "amount_dirhams"),
+        ({"job_id": "j", "amount_dirhams": 0}, "amount_dirhams"),
+        ({"job_id": "j", "amount_dirhams": -500}, "amount_dirhams"),
+        ({"job_id": "j"}, "amount_dirhams"),
+        ({"job_id": "j/x", "amount_dirhams": 500}, "job_id"),
+        ({"job_id": "j", "amount_dirhams": 500, "milestone": ""}, "milestone"),
+        ({"job_id": "j", "amount_dirhams": 500, "milestone": "x" * 65}, "milestone"),
+        ({"job_id": "j", "amount_dirhams": 500, "milestone": "a\nb"}, "milestone"),
+        ({"job_id": "j", "amount_dirhams": 500, "tip": 1}, "tip"),
+    ],
 )
 def test_bad_job_payments_are_422(api, db, body, field):
     response = api.call("coins_job_payment", "POST", uid=fresh_id(), key="k", body=body)
@@ -333,11 +384,19 @@ def test_bad_job_payments_are_422(api, db, body, field):
     assert snapshot_all(db) == {}
 
 
-@pytest.mark.parametrize("body", [{}, {"reason": ""}, {"reason": "x" * 1001}, {"reason": 5},
-                                  {"reason": "r", "evidence_urls": ["http://plain.example/a"]},
-                                  {"reason": "r", "evidence_urls": ["https://a.example/x"] * 11},
-                                  {"reason": "r", "evidence_urls": ["javascript:alert(1)"]},
-                                  {"reason": "r", "evidence_urls": "https://a.example/x"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"reason": ""},
+        {"reason": "x" * 1001},
+        {"reason": 5},
+        {"reason": "r", "evidence_urls": ["http://plain.example/a"]},
+        {"reason": "r", "evidence_urls": ["https://a.example/x"] * 11},
+        {"reason": "r", "evidence_urls": ["javascript:alert(1)"]},
+        {"reason": "r", "evidence_urls": "https://a.example/x"},
+    ],
+)
 def test_a_dispute_needs_a_reason_and_at_most_ten_https_links(api, db, funded, body):
     client, freelancer, escrow_id = funded
     refused(act(api, "dispute", escrow_id, client, body=body), 422, "validation_failed")
@@ -468,7 +527,9 @@ def post_at_once(api, escrow_id, calls):
         client_ = create_app(target=function, source=api.source).test_client()
         headers = {"Authorization": f"Bearer {mint(uid)}", "Idempotency-Key": fresh_id("k")}
         barrier.wait()
-        return client_.post(f"/{escrow_id}", headers=headers, data=json.dumps(body or {}), content_type="application/json").status_code
+        return client_.post(
+            f"/{escrow_id}", headers=headers, data=json.dumps(body or {}), content_type="application/json"
+        ).status_code
 
     with ThreadPoolExecutor(len(calls)) as pool:
         return list(pool.map(run, calls))
@@ -518,8 +579,11 @@ def test_a_timer_firing_while_a_dispute_is_opened_lets_exactly_one_win(api, db, 
         fired, disputed = pool.submit(timer), pool.submit(dispute)
         outcome, status = fired.result(), disputed.result()
     final = db.get(store.escrow(escrow_id))["status"]
-    assert (outcome, status, final) in {("released", 409, "released"), ("skipped: disputed", 200, "disputed"),
-                                        ("skipped: superseded", 200, "disputed")}
+    assert (outcome, status, final) in {
+        ("released", 409, "released"),
+        ("skipped: disputed", 200, "disputed"),
+        ("skipped: superseded", 200, "disputed"),
+    }
 
 
 # Lists.

@@ -41,15 +41,18 @@ def test_the_accepted_offer_names_the_freelancer_when_freelancer_id_is_missing(a
     assert pay(api, client, job_id).get_json()["freelancer_id"] == freelancer
 
 
-@pytest.mark.parametrize("case, job_fields, expected", [
-    ("no job", None, (404, "job_not_found")),
-    ("someone else's job", {"clientId": "another-client"}, (403, "forbidden")),
-    ("nobody hired", {"freelancerId": None, "acceptedOffer": None, "status": "open"}, (409, "invalid_state")),
-    ("client id of the wrong type", {"clientId": 42}, (409, "invalid_state")),
-    ("freelancer id of the wrong type", {"freelancerId": {"id": "x"}}, (409, "invalid_state")),
-    ("freelancer id Firestore refuses", {"freelancerId": "__fuzz__"}, (409, "invalid_state")),
-    ("accepted offer of the wrong type", {"freelancerId": None, "acceptedOffer": "yes"}, (409, "invalid_state")),
-])
+@pytest.mark.parametrize(
+    "case, job_fields, expected",
+    [
+        ("no job", None, (404, "job_not_found")),
+        ("someone else's job", {"clientId": "another-client"}, (403, "forbidden")),
+        ("nobody hired", {"freelancerId": None, "acceptedOffer": None, "status": "open"}, (409, "invalid_state")),
+        ("client id of the wrong type", {"clientId": 42}, (409, "invalid_state")),
+        ("freelancer id of the wrong type", {"freelancerId": {"id": "x"}}, (409, "invalid_state")),
+        ("freelancer id Firestore refuses", {"freelancerId": "__fuzz__"}, (409, "invalid_state")),
+        ("accepted offer of the wrong type", {"freelancerId": None, "acceptedOffer": "yes"}, (409, "invalid_state")),
+    ],
+)
 def test_a_job_that_cannot_be_paid_is_refused_and_nothing_moves(api, db, client, case, job_fields, expected):
     job_id = fresh_id("job")
     if job_fields is not None:
@@ -58,7 +61,8 @@ def test_a_job_that_cannot_be_paid_is_refused_and_nothing_moves(api, db, client,
     response = pay(api, client, job_id)
     assert error(response) == expected, case
     assert {k: v for k, v in snapshot_all(db).items() if not k.startswith("idempotency/")} == {
-        k: v for k, v in before.items() if not k.startswith("idempotency/")}
+        k: v for k, v in before.items() if not k.startswith("idempotency/")
+    }
 
 
 def test_naming_another_freelancer_than_the_hired_one_is_422(api, db, client):
@@ -86,15 +90,20 @@ def test_a_refusal_for_the_job_is_replayed_under_its_key_even_once_the_job_exist
 def test_the_adapter_reads_push_tokens_where_the_app_really_writes_them():
     """setDoc(..., {merge: true}) with a dotted key stores a top-level field named
     "notificationTokens.<deviceId>"; a nested map is read as well."""
-    user = app.parse_user("u1", {
-        "notificationTokens.dev-1": {"token": "ExponentPushToken[a]", "isActive": True, "platform": "ios"},
-        "notificationTokens.dev-2": {"token": "ExponentPushToken[b]", "isActive": False},
-        "notificationTokens": {"dev3": {"token": "ExponentPushToken[c]", "isActive": True}, "dev4": "garbage"},
-        "language": "ar-QA",
-    })
+    user = app.parse_user(
+        "u1",
+        {
+            "notificationTokens.dev-1": {"token": "ExponentPushToken[a]", "isActive": True, "platform": "ios"},
+            "notificationTokens.dev-2": {"token": "ExponentPushToken[b]", "isActive": False},
+            "notificationTokens": {"dev3": {"token": "ExponentPushToken[c]", "isActive": True}, "dev4": "garbage"},
+            "language": "ar-QA",
+        },
+    )
     assert user.language == "ar"
     assert sorted((t.token, t.field_path) for t in user.push_tokens) == [
-        ("ExponentPushToken[a]", "`notificationTokens.dev-1`"), ("ExponentPushToken[c]", "notificationTokens.dev3")]
+        ("ExponentPushToken[a]", "`notificationTokens.dev-1`"),
+        ("ExponentPushToken[c]", "notificationTokens.dev3"),
+    ]
     assert app.parse_user("u2", None).language == "en"
     assert app.parse_user("u3", {"language": 7, "notificationTokens": "x"}) == app.AppUser("u3", "en", ())
 

@@ -9,8 +9,11 @@ from coins import clients, notify, store
 from local.tokens import mint
 from tests.money import fresh_id, snapshot_all
 
-SUBMISSION = {"full_name": "Alice Example", "qid_number": "28412345678",
-              "document_urls": ["https://uploads.example/id-front.jpg", "https://uploads.example/id-back.jpg"]}
+SUBMISSION = {
+    "full_name": "Alice Example",
+    "qid_number": "28412345678",
+    "document_urls": ["https://uploads.example/id-front.jpg", "https://uploads.example/id-back.jpg"],
+}
 
 
 def submit(api, uid, body=None):
@@ -18,9 +21,12 @@ def submit(api, uid, body=None):
 
 
 def decide(api, uid, status, note="checked"):
-    return api.client("admin_kyc_set").post(f"/api/admin/coins/kyc/{uid}", data=json.dumps({"status": status, "note": note}),
-                                            content_type="application/json",
-                                            headers={"Authorization": f"Bearer {mint('kyc-admin', admin=True)}"})
+    return api.client("admin_kyc_set").post(
+        f"/api/admin/coins/kyc/{uid}",
+        data=json.dumps({"status": status, "note": note}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {mint('kyc-admin', admin=True)}"},
+    )
 
 
 def pending(api):
@@ -62,18 +68,29 @@ def test_a_rejected_user_can_resubmit_a_verified_one_cannot_and_both_are_told(ap
         notify.deliver(db, clients.app_db(), None, task_queue, snapshot.id)
     from google.cloud.firestore import FieldFilter
 
-    notes = [n.to_dict() for n in clients.app_db().client.collection("notifications").where(filter=FieldFilter("userId", "==", alice)).stream()]
+    notes = [
+        n.to_dict()
+        for n in clients.app_db().client.collection("notifications").where(filter=FieldFilter("userId", "==", alice)).stream()
+    ]
     titles = sorted(n["title"] for n in notes)
     assert titles == ["Identity not verified", "Identity verified"]
     assert any("blurred" in n["description"] for n in notes)
 
 
-@pytest.mark.parametrize("body", [
-    {**SUBMISSION, "qid_number": "2841234567"}, {**SUBMISSION, "qid_number": "2841234567a"}, {**SUBMISSION, "qid_number": 28412345678},
-    {**SUBMISSION, "document_urls": []}, {**SUBMISSION, "document_urls": ["https://u.example/x"] * 6},
-    {**SUBMISSION, "document_urls": ["http://u.example/x"]}, {**SUBMISSION, "full_name": " "}, {**SUBMISSION, "extra": 1},
-    {"full_name": "A B", "qid_number": "28412345678"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**SUBMISSION, "qid_number": "2841234567"},
+        {**SUBMISSION, "qid_number": "2841234567a"},
+        {**SUBMISSION, "qid_number": 28412345678},
+        {**SUBMISSION, "document_urls": []},
+        {**SUBMISSION, "document_urls": ["https://u.example/x"] * 6},
+        {**SUBMISSION, "document_urls": ["http://u.example/x"]},
+        {**SUBMISSION, "full_name": " "},
+        {**SUBMISSION, "extra": 1},
+        {"full_name": "A B", "qid_number": "28412345678"},
+    ],
+)
 def test_a_bad_submission_is_422_and_changes_nothing(api, db, body):
     answer = submit(api, fresh_id(), body)
     assert answer.status_code == 422

@@ -29,9 +29,7 @@ def spend_all_plan(payer, payee):
         selection = catalog.select(coins, amount) if amount else None
         if selection is None:
             raise errors.InsufficientFunds(shortfall_dirhams=500)
-        moved = tuple(
-            postings.Posting(s, c, Account.user(payer), Account.user(payee)) for s, c in selection.pay.items()
-        )
+        moved = tuple(postings.Posting(s, c, Account.user(payer), Account.user(payee)) for s, c in selection.pay.items())
         return ledger.Plan(entry=postings.Entry(EntryType.ESCROW_LOCK, moved), respond=lambda o: ledger.Response(201, {}))
 
     return operation
@@ -270,7 +268,11 @@ def test_the_business_document_changes_state_in_the_same_transaction_as_the_mone
     with pytest.raises(errors.InvalidState):
         ledger.execute(db, pay, idempotency=None, actor="webhook")
     assert db.get(store.purchase(purchase_id)) == {
-        "id": purchase_id, "user_id": alice, "status": "paid", "coins": {"GGC": 2}, "entry_id": first.body["entry_id"],
+        "id": purchase_id,
+        "user_id": alice,
+        "status": "paid",
+        "coins": {"GGC": 2},
+        "entry_id": first.body["entry_id"],
     }
     entry = db.collection("ledger").document(first.body["entry_id"]).get().to_dict()
     assert entry["refs"] == {"purchase_id": purchase_id}

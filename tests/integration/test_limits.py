@@ -75,13 +75,17 @@ def test_withdrawals_are_limited_to_three_a_week_and_20000_qar(api, db, monkeypa
     from local.tokens import mint as token
 
     def withdraw(amount):
-        return api.call("coins_withdrawal_create", "POST", uid=alice, key=fresh_id("k"),
-                        body={"amount_dirhams": amount, **factories.BANK})
+        return api.call(
+            "coins_withdrawal_create", "POST", uid=alice, key=fresh_id("k"), body={"amount_dirhams": amount, **factories.BANK}
+        )
 
     def reject(withdrawal_id):
         response = api.client("coins_withdrawal_reject").post(
-            f"/api/coins/withdrawal/{withdrawal_id}/reject", data=json.dumps({"reason": "test"}), content_type="application/json",
-            headers={"Authorization": f"Bearer {token('lim-admin', admin=True)}", "Idempotency-Key": fresh_id("k")})
+            f"/api/coins/withdrawal/{withdrawal_id}/reject",
+            data=json.dumps({"reason": "test"}),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {token('lim-admin', admin=True)}", "Idempotency-Key": fresh_id("k")},
+        )
         assert response.status_code == 200
 
     for amount in (5_000 * QAR, 5_000 * QAR):
@@ -89,8 +93,13 @@ def test_withdrawals_are_limited_to_three_a_week_and_20000_qar(api, db, monkeypa
     refused_by_limit(withdraw(10_500 * QAR), "withdrawal")  # 20,500 QAR in the week
     reject(withdraw(10_000 * QAR).get_json()["id"])  # exactly 20,000 QAR: allowed
     refused_by_limit(withdraw(500), "withdrawal")  # a fourth in the week
-    too_big = api.call("coins_withdrawal_create", "POST", uid=factories.wallet(api, {"GRC": 50}, kyc="verified"),
-                       key=fresh_id("k"), body={"amount_dirhams": 20_500 * QAR, **factories.BANK})
+    too_big = api.call(
+        "coins_withdrawal_create",
+        "POST",
+        uid=factories.wallet(api, {"GRC": 50}, kyc="verified"),
+        key=fresh_id("k"),
+        body={"amount_dirhams": 20_500 * QAR, **factories.BANK},
+    )
     assert too_big.status_code == 422, "more than a week allows at all is never retryable"
 
 
@@ -105,8 +114,12 @@ def test_concurrent_job_payments_at_the_boundary_let_exactly_the_allowed_number_
     def pay(job_id):
         test_client = create_app(target="coins_job_payment", source=api.source).test_client()
         barrier.wait()
-        return test_client.post("/", data=json.dumps({"job_id": job_id, "amount_dirhams": 100 * QAR}), content_type="application/json",
-                                headers={"Authorization": f"Bearer {mint(client)}", "Idempotency-Key": fresh_id("k")}).status_code
+        return test_client.post(
+            "/",
+            data=json.dumps({"job_id": job_id, "amount_dirhams": 100 * QAR}),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {mint(client)}", "Idempotency-Key": fresh_id("k")},
+        ).status_code
 
     with ThreadPoolExecutor(6) as pool:
         statuses = list(pool.map(pay, jobs))
@@ -120,8 +133,11 @@ def test_an_admin_lifts_a_user_s_limits_for_a_while_and_it_is_audited(api, db, f
     assert buy(api, alice).status_code == 201
     refused_by_limit(buy(api, alice), "purchase")
     lifted = api.client("admin_limits_lift").post(
-        f"/api/admin/coins/users/{alice}/limits", data=json.dumps({"lift_hours": 2, "reason": "verified business buyer"}),
-        content_type="application/json", headers={"Authorization": f"Bearer {mint('lim-admin', admin=True)}"})
+        f"/api/admin/coins/users/{alice}/limits",
+        data=json.dumps({"lift_hours": 2, "reason": "verified business buyer"}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {mint('lim-admin', admin=True)}"},
+    )
     assert lifted.status_code == 200 and lifted.get_json()["lifted_until"].endswith("Z")
     assert buy(api, alice).status_code == 201
     [trail] = [s.to_dict() for s in db.collection("audit").stream() if s.get("action") == "limits_lifted"]
@@ -131,16 +147,23 @@ def test_an_admin_lifts_a_user_s_limits_for_a_while_and_it_is_audited(api, db, f
 @pytest.mark.parametrize("body", [{"lift_hours": 0, "reason": "r"}, {"lift_hours": 721, "reason": "r"}, {"lift_hours": 2}])
 def test_a_lift_is_bounded_and_needs_a_reason(api, body):
     response = api.client("admin_limits_lift").post(
-        "/api/admin/coins/users/u1/limits", data=json.dumps(body), content_type="application/json",
-        headers={"Authorization": f"Bearer {mint('lim-admin', admin=True)}"})
+        "/api/admin/coins/users/u1/limits",
+        data=json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {mint('lim-admin', admin=True)}"},
+    )
     assert response.status_code == 422
 
 
 def test_the_window_rolls(monkeypatch):
     """Pure: what was counted leaves the window when its time is up."""
     now = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)
-    document = {"job_payment": [{"at": now - timedelta(hours=23, minutes=59), "amount_dirhams": 1, "ref": f"r{i}"} for i in range(50)]}
+    document = {
+        "job_payment": [{"at": now - timedelta(hours=23, minutes=59), "amount_dirhams": 1, "ref": f"r{i}"} for i in range(50)]
+    }
     with pytest.raises(errors.RateLimited) as refused:
         limits.admit(document, limits.Kind.JOB_PAYMENT, 1, "new", now)
     assert refused.value.details["retry_after_seconds"] == 60
-    assert len(limits.admit(document, limits.Kind.JOB_PAYMENT, 1, "new", now + timedelta(minutes=1, seconds=1))["job_payment"]) == 1
+    assert (
+        len(limits.admit(document, limits.Kind.JOB_PAYMENT, 1, "new", now + timedelta(minutes=1, seconds=1))["job_payment"]) == 1
+    )

@@ -36,8 +36,10 @@ def deliver_all(db):
 def notifications_of(uid):
     from google.cloud.firestore import FieldFilter
 
-    return sorted((s.to_dict() for s in app().collection("notifications").where(filter=FieldFilter("userId", "==", uid)).stream()),
-                  key=lambda n: n["createdAt"])
+    return sorted(
+        (s.to_dict() for s in app().collection("notifications").where(filter=FieldFilter("userId", "==", uid)).stream()),
+        key=lambda n: n["createdAt"],
+    )
 
 
 def seed_user(uid, language=None, **tokens):
@@ -71,10 +73,19 @@ def test_a_job_payment_tells_both_parties_in_their_language_and_pushes_to_the_fr
     [funded] = [n for n in notifications_of(freelancer)]
     assert funded["title"] == "تم تمويل المهمة" and "100" in funded["description"]
     assert {k: funded[k] for k in ("userId", "type", "isRead", "priority", "actionUrl")} == {
-        "userId": freelancer, "type": "payment", "isRead": False, "priority": "high",
-        "actionUrl": f"guild://coins/escrow/{escrow['id']}"}
-    assert funded["metadata"] == {"kind": "escrow_funded", "amount": 100, "currency": "QAR", "jobId": escrow["job_id"],
-                                  "escrowId": escrow["id"]}
+        "userId": freelancer,
+        "type": "payment",
+        "isRead": False,
+        "priority": "high",
+        "actionUrl": f"guild://coins/escrow/{escrow['id']}",
+    }
+    assert funded["metadata"] == {
+        "kind": "escrow_funded",
+        "amount": 100,
+        "currency": "QAR",
+        "jobId": escrow["job_id"],
+        "escrowId": escrow["id"],
+    }
     client_notes = notifications_of(client)
     assert [n["title"] for n in client_notes] == ["Balance adjusted", "Payment held in escrow"], "English when unknown"
     [pushed] = expo.to(TOKEN)
@@ -99,7 +110,9 @@ def test_the_job_shows_the_escrow_and_follows_it_to_its_release(api, db, expo, j
     deliver_all(db)
     job = app().document(f"jobs/{escrow['job_id']}").get().to_dict()
     assert (job["escrowId"], job["coinEscrow"]) == (
-        escrow["id"], {"status": "funded", "milestone": "1", "amount": 100, "released": 0, "refunded": 0})
+        escrow["id"],
+        {"status": "funded", "milestone": "1", "amount": 100, "released": 0, "refunded": 0},
+    )
     assert post(api, "coins_escrow_release", f"/api/coins/escrow/{escrow['id']}/release", client).status_code == 200
     assert deliver_all(db) == ["escrow_released"]
     job = app().document(f"jobs/{escrow['job_id']}").get().to_dict()
@@ -139,7 +152,10 @@ def test_admins_hear_of_withdrawal_requests_large_ones_urgently(api, db, expo, m
     for admin in ADMIN_UIDS:
         [note] = notifications_of(admin)
         assert (note["title"], note["priority"], note["metadata"]["withdrawalId"]) == (
-            "Large withdrawal request", "urgent", withdrawal["id"])
+            "Large withdrawal request",
+            "urgent",
+            withdrawal["id"],
+        )
     assert notifications_of(alice)[-1]["title"] != "Large withdrawal request"
 
 
@@ -147,15 +163,24 @@ def test_the_owner_hears_of_each_step_of_a_withdrawal(api, db, expo):
     alice = factories.wallet(api, {"GPC": 1}, kyc="verified")
     withdrawal = factories.withdrawal(api, alice)
     for action, body in (("approve", {}), ("paid", {"payment_reference": "TRX-9"})):
-        response = post(api, f"coins_withdrawal_{action}", f"/api/coins/withdrawal/{withdrawal['id']}/{action}", "ops-one", body, admin=True)
+        response = post(
+            api, f"coins_withdrawal_{action}", f"/api/coins/withdrawal/{withdrawal['id']}/{action}", "ops-one", body, admin=True
+        )
         assert response.status_code == 200
     deliver_all(db)
-    assert [n["title"] for n in notifications_of(alice)] == ["Identity verified", "Balance adjusted", "Withdrawal approved", "Withdrawal paid"]
+    assert [n["title"] for n in notifications_of(alice)] == [
+        "Identity verified",
+        "Balance adjusted",
+        "Withdrawal approved",
+        "Withdrawal paid",
+    ]
 
 
 def test_a_dispute_tells_the_other_party_and_the_admins(api, db, expo, job_paid):
     client, freelancer, escrow = job_paid
-    response = post(api, "coins_escrow_dispute", f"/api/coins/escrow/{escrow['id']}/dispute", client, {"reason": "never delivered"})
+    response = post(
+        api, "coins_escrow_dispute", f"/api/coins/escrow/{escrow['id']}/dispute", client, {"reason": "never delivered"}
+    )
     assert response.status_code == 200
     deliver_all(db)
     disputed = notifications_of(freelancer)[-1]
@@ -211,8 +236,14 @@ def test_each_escrow_transition_tells_the_other_party_and_the_job_follows(api, d
         deliver_all(db)
         assert notifications_of(told)[-1]["title"] == title, function
     assert notifications_of(ADMIN_UIDS[0])[-1]["title"] == "Dispute opened"
-    resolved = post(api, "admin_escrow_resolve", f"/api/admin/coins/escrow/{escrow['id']}/resolve", "ops-one",
-                    {"freelancer_dirhams": 6000, "note": "half the work"}, admin=True)
+    resolved = post(
+        api,
+        "admin_escrow_resolve",
+        f"/api/admin/coins/escrow/{escrow['id']}/resolve",
+        "ops-one",
+        {"freelancer_dirhams": 6000, "note": "half the work"},
+        admin=True,
+    )
     assert resolved.status_code == 200 and resolved.get_json()["status"] == "split"
     deliver_all(db)
     assert notifications_of(client)[-1]["title"] == "Dispute resolved"
@@ -228,16 +259,45 @@ def test_a_job_of_two_milestones_shows_each_of_them(api, db, expo):
     design = factories.escrow_on(api, client, job_id, milestone="Design")
     build = factories.escrow_on(api, client, job_id, milestone="Build")
     assert post(api, "coins_escrow_release", f"/api/coins/escrow/{design['id']}/release", client).status_code == 200
-    assert post(api, "coins_escrow_dispute", f"/api/coins/escrow/{build['id']}/dispute", freelancer,
-                {"reason": "the client stopped answering"}).status_code == 200
-    assert post(api, "admin_escrow_resolve", f"/api/admin/coins/escrow/{build['id']}/resolve", "ops-one",
-                {"freelancer_dirhams": 6000, "note": "60/40"}, admin=True).status_code == 200
+    assert (
+        post(
+            api,
+            "coins_escrow_dispute",
+            f"/api/coins/escrow/{build['id']}/dispute",
+            freelancer,
+            {"reason": "the client stopped answering"},
+        ).status_code
+        == 200
+    )
+    assert (
+        post(
+            api,
+            "admin_escrow_resolve",
+            f"/api/admin/coins/escrow/{build['id']}/resolve",
+            "ops-one",
+            {"freelancer_dirhams": 6000, "note": "60/40"},
+            admin=True,
+        ).status_code
+        == 200
+    )
     deliver_all(db)
     job = app().document(f"jobs/{job_id}").get().to_dict()
     assert job["coinEscrows"] == {
-        design["id"]: {"escrowId": design["id"], "status": "released", "milestone": "Design", "amount": 100, "released": 100,
-                       "refunded": 0},
-        build["id"]: {"escrowId": build["id"], "status": "split", "milestone": "Build", "amount": 100, "released": 60,
-                      "refunded": 40},
+        design["id"]: {
+            "escrowId": design["id"],
+            "status": "released",
+            "milestone": "Design",
+            "amount": 100,
+            "released": 100,
+            "refunded": 0,
+        },
+        build["id"]: {
+            "escrowId": build["id"],
+            "status": "split",
+            "milestone": "Build",
+            "amount": 100,
+            "released": 60,
+            "refunded": 40,
+        },
     }
     assert job["escrowId"] == build["id"], "the one that changed last, as the app reads it today"

@@ -36,7 +36,11 @@ def coins_of(db, uid):
 
 
 def entries_of(db, purchase_id, entry_type="purchase_issue"):
-    return [s for s in db.collection("ledger").stream() if s.get("refs").get("purchase_id") == purchase_id and s.get("type") == entry_type]
+    return [
+        s
+        for s in db.collection("ledger").stream()
+        if s.get("refs").get("purchase_id") == purchase_id and s.get("type") == entry_type
+    ]
 
 
 def pay_on_the_hosted_page(checkout_url, decision="pay"):
@@ -75,8 +79,12 @@ def admin_call(api, function, purchase_id, action, body, key=None):
     from local.tokens import mint
 
     headers = {"Authorization": f"Bearer {mint(ADMIN, admin=True)}", "Idempotency-Key": key or fresh_id("k")}
-    return api.client(function).post(f"/api/admin/coins/purchase/{purchase_id}/{action}", data=json.dumps(body), headers=headers,
-                                     content_type="application/json")
+    return api.client(function).post(
+        f"/api/admin/coins/purchase/{purchase_id}/{action}",
+        data=json.dumps(body),
+        headers=headers,
+        content_type="application/json",
+    )
 
 
 def refund(api, purchase_id, key=None, reason="asked by the buyer"):
@@ -124,10 +132,16 @@ def test_a_paid_checkout_is_credited_by_the_payer_s_return_alone(api, db, no_web
     purchase = created.get_json()
     price = value * 11 // 10
     assert (purchase["status"], purchase["coins"], purchase["value_dirhams"], purchase["price_dirhams"]) == (
-        "pending", coins, value, price)
+        "pending",
+        coins,
+        value,
+        price,
+    )
     assert purchase["gateway_fee_dirhams"] == (price * 25 + 500) // 1000
     [(path, sent)] = [c for c in fatora.api_calls if c[0] == "/v1/payments/checkout"]
-    assert isinstance(sent["amount"], Decimal) and str(sent["amount"]) == fatora_module.qar_text(price), "a JSON number, 2 decimals"
+    assert isinstance(sent["amount"], Decimal) and str(sent["amount"]) == fatora_module.qar_text(price), (
+        "a JSON number, 2 decimals"
+    )
     assert sent["success_url"] == sent["failure_url"] and urlsplit(sent["success_url"]).path == "/api/coins/purchase/return"
     assert not urlsplit(sent["success_url"]).query, "Fatora's FAQ: no query string of ours"
 
@@ -156,17 +170,27 @@ def test_a_declined_payment_returns_failed_and_issues_nothing(api, db, no_webhoo
 def test_the_status_in_the_query_is_never_trusted(api, db, no_webhooks, functions_server):
     alice = fresh_id()
     purchase = create(api, alice, {"pack_id": "pro"}).get_json()  # never paid
-    forged = requests.get(f"{functions_server}/api/coins/purchase/return",
-                          params={"order_id": purchase["id"], "transaction_id": "TX-FORGED", "status": "SUCCESS",
-                                  "payment_status": "SUCCESS"}, allow_redirects=False, timeout=30)
+    forged = requests.get(
+        f"{functions_server}/api/coins/purchase/return",
+        params={"order_id": purchase["id"], "transaction_id": "TX-FORGED", "status": "SUCCESS", "payment_status": "SUCCESS"},
+        allow_redirects=False,
+        timeout=30,
+    )
     assert deep_link((forged.status_code, forged.headers["Location"]))[1] == "pending"
     assert purchase_doc(db, purchase["id"])["status"] == "pending" and coins_of(db, alice) == {}
 
 
-@pytest.mark.parametrize("params, status", [
-    ({}, 400), ({"transaction_id": "TX-1"}, 400), ({"order_id": "__x__"}, 400), ({"order_id": "a" * 200}, 400),
-    ({"order_id": "NoSuchOrder"}, 404), ({"order_id": "abc", "transaction_id": "x" * 300}, 400),
-])
+@pytest.mark.parametrize(
+    "params, status",
+    [
+        ({}, 400),
+        ({"transaction_id": "TX-1"}, 400),
+        ({"order_id": "__x__"}, 400),
+        ({"order_id": "a" * 200}, 400),
+        ({"order_id": "NoSuchOrder"}, 404),
+        ({"order_id": "abc", "transaction_id": "x" * 300}, 400),
+    ],
+)
 def test_a_return_that_names_no_purchase_gets_a_page_not_a_redirect(fatora, functions_server, db, params, status):
     answer = requests.get(f"{functions_server}/api/coins/purchase/return", params=params, allow_redirects=False, timeout=30)
     assert answer.status_code == status
@@ -247,12 +271,19 @@ def test_a_webhook_for_an_unknown_order_is_acknowledged_and_ignored(fatora, func
 
 @pytest.mark.parametrize(
     "method, body, content_type",
-    [("POST", b"{not json", "application/json"), ("POST", b'{"status": "SUCCESS"}', "application/json"),
-     ("POST", b'{"order_id": "../x"}', "application/json"), ("POST", b"order_id=", "application/x-www-form-urlencoded"),
-     ("POST", b"[1]", "application/json"), ("GET", b"", "")],
+    [
+        ("POST", b"{not json", "application/json"),
+        ("POST", b'{"status": "SUCCESS"}', "application/json"),
+        ("POST", b'{"order_id": "../x"}', "application/json"),
+        ("POST", b"order_id=", "application/x-www-form-urlencoded"),
+        ("POST", b"[1]", "application/json"),
+        ("GET", b"", ""),
+    ],
 )
 def test_a_notification_naming_no_order_is_400(fatora, functions_server, db, method, body, content_type):
-    answer = requests.request(method, webhook_url(functions_server), data=body, headers={"Content-Type": content_type}, timeout=30)
+    answer = requests.request(
+        method, webhook_url(functions_server), data=body, headers={"Content-Type": content_type}, timeout=30
+    )
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_request"
 
 
@@ -283,12 +314,15 @@ def test_a_notification_is_not_trusted_when_verify_does_not_say_success(api, db,
 # What cannot be honoured waits for an admin.
 
 
-@pytest.mark.parametrize("fault, reason", [
-    ({"verify_amount": "54.99"}, "Fatora verified 54.99 QAR; the purchase costs 121.00 QAR."),
-    ({"verify_amount": "5.5"}, "Fatora verified 5.50 QAR; the purchase costs 121.00 QAR."),
-    ({"verify_currency": "USD"}, "Fatora verified an amount in USD; the purchase costs 121.00 QAR."),
-    ({"verify_mode": "live"}, "Fatora verified the payment in live mode; coins are issued only for test mode."),
-])
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        ({"verify_amount": "54.99"}, "Fatora verified 54.99 QAR; the purchase costs 121.00 QAR."),
+        ({"verify_amount": "5.5"}, "Fatora verified 5.50 QAR; the purchase costs 121.00 QAR."),
+        ({"verify_currency": "USD"}, "Fatora verified an amount in USD; the purchase costs 121.00 QAR."),
+        ({"verify_mode": "live"}, "Fatora verified the payment in live mode; coins are issued only for test mode."),
+    ],
+)
 def test_a_payment_that_does_not_match_issues_nothing_and_goes_to_review(api, db, no_webhooks, fault, reason, capsys):
     alice = fresh_id()
     purchase = create(api, alice, {"coins": {"GPC": 1, "GSC": 1}}).get_json()  # 110 QAR of coins, 121.00 QAR
@@ -308,7 +342,10 @@ def test_in_production_only_live_payments_issue_coins(api, db, no_webhooks, monk
     alice = fresh_id()
     purchase = create(api, alice, {"pack_id": "pro"}).get_json()
     come_back(pay_on_the_hosted_page(purchase["checkout_url"]))
-    assert purchase_doc(db, purchase["id"])["review_reason"] == "Fatora verified the payment in test mode; coins are issued only for live mode."
+    assert (
+        purchase_doc(db, purchase["id"])["review_reason"]
+        == "Fatora verified the payment in test mode; coins are issued only for live mode."
+    )
     assert coins_of(db, alice) == {}
 
 
@@ -390,14 +427,26 @@ def test_an_unanswered_refund_of_a_payment_never_issued_is_uncertain_not_did_not
     assert confirmed.status_code == 200 and confirmed.get_json()["status"] == "refunded"
     assert len(refund_calls(no_webhooks)) == 1, "never called twice"
     assert coins_of(db, buyer) == {}
-    assert [s for s in db.collection("ledger").stream() if s.get("refs").get("purchase_id") == purchase_id] == [], "no coins moved"
+    assert [s for s in db.collection("ledger").stream() if s.get("refs").get("purchase_id") == purchase_id] == [], (
+        "no coins moved"
+    )
 
 
 def test_a_second_click_while_a_refund_call_has_no_answer_sends_nothing(api, db, no_webhooks, in_review):
     buyer, purchase_id = in_review
     # The first click's process died after recording the call, before the answer.
-    db.set(store.purchase_refund(purchase_id), {"purchase_id": purchase_id, "user_id": buyer, "status": "calling", "unissued": True,
-                                                "value_dirhams": 0, "coins": {}, "updated_at": ledger.now_utc()})
+    db.set(
+        store.purchase_refund(purchase_id),
+        {
+            "purchase_id": purchase_id,
+            "user_id": buyer,
+            "status": "calling",
+            "unissued": True,
+            "value_dirhams": 0,
+            "coins": {},
+            "updated_at": ledger.now_utc(),
+        },
+    )
     again = resolve(api, purchase_id, "refund")
     assert (again.status_code, again.get_json()["error"]["code"]) == (409, "invalid_state")
     assert "not sent again" in again.get_json()["error"]["message"]
@@ -435,7 +484,9 @@ def test_a_refund_takes_the_coins_back_then_refunds_at_fatora(api, db, fatora, p
     [call] = [c[1] for c in fatora.api_calls if c[0] == "/v1/payments/refund"]
     assert call == {"transaction_id": purchase_doc(db, purchase_id)["fatora_transaction_id"], "order_id": purchase_id}
     assert [e.get("type") for e in entries_of(db, purchase_id, "refund_hold") + entries_of(db, purchase_id, "refund_paid")] == [
-        "refund_hold", "refund_paid"]
+        "refund_hold",
+        "refund_paid",
+    ]
     assert refund(api, purchase_id, key="r-1").get_json() == body, "a replay"
     assert refund(api, purchase_id, key="r-2").status_code == 409
 
@@ -450,8 +501,16 @@ def test_a_refunded_purchase_never_issues_coins_again(api, db, fatora, paid, fun
     fatora.send_webhook(order, wait=True)
     back = requests.get(fatora.return_url(order), allow_redirects=False, timeout=30)
     assert deep_link((back.status_code, back.headers["Location"]))[1] == "paid"
-    assert purchases.settle(db, purchase_id, fatora_module.Verification(purchase_id, order.transaction_id, "SUCCESS", 12100, "QAR", "test"),
-                            expire_unpaid=False, event=None) == "refunded"
+    assert (
+        purchases.settle(
+            db,
+            purchase_id,
+            fatora_module.Verification(purchase_id, order.transaction_id, "SUCCESS", 12100, "QAR", "test"),
+            expire_unpaid=False,
+            event=None,
+        )
+        == "refunded"
+    )
     assert sweep(db, fatora, timedelta(hours=2)) == {}
     assert snapshot_all(db) == before and coins_of(db, buyer) == {}
 
@@ -464,7 +523,8 @@ def test_a_buyer_who_spent_the_coins_cannot_be_refunded(api, db, fatora, paid):
     assert (answer.status_code, answer.get_json()["error"]["code"]) == (409, "insufficient_funds")
     assert answer.get_json()["error"]["details"]["shortfall_dirhams"] == 50 * QAR
     assert {k: v for k, v in snapshot_all(db).items() if not k.startswith("idempotency/")} == {
-        k: v for k, v in before.items() if not k.startswith("idempotency/")}
+        k: v for k, v in before.items() if not k.startswith("idempotency/")
+    }
     assert [c for c in fatora.api_calls if c[0] == "/v1/payments/refund"] == []
 
 
@@ -534,8 +594,17 @@ def test_the_sweeper_puts_a_refund_whose_call_was_interrupted_before_an_admin(ap
 
 def test_fatora_accepts_a_reused_order_id_so_ours_are_never_reused(api, db, fatora):
     gateway = FatoraClient(fatora.api_url, fatora.api_key)
-    urls = {gateway.checkout(order_id="same", amount_dirhams=550, client={"name": "a"}, language="en",
-                             success_url="https://x.example/r", failure_url="https://x.example/r") for _ in range(2)}
+    urls = {
+        gateway.checkout(
+            order_id="same",
+            amount_dirhams=550,
+            client={"name": "a"},
+            language="en",
+            success_url="https://x.example/r",
+            failure_url="https://x.example/r",
+        )
+        for _ in range(2)
+    }
     assert len(urls) == 2, "two orders with one id at Fatora"
     ids = {create(api, fresh_id(), {"pack_id": "starter"}).get_json()["id"] for _ in range(10)}
     assert len(ids) == 10 and all(fatora.order(i) for i in ids)
@@ -585,6 +654,7 @@ def test_concurrent_creates_with_one_key_open_one_checkout(api, db, fatora):
     alice = fresh_id()
     fatora.faults.delay_seconds = 0.5  # the first request is still at the gateway
     from functions_framework import create_app
+
     from local.tokens import mint
 
     def call(_):
@@ -608,12 +678,15 @@ def test_the_buyer_and_an_admin_read_a_purchase_and_nobody_else(api, db, fatora)
     alice, bob = fresh_id(), fresh_id()
     purchase = create(api, alice, {"pack_id": "pro"}).get_json()
     from functions_framework import create_app
+
     from local.tokens import mint
 
     client = create_app(target="coins_purchase_get", source=api.source).test_client()
 
     def get(uid, admin=False, path=None):
-        return client.get(path or f"/api/coins/purchase/{purchase['id']}", headers={"Authorization": f"Bearer {mint(uid, admin=admin)}"})
+        return client.get(
+            path or f"/api/coins/purchase/{purchase['id']}", headers={"Authorization": f"Bearer {mint(uid, admin=admin)}"}
+        )
 
     assert get(alice).get_json() == purchase
     assert get(alice, path=f"/{purchase['id']}").status_code == 200, "under the function's own name too"

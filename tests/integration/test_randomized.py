@@ -51,8 +51,16 @@ def test_random_operations_conserve_every_coin(db, task_queue, seed):
         client, freelancer = rng.sample(USERS, 2)
         amount = rng.randint(1, 60) * catalog.GRID_DIRHAMS
         job_id = factories.job(client, freelancer)
-        response = escrow.lock(db, clients.app_db(), Caller(client), job_id=job_id, milestone=rng.choice(["1", "2"]),
-                               freelancer_id=None, amount_dirhams=amount, idempotency=key(rng))
+        response = escrow.lock(
+            db,
+            clients.app_db(),
+            Caller(client),
+            job_id=job_id,
+            milestone=rng.choice(["1", "2"]),
+            freelancer_id=None,
+            amount_dirhams=amount,
+            idempotency=key(rng),
+        )
         escrows.append(response.body["id"])
 
     def submit():
@@ -66,7 +74,9 @@ def test_random_operations_conserve_every_coin(db, task_queue, seed):
     def release():
         held, client, freelancer = pick_escrow()
         amount = rng.choice([None, rng.randint(1, 20) * catalog.GRID_DIRHAMS])
-        escrow.release(db, rng.choice([client, client, ADMIN, freelancer]), held["id"], amount_dirhams=amount, idempotency=key(rng))
+        escrow.release(
+            db, rng.choice([client, client, ADMIN, freelancer]), held["id"], amount_dirhams=amount, idempotency=key(rng)
+        )
 
     def request_refund():
         held, client, freelancer = pick_escrow()
@@ -89,8 +99,15 @@ def test_random_operations_conserve_every_coin(db, task_queue, seed):
         escrow.sweep(db, now=ledger.now_utc() + timedelta(days=4))
 
     def withdraw():
-        response = withdrawals.create(db, Caller(rng.choice(USERS)), amount_dirhams=rng.randint(1, 30) * catalog.GRID_DIRHAMS,
-                                      coins=None, method="wallet", destination={"wallet_id": "w-1234"}, idempotency=key(rng))
+        response = withdrawals.create(
+            db,
+            Caller(rng.choice(USERS)),
+            amount_dirhams=rng.randint(1, 30) * catalog.GRID_DIRHAMS,
+            coins=None,
+            method="wallet",
+            destination={"wallet_id": "w-1234"},
+            idempotency=key(rng),
+        )
         open_withdrawals.append(response.body["id"])
 
     def admin_withdrawal():
@@ -98,11 +115,33 @@ def test_random_operations_conserve_every_coin(db, task_queue, seed):
             raise NothingToActOn()
         withdrawal_id = rng.choice(open_withdrawals)
         action = rng.choice([withdrawals.approve, withdrawals.pay, withdrawals.reject])
-        extra = {withdrawals.approve: {"notes": None}, withdrawals.pay: {"payment_reference": "r"}, withdrawals.reject: {"reason": "r"}}
+        extra = {
+            withdrawals.approve: {"notes": None},
+            withdrawals.pay: {"payment_reference": "r"},
+            withdrawals.reject: {"reason": "r"},
+        }
         action(db, ADMIN, withdrawal_id, idempotency=key(rng), **extra[action])
 
-    operations = [adjust, adjust, adjust, fund, fund, fund, submit, submit, request_changes, release, release, request_refund,
-                  refund, dispute, resolve, windows_end, withdraw, admin_withdrawal]
+    operations = [
+        adjust,
+        adjust,
+        adjust,
+        fund,
+        fund,
+        fund,
+        submit,
+        submit,
+        request_changes,
+        release,
+        release,
+        request_refund,
+        refund,
+        dispute,
+        resolve,
+        windows_end,
+        withdraw,
+        admin_withdrawal,
+    ]
     for _ in range(STEPS):
         operation = rng.choice(operations)
         try:

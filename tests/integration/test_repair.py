@@ -39,8 +39,10 @@ def test_what_no_trigger_did_is_repaired_once_it_is_older_than_the_repair_age(ap
     assert before["pending_effects"]["count"] == 2 and before["pending_outbox"]["count"] == 2
     assert before["ok"], "young and pending is no problem"
 
-    assert run(db, after=timedelta(seconds=0)) == {"effects": {"repaired": 0, "failed": 0},
-                                                   "outbox": {"repaired": 0, "failed": 0}}, "younger: the trigger's"
+    assert run(db, after=timedelta(seconds=0)) == {
+        "effects": {"repaired": 0, "failed": 0},
+        "outbox": {"repaired": 0, "failed": 0},
+    }, "younger: the trigger's"
     assert run(db) == {"effects": {"repaired": 2, "failed": 0}, "outbox": {"repaired": 2, "failed": 0}}
 
     assert_vault_matches_ledger(db)
@@ -81,8 +83,9 @@ def test_a_run_is_bounded_and_the_next_one_goes_on(api, db):
 def test_what_the_repair_cannot_deliver_keeps_its_reason_and_is_a_problem_once_stalled(api, db, expo):
     client = factories.wallet(api, {"GPC": 1})
     funded = factories.escrow(api, client)
-    submitted = factories._at(api, "coins_escrow_submit", "POST", f"/api/coins/escrow/{funded['id']}/submit",
-                              funded["freelancer_id"], {})
+    submitted = factories._at(
+        api, "coins_escrow_submit", "POST", f"/api/coins/escrow/{funded['id']}/submit", funded["freelancer_id"], {}
+    )
     assert submitted.status_code == 200, submitted.get_json()
 
     class TasksDown:
@@ -99,7 +102,8 @@ def test_what_the_repair_cannot_deliver_keeps_its_reason_and_is_a_problem_once_s
     assert [p["kind"] for p in stalled["problems"]] == ["outbox_stalled"]
     assert stalled["problems"][0]["pending"] == 1
     assert stalled["problems"][0]["reasons"] == [
-        {"id": stalled["problems"][0]["reasons"][0]["id"], "reason": "ConnectionError: Cloud Tasks is unreachable"}]
+        {"id": stalled["problems"][0]["reasons"][0]["id"], "reason": "ConnectionError: Cloud Tasks is unreachable"}
+    ]
 
     assert run(db)["outbox"] == {"repaired": 1, "failed": 0}, "the next run, with Cloud Tasks back"
     assert reconciliation.run(db, now=ledger.now_utc() + timedelta(seconds=limit + 1))["ok"]

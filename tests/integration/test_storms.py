@@ -30,7 +30,9 @@ def as_the_app(send, deadline_seconds: float = 180.0):
         deadline = time.monotonic() + deadline_seconds
         while True:
             answer = send()
-            busy = answer.status == "timeout" or (answer.status == 409 and answer.json()["error"]["code"] == "request_in_progress")
+            busy = answer.status == "timeout" or (
+                answer.status == 409 and answer.json()["error"]["code"] == "request_in_progress"
+            )
             if not busy or time.monotonic() > deadline:
                 return answer
             time.sleep(0.2)
@@ -41,13 +43,15 @@ def as_the_app(send, deadline_seconds: float = 180.0):
 def seeded_job(client: str, freelancer: str) -> str:
     job_id = fresh_id("job")
     clients.app_db().client.collection("jobs").document(job_id).set(
-        job_document(job_id, client, freelancer, datetime.now(timezone.utc)))
+        job_document(job_id, client, freelancer, datetime.now(timezone.utc))
+    )
     return job_id
 
 
 def fund(base: str, uid: str, coins: dict[str, int]) -> None:
-    answer = call(base, "POST", "/api/admin/coins/adjust-balance", ADMIN, {"user_id": uid, "coins": coins, "reason": "t"},
-                  admin=True)
+    answer = call(
+        base, "POST", "/api/admin/coins/adjust-balance", ADMIN, {"user_id": uid, "coins": coins, "reason": "t"}, admin=True
+    )
     assert answer.status == 200, answer.text
 
 
@@ -60,16 +64,20 @@ def entries_of(db, uid: str) -> list[str]:
 def adjustment(base, db):
     user = fresh_id()
     body = {"user_id": user, "coins": {"GPC": 1}, "reason": "storm"}
-    return (lambda key: call(base, "POST", "/api/admin/coins/adjust-balance", ADMIN, body, key=key, admin=True),
-            lambda: entries_of(db, user) == ["admin_adjust"])
+    return (
+        lambda key: call(base, "POST", "/api/admin/coins/adjust-balance", ADMIN, body, key=key, admin=True),
+        lambda: entries_of(db, user) == ["admin_adjust"],
+    )
 
 
 def job_payment(base, db):
     client = fresh_id()
     fund(base, client, {"GPC": 1})
     body = {"job_id": seeded_job(client, fresh_id("free")), "amount_dirhams": HUNDRED_QAR}
-    return (lambda key: call(base, "POST", "/api/coins/job-payment", client, body, key=key),
-            lambda: sorted(entries_of(db, client)) == ["admin_adjust", "escrow_lock"])
+    return (
+        lambda key: call(base, "POST", "/api/coins/job-payment", client, body, key=key),
+        lambda: sorted(entries_of(db, client)) == ["admin_adjust", "escrow_lock"],
+    )
 
 
 def withdrawal(base, db):
@@ -78,8 +86,10 @@ def withdrawal(base, db):
     assert verified.status == 200, verified.text
     fund(base, user, {"GPC": 1})
     body = {"amount_dirhams": HUNDRED_QAR, **factories.BANK}
-    return (lambda key: call(base, "POST", "/api/coins/withdrawal", user, body, key=key),
-            lambda: sorted(entries_of(db, user)) == ["admin_adjust", "withdrawal_hold"])
+    return (
+        lambda key: call(base, "POST", "/api/coins/withdrawal", user, body, key=key),
+        lambda: sorted(entries_of(db, user)) == ["admin_adjust", "withdrawal_hold"],
+    )
 
 
 @pytest.mark.parametrize("n", [2, 8, 32, 64])
@@ -99,12 +109,21 @@ def test_sixteen_job_payments_by_one_client_at_once_all_go_through(functions_ser
     client, freelancer = fresh_id(), fresh_id("free")
     fund(functions_server, client, {"GPC": 16})
     job_id = seeded_job(client, freelancer)
-    _, answers = at_once([
-        as_the_app(lambda m=m, key=fresh_id("k"): call(functions_server, "POST", "/api/coins/job-payment", client,
-                                                       {"job_id": job_id, "milestone": f"m{m}", "amount_dirhams": HUNDRED_QAR},
-                                                       key=key))
-        for m in range(16)
-    ])
+    _, answers = at_once(
+        [
+            as_the_app(
+                lambda m=m, key=fresh_id("k"): call(
+                    functions_server,
+                    "POST",
+                    "/api/coins/job-payment",
+                    client,
+                    {"job_id": job_id, "milestone": f"m{m}", "amount_dirhams": HUNDRED_QAR},
+                    key=key,
+                )
+            )
+            for m in range(16)
+        ]
+    )
     assert [answer.status for answer in answers] == [201] * 16, [answer.text for answer in answers if answer.status != 201]
     assert len({answer.json()["id"] for answer in answers}) == 16
     assert db.get(store.wallet(client))["balance_dirhams"] == 0
@@ -115,9 +134,19 @@ def test_a_first_wallet_read_racing_payments_answers_the_wallet(functions_server
     for _ in range(3):
         client = fresh_id()
         job_id = seeded_job(client, fresh_id("free"))
-        pay = [as_the_app(lambda key=fresh_id("k"): call(functions_server, "POST", "/api/coins/job-payment", client,
-                                                         {"job_id": job_id, "amount_dirhams": HUNDRED_QAR}, key=key))
-               for _ in range(4)]
+        pay = [
+            as_the_app(
+                lambda key=fresh_id("k"): call(
+                    functions_server,
+                    "POST",
+                    "/api/coins/job-payment",
+                    client,
+                    {"job_id": job_id, "amount_dirhams": HUNDRED_QAR},
+                    key=key,
+                )
+            )
+            for _ in range(4)
+        ]
         reads = [lambda: call(functions_server, "GET", "/api/coins/wallet", client, key="")] * 4
         _, answers = at_once(pay + reads)
         assert [answer.status for answer in answers[4:]] == [200] * 4, [answer.text for answer in answers[4:]]

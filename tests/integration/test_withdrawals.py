@@ -41,12 +41,22 @@ def verified_user(api, coins):
 
 
 def request(api, uid, body=None, key=None, **overrides):
-    return api.call("coins_withdrawal_create", "POST", uid=uid, key=key or fresh_id("k"), body={**(body or {"amount_dirhams": 100 * QAR, **BANK}), **overrides})
+    return api.call(
+        "coins_withdrawal_create",
+        "POST",
+        uid=uid,
+        key=key or fresh_id("k"),
+        body={**(body or {"amount_dirhams": 100 * QAR, **BANK}), **overrides},
+    )
 
 
 def act(api, action, withdrawal_id, uid=ADMIN, body=None, key=None):
     function = f"coins_withdrawal_{action}"
-    body = body if body is not None else {"approve": {"notes": "ok"}, "paid": {"payment_reference": "TRX-1"}, "reject": {"reason": "no"}}[action]
+    body = (
+        body
+        if body is not None
+        else {"approve": {"notes": "ok"}, "paid": {"payment_reference": "TRX-1"}, "reject": {"reason": "no"}}[action]
+    )
     return _post(api, function, f"/api/coins/withdrawal/{withdrawal_id}/{action}", uid, True, body, key)
 
 
@@ -136,7 +146,10 @@ def test_kyc_changes_are_kept_with_history_and_audited(api, db):
     alice = fresh_id()
     for status in ("pending", "verified", "rejected"):
         assert kyc(api, alice, status).get_json()["kyc_status"] == status
-    history = sorted((s.get("at"), s.get("previous"), s.get("status")) for s in db.collection("wallets").document(alice).collection("kyc_history").stream())
+    history = sorted(
+        (s.get("at"), s.get("previous"), s.get("status"))
+        for s in db.collection("wallets").document(alice).collection("kyc_history").stream()
+    )
     assert [(p, n) for _, p, n in history] == [("none", "pending"), ("pending", "verified"), ("verified", "rejected")]
     audits = [s.to_dict() for s in db.collection("audit").stream() if s.get("action") == "kyc_set"]
     assert len(audits) == 3 and all(a["actor"] == ADMIN and a["target"] == f"user:{alice}" for a in audits)
@@ -148,7 +161,9 @@ def test_a_second_open_withdrawal_is_409(api, db):
     second = request(api, alice)
     assert second.status_code == 409
     assert second.get_json()["error"] == {
-        "code": "withdrawal_pending", "message": "An open withdrawal already exists.", "details": {"withdrawal_id": first},
+        "code": "withdrawal_pending",
+        "message": "An open withdrawal already exists.",
+        "details": {"withdrawal_id": first},
     }
     assert wallet(db, alice)["coins"] == {"GPC": 1}
 
@@ -164,6 +179,7 @@ def test_ten_parallel_requests_from_one_user_make_one_withdrawal(api, db):
         import json
 
         from functions_framework import create_app
+
         from local.tokens import mint
 
         client = create_app(target="coins_withdrawal_create", source=api.source).test_client()
@@ -225,7 +241,10 @@ def test_the_owner_sees_the_destination_masked_and_an_admin_sees_it_whole(api, d
     withdrawal_id = request(api, alice).get_json()["id"]
     path = f"/api/coins/withdrawal/{withdrawal_id}"
     assert _get(api, "coins_withdrawal_get", path, alice).get_json()["destination"]["iban"] == "•••• DEFG"
-    assert _get(api, "coins_withdrawal_get", path, ADMIN, admin=True).get_json()["destination"] == {"iban": IBAN, "account_name": "Alice A"}
+    assert _get(api, "coins_withdrawal_get", path, ADMIN, admin=True).get_json()["destination"] == {
+        "iban": IBAN,
+        "account_name": "Alice A",
+    }
     assert _get(api, "coins_withdrawal_get", path, bob).status_code == 404
     own = _get(api, "coins_withdrawals_list", "/", alice).get_json()
     assert [w["id"] for w in own["items"]] == [withdrawal_id]
@@ -253,8 +272,22 @@ def test_the_admin_queue_lists_open_withdrawals_oldest_first(api, db):
 @pytest.mark.parametrize(
     "body, field",
     [
-        ({"amount_dirhams": 100 * QAR, "method": "bank_transfer", "destination": {"iban": "QA58DOHB00001234567890ABCDEFH", "account_name": "A"}}, "destination"),
-        ({"amount_dirhams": 100 * QAR, "method": "bank_transfer", "destination": {"iban": "GB82WEST12345698765432", "account_name": "A"}}, "destination"),
+        (
+            {
+                "amount_dirhams": 100 * QAR,
+                "method": "bank_transfer",
+                "destination": {"iban": "QA58DOHB00001234567890ABCDEFH", "account_name": "A"},
+            },
+            "destination",
+        ),
+        (
+            {
+                "amount_dirhams": 100 * QAR,
+                "method": "bank_transfer",
+                "destination": {"iban": "GB82WEST12345698765432", "account_name": "A"},
+            },
+            "destination",
+        ),
         ({"amount_dirhams": 100 * QAR, "method": "cash", "destination": {"wallet_id": "abcd"}}, "method"),
         ({"amount_dirhams": 100 * QAR, "method": "wallet", "destination": {"iban": IBAN, "account_name": "A"}}, "body"),
         ({"amount_dirhams": 0, **BANK}, "amount_dirhams"),
@@ -291,7 +324,9 @@ def test_someone_elses_or_an_unknown_withdrawal_id_is_404(api, db):
     assert act(api, "approve", "no-such-withdrawal").status_code == 404
 
 
-@pytest.mark.parametrize("action, body", [("paid", {}), ("paid", {"payment_reference": ""}), ("reject", {}), ("reject", {"reason": " "})])
+@pytest.mark.parametrize(
+    "action, body", [("paid", {}), ("paid", {"payment_reference": ""}), ("reject", {}), ("reject", {"reason": " "})]
+)
 def test_paid_needs_a_reference_and_reject_a_reason(api, db, action, body):
     alice = verified_user(api, {"GPC": 1})
     withdrawal_id = request(api, alice).get_json()["id"]
@@ -312,7 +347,11 @@ def test_every_admin_action_is_audited_in_its_transaction(api, db):
     paid = [s.to_dict() for s in db.collection("audit").stream() if s.get("action") == "withdrawal_paid"][0]
     # The transfer's reference is what the admin recorded, not a reason for the action.
     assert (paid["before"], paid["after"], paid["reason"], paid["actor"]) == (
-        {"status": "approved"}, {"status": "paid", "payment_reference": "TRX-1"}, None, ADMIN)
+        {"status": "approved"},
+        {"status": "paid", "payment_reference": "TRX-1"},
+        None,
+        ADMIN,
+    )
 
 
 def apply_all_effects(db, task_queue):

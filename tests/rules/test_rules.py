@@ -26,10 +26,14 @@ def seeded(emulator, db):
     db.collection("idempotency").document("some-key").set({"scope": ALICE, "state": "done"})
     db.collection("purchases").document("purchase-alice").set({"id": "purchase-alice", "user_id": ALICE, "status": "paid"})
     db.collection("purchases").document("purchase-alice").collection("events").document("e1").set({"outcome": "paid"})
-    db.collection("escrows").document("escrow-1").set({"id": "escrow-1", "client_id": ALICE, "freelancer_id": BOB, "status": "funded"})
+    db.collection("escrows").document("escrow-1").set(
+        {"id": "escrow-1", "client_id": ALICE, "freelancer_id": BOB, "status": "funded"}
+    )
     db.collection("vault").document("summary").collection("shards").document("0").set({"entries": {}})
     db.collection("withdrawals").document("w1").set({"id": "w1", "user_id": ALICE, "destination_masked": {"iban": "•••• DEFG"}})
-    db.collection("withdrawals").document("w1").collection("private").document("destination").set({"iban": "QA58DOHB00001234567890ABCDEFG"})
+    db.collection("withdrawals").document("w1").collection("private").document("destination").set(
+        {"iban": "QA58DOHB00001234567890ABCDEFG"}
+    )
     db.collection("audit").document("a1").set({"action": "kyc_set"})
     db.collection("outbox").document("o1").set({"kind": "escrow_funded", "facts": {"client_id": ALICE}})
     db.collection("kyc").document(ALICE).set({"user_id": ALICE, "qid_number": "28412345678"})
@@ -77,7 +81,13 @@ def test_a_user_lists_their_own_ledger_entries_with_array_contains(rest):
         body = {
             "structuredQuery": {
                 "from": [{"collectionId": "ledger"}],
-                "where": {"fieldFilter": {"field": {"fieldPath": "user_ids"}, "op": "ARRAY_CONTAINS", "value": {"stringValue": asked_for}}},
+                "where": {
+                    "fieldFilter": {
+                        "field": {"fieldPath": "user_ids"},
+                        "op": "ARRAY_CONTAINS",
+                        "value": {"stringValue": asked_for},
+                    }
+                },
             }
         }
         return rest("POST", ":runQuery", uid=uid, json=body)
@@ -134,7 +144,9 @@ def test_the_client_and_the_freelancer_read_their_escrow_and_nobody_else(rest):
     assert rest("GET", "/escrows/escrow-1", uid=ALICE).status_code == 200
     assert rest("GET", "/escrows/escrow-1", uid=BOB).status_code == 200
     assert rest("GET", "/escrows/escrow-1", uid="carol").status_code == 403
-    assert rest("PATCH", "/escrows/escrow-1", uid=ALICE, json={"fields": {"status": {"stringValue": "released"}}}).status_code == 403
+    assert (
+        rest("PATCH", "/escrows/escrow-1", uid=ALICE, json={"fields": {"status": {"stringValue": "released"}}}).status_code == 403
+    )
 
 
 def test_a_user_never_reads_their_full_qid_nor_their_limits_record(rest):
@@ -168,12 +180,15 @@ def test_the_rules_name_the_database_firebase_json_deploys_them_to_and_the_code_
     rules = (ROOT / "firestore.rules").read_text()
     assert re.findall(r"database == '([^']+)'", rules) == [COINS]
     assert json.loads((ROOT / "firebase.json").read_text())["firestore"] == [
-        {"database": COINS, "rules": "firestore.rules", "indexes": "firestore.indexes.json"}]
+        {"database": COINS, "rules": "firestore.rules", "indexes": "firestore.indexes.json"}
+    ]
     assert config.COINS_DATABASE_DEFAULT == COINS
 
 
-@pytest.mark.parametrize("path", ["/wallets/alice", "/ledger/entry-alice", "/purchases/purchase-alice", "/escrows/escrow-1",
-                                  "/withdrawals/w1", "/audit/a1"])
+@pytest.mark.parametrize(
+    "path",
+    ["/wallets/alice", "/ledger/entry-alice", "/purchases/purchase-alice", "/escrows/escrow-1", "/withdrawals/w1", "/audit/a1"],
+)
 def test_our_rules_grant_nothing_in_the_apps_database(emulator, path):
     """The same documents in `(default)`: what the coins database lets their owners and
     admins read, our rules do not let anyone read or write there."""

@@ -15,7 +15,12 @@ QAR = catalog.DIRHAMS_PER_QAR
 
 def test_tiers_have_the_values_of_the_design():
     assert {t.symbol: t.value_dirhams // QAR for t in catalog.TIERS} == {
-        "GBC": 5, "GSC": 10, "GGC": 50, "GPC": 100, "GDC": 200, "GRC": 500,
+        "GBC": 5,
+        "GSC": 10,
+        "GGC": 50,
+        "GPC": 100,
+        "GDC": 200,
+        "GRC": 500,
     }
 
 

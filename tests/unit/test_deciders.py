@@ -30,8 +30,10 @@ def conserved(db: MemoryStore) -> postings.Balances:
 
 def issue(db: MemoryStore, uid: str, coins: dict[str, int], key: ledger.Idempotency | None = None) -> ledger.Response:
     def operation(reader):
-        return ledger.Plan(postings.Entry(EntryType.ADMIN_ADJUST, postings.issue(uid, coins)),
-                           respond=lambda outcome: ledger.Response(200, {"entry_id": outcome.entry_id}))
+        return ledger.Plan(
+            postings.Entry(EntryType.ADMIN_ADJUST, postings.issue(uid, coins)),
+            respond=lambda outcome: ledger.Response(200, {"entry_id": outcome.entry_id}),
+        )
 
     return ledger.execute(db, operation, actor="admin", idempotency=key, clock=lambda: NOW)
 
@@ -42,8 +44,15 @@ KEY = ledger.Idempotency.of("alice", "k1", "op", {"x": 1})
 
 
 def record(**fields):
-    return {"fingerprint": KEY.fingerprint, "state": "done", "status": 201, "response_json": '{"id":"e1"}',
-            "expires_at": NOW + timedelta(hours=1), "locked_until": NOW + timedelta(minutes=1), **fields}
+    return {
+        "fingerprint": KEY.fingerprint,
+        "state": "done",
+        "status": 201,
+        "response_json": '{"id":"e1"}',
+        "expires_at": NOW + timedelta(hours=1),
+        "locked_until": NOW + timedelta(minutes=1),
+        **fields,
+    }
 
 
 def test_a_stored_answer_is_replayed_exactly():
@@ -107,19 +116,29 @@ class App:
 
 def fund(db, amount_dirhams=100 * QAR, milestone="1"):
     key = ledger.Idempotency.of("client", f"fund-{milestone}", "op", {})
-    return escrow.lock(db, App(), Caller("client"), job_id="job-1", milestone=milestone, freelancer_id=None,
-                       amount_dirhams=amount_dirhams, idempotency=key).body
+    return escrow.lock(
+        db,
+        App(),
+        Caller("client"),
+        job_id="job-1",
+        milestone=milestone,
+        freelancer_id=None,
+        amount_dirhams=amount_dirhams,
+        idempotency=key,
+    ).body
 
 
 def test_a_release_in_two_parts_pays_what_paying_at_once_would():
     db = MemoryStore()
     issue(db, "client", {"GPC": 1})
     held = fund(db)
-    part = escrow.release(db, Caller("client"), held["id"], amount_dirhams=50 * QAR,
-                          idempotency=ledger.Idempotency.of("client", "r1", "op", {})).body
+    part = escrow.release(
+        db, Caller("client"), held["id"], amount_dirhams=50 * QAR, idempotency=ledger.Idempotency.of("client", "r1", "op", {})
+    ).body
     assert (part["status"], part["released_dirhams"], part["fee_dirhams"]) == ("funded", 50 * QAR, 5 * QAR)
-    rest = escrow.release(db, Caller("client"), held["id"], amount_dirhams=None,
-                          idempotency=ledger.Idempotency.of("client", "r2", "op", {})).body
+    rest = escrow.release(
+        db, Caller("client"), held["id"], amount_dirhams=None, idempotency=ledger.Idempotency.of("client", "r2", "op", {})
+    ).body
     assert (rest["status"], rest["released_dirhams"], rest["fee_dirhams"]) == ("released", 100 * QAR, 10 * QAR)
     balances = conserved(db)
     assert catalog.value_dirhams(balances[Account.user("freelancer")]) == 90 * QAR
@@ -142,8 +161,16 @@ def test_one_open_escrow_per_milestone_and_a_stranger_sees_nothing():
     issue(db, "client", {"GPC": 2})
     held = fund(db)
     with pytest.raises(errors.InvalidState):
-        escrow.lock(db, App(), Caller("client"), job_id="job-1", milestone="1", freelancer_id=None, amount_dirhams=100 * QAR,
-                    idempotency=ledger.Idempotency.of("client", "again", "op", {}))
+        escrow.lock(
+            db,
+            App(),
+            Caller("client"),
+            job_id="job-1",
+            milestone="1",
+            freelancer_id=None,
+            amount_dirhams=100 * QAR,
+            idempotency=ledger.Idempotency.of("client", "again", "op", {}),
+        )
     with pytest.raises(errors.NotFound):
         escrow.submit(db, Caller("stranger"), held["id"], note=None)
     conserved(db)
@@ -164,16 +191,19 @@ class Now:
     now, entry_id = NOW, "entry-1"
 
 
-@pytest.mark.parametrize("before, verification, outcome, status", [
-    (purchase(), verified(), purchases.Outcome.PAID, "paid"),
-    (purchase(), verified(amount=100 * QAR), purchases.Outcome.NEEDS_REVIEW, None),
-    (purchase(), verified(mode="test"), purchases.Outcome.NEEDS_REVIEW, None),
-    (purchase(), verified(status=fatora.FAILED), purchases.Outcome.FAILED, "failed"),
-    (purchase(status="paid"), verified(), purchases.Outcome.ALREADY_PAID, None),
-    (purchase(status="refunded"), verified(), purchases.Outcome.REFUNDED, None),
-    (purchase(status="expired"), verified(), purchases.Outcome.NEEDS_REVIEW, None),
-    (purchase(), verified(status=fatora.PENDING), purchases.Outcome.UNCHANGED, None),
-])
+@pytest.mark.parametrize(
+    "before, verification, outcome, status",
+    [
+        (purchase(), verified(), purchases.Outcome.PAID, "paid"),
+        (purchase(), verified(amount=100 * QAR), purchases.Outcome.NEEDS_REVIEW, None),
+        (purchase(), verified(mode="test"), purchases.Outcome.NEEDS_REVIEW, None),
+        (purchase(), verified(status=fatora.FAILED), purchases.Outcome.FAILED, "failed"),
+        (purchase(status="paid"), verified(), purchases.Outcome.ALREADY_PAID, None),
+        (purchase(status="refunded"), verified(), purchases.Outcome.REFUNDED, None),
+        (purchase(status="expired"), verified(), purchases.Outcome.NEEDS_REVIEW, None),
+        (purchase(), verified(status=fatora.PENDING), purchases.Outcome.UNCHANGED, None),
+    ],
+)
 def test_a_settlement_decides_from_the_purchase_and_what_fatora_verified(before, verification, outcome, status, monkeypatch):
     monkeypatch.setenv("FATORA_REQUIRED_MODE", "live")
     decided, entry, changes = purchases._decide(before, verification, False, Now())

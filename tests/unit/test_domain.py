@@ -11,14 +11,20 @@ from coins.domain import PLATFORM_FEES, TREASURY, Account, EntryType, is_valid_i
 from tests.conftest import ROOT
 
 
-@pytest.mark.parametrize("account", [Account.user("alice"), Account.escrow("E1"), Account.withdrawal("W_1"), TREASURY, PLATFORM_FEES])
+@pytest.mark.parametrize(
+    "account", [Account.user("alice"), Account.escrow("E1"), Account.withdrawal("W_1"), TREASURY, PLATFORM_FEES]
+)
 def test_an_account_reads_back_what_it_writes(account):
     assert Account.parse(str(account)) == account
 
 
 def test_accounts_are_written_as_the_ledger_has_always_stored_them():
     assert [str(a) for a in (Account.user("u1"), Account.escrow("e1"), TREASURY, PLATFORM_FEES)] == [
-        "user:u1", "escrow:e1", "treasury", "platform:fees"]
+        "user:u1",
+        "escrow:e1",
+        "treasury",
+        "platform:fees",
+    ]
     assert Account.escrow("e").is_hold and not Account.user("u").is_hold and not TREASURY.is_hold
 
 
@@ -28,11 +34,26 @@ def test_text_that_is_no_account_is_refused(text):
         Account.parse(text)
 
 
-@pytest.mark.parametrize("value, ok", [
-    ("alice", True), ("a-b_C9", True), ("x" * 128, True),
-    ("", False), ("x" * 129, False), ("__x__", False), ("____", False), ("a/b", False), (".", False),
-    ("..", False), ("a.b", False), ("é", False), ("a\n", False), (None, False), (5, False),
-])
+@pytest.mark.parametrize(
+    "value, ok",
+    [
+        ("alice", True),
+        ("a-b_C9", True),
+        ("x" * 128, True),
+        ("", False),
+        ("x" * 129, False),
+        ("__x__", False),
+        ("____", False),
+        ("a/b", False),
+        (".", False),
+        ("..", False),
+        ("a.b", False),
+        ("é", False),
+        ("a\n", False),
+        (None, False),
+        (5, False),
+    ],
+)
 def test_the_id_rule(value, ok):
     assert is_valid_id(value) is ok
 
@@ -47,13 +68,16 @@ def test_an_entry_balances_by_construction_and_its_deltas_say_so():
     assert postings.deltas(entry) == {alice: {"GPC": -2, "GBC": 1}, bob: {"GPC": 2, "GBC": -1}}
 
 
-@pytest.mark.parametrize("entry", [
-    postings.Entry(EntryType.ADMIN_ADJUST, ()),
-    postings.Entry("admin_adjust", (posting("GBC", 1, TREASURY, Account.user("a")),)),
-    postings.Entry(EntryType.ADMIN_ADJUST, (posting("GBC", 0, TREASURY, Account.user("a")),)),
-    postings.Entry(EntryType.ADMIN_ADJUST, (posting("GBC", 1, TREASURY, TREASURY),)),
-    postings.Entry(EntryType.ADMIN_ADJUST, (posting("XXX", 1, TREASURY, Account.user("a")),)),
-])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        postings.Entry(EntryType.ADMIN_ADJUST, ()),
+        postings.Entry("admin_adjust", (posting("GBC", 1, TREASURY, Account.user("a")),)),
+        postings.Entry(EntryType.ADMIN_ADJUST, (posting("GBC", 0, TREASURY, Account.user("a")),)),
+        postings.Entry(EntryType.ADMIN_ADJUST, (posting("GBC", 1, TREASURY, TREASURY),)),
+        postings.Entry(EntryType.ADMIN_ADJUST, (posting("XXX", 1, TREASURY, Account.user("a")),)),
+    ],
+)
 def test_a_malformed_entry_is_a_programming_error(entry):
     with pytest.raises(AssertionError):
         postings.deltas(entry)
@@ -84,36 +108,39 @@ CLIENT, FREELANCER, ADMIN_CALLER, STRANGER = Caller("client"), Caller("free"), C
 A = escrow.Action
 
 
-@pytest.mark.parametrize("caller, action, status, expected", [
-    (FREELANCER, A.SUBMIT, "funded", "submitted"),
-    (CLIENT, A.SUBMIT, "funded", errors.Forbidden),
-    (FREELANCER, A.SUBMIT, "submitted", errors.InvalidState),
-    (CLIENT, A.REQUEST_CHANGES, "submitted", "funded"),
-    (CLIENT, A.REQUEST_CHANGES, "funded", errors.InvalidState),
-    (CLIENT, A.RELEASE, "funded", None),
-    (CLIENT, A.RELEASE, "submitted", None),
-    (CLIENT, A.RELEASE, "refund_requested", errors.InvalidState),
-    (CLIENT, A.RELEASE, "disputed", errors.InvalidState),
-    (FREELANCER, A.RELEASE, "submitted", errors.Forbidden),
-    (ADMIN_CALLER, A.RELEASE, "disputed", None),
-    (None, A.RELEASE, "submitted", "released"),
-    (None, A.RELEASE, "funded", errors.InvalidState),
-    (CLIENT, A.REQUEST_REFUND, "submitted", "refund_requested"),
-    (FREELANCER, A.REQUEST_REFUND, "funded", errors.Forbidden),
-    (FREELANCER, A.REFUND, "refund_requested", "refunded"),
-    (FREELANCER, A.REFUND, "funded", "refunded"),
-    (CLIENT, A.REFUND, "funded", errors.Forbidden),
-    (None, A.REFUND, "refund_requested", "refunded"),
-    (None, A.REFUND, "submitted", errors.InvalidState),
-    (CLIENT, A.DISPUTE, "submitted", "disputed"),
-    (FREELANCER, A.DISPUTE, "refund_requested", "disputed"),
-    (ADMIN_CALLER, A.DISPUTE, "funded", errors.Forbidden),
-    (CLIENT, A.DISPUTE, "released", errors.InvalidState),
-    (ADMIN_CALLER, A.RESOLVE, "disputed", None),
-    (ADMIN_CALLER, A.RESOLVE, "funded", errors.InvalidState),
-    (CLIENT, A.RESOLVE, "disputed", errors.Forbidden),
-    (STRANGER, A.RELEASE, "funded", errors.NotFound),
-])
+@pytest.mark.parametrize(
+    "caller, action, status, expected",
+    [
+        (FREELANCER, A.SUBMIT, "funded", "submitted"),
+        (CLIENT, A.SUBMIT, "funded", errors.Forbidden),
+        (FREELANCER, A.SUBMIT, "submitted", errors.InvalidState),
+        (CLIENT, A.REQUEST_CHANGES, "submitted", "funded"),
+        (CLIENT, A.REQUEST_CHANGES, "funded", errors.InvalidState),
+        (CLIENT, A.RELEASE, "funded", None),
+        (CLIENT, A.RELEASE, "submitted", None),
+        (CLIENT, A.RELEASE, "refund_requested", errors.InvalidState),
+        (CLIENT, A.RELEASE, "disputed", errors.InvalidState),
+        (FREELANCER, A.RELEASE, "submitted", errors.Forbidden),
+        (ADMIN_CALLER, A.RELEASE, "disputed", None),
+        (None, A.RELEASE, "submitted", "released"),
+        (None, A.RELEASE, "funded", errors.InvalidState),
+        (CLIENT, A.REQUEST_REFUND, "submitted", "refund_requested"),
+        (FREELANCER, A.REQUEST_REFUND, "funded", errors.Forbidden),
+        (FREELANCER, A.REFUND, "refund_requested", "refunded"),
+        (FREELANCER, A.REFUND, "funded", "refunded"),
+        (CLIENT, A.REFUND, "funded", errors.Forbidden),
+        (None, A.REFUND, "refund_requested", "refunded"),
+        (None, A.REFUND, "submitted", errors.InvalidState),
+        (CLIENT, A.DISPUTE, "submitted", "disputed"),
+        (FREELANCER, A.DISPUTE, "refund_requested", "disputed"),
+        (ADMIN_CALLER, A.DISPUTE, "funded", errors.Forbidden),
+        (CLIENT, A.DISPUTE, "released", errors.InvalidState),
+        (ADMIN_CALLER, A.RESOLVE, "disputed", None),
+        (ADMIN_CALLER, A.RESOLVE, "funded", errors.InvalidState),
+        (CLIENT, A.RESOLVE, "disputed", errors.Forbidden),
+        (STRANGER, A.RELEASE, "funded", errors.NotFound),
+    ],
+)
 def test_the_escrow_table_decides_who_moves_it_from_where_to_where(caller, action, status, expected):
     actor = escrow.Actor(caller)
     document = {**ESCROW, "status": status}
@@ -134,7 +161,9 @@ def test_every_open_state_can_be_left_and_every_timed_state_ends_by_itself():
     assert all(reachable_from.values())
     for status, window in escrow.TIMED.items():
         action = escrow.WHEN_WINDOW_ENDS[window]
-        assert any(row.role is escrow.Role.SYSTEM and row.action is action and status in row.from_states for row in escrow.TRANSITIONS)
+        assert any(
+            row.role is escrow.Role.SYSTEM and row.action is action and status in row.from_states for row in escrow.TRANSITIONS
+        )
 
 
 @pytest.mark.parametrize("attempt, ceiling", [(1, 0.2), (2, 0.4), (3, 0.8), (10, 3.0)])
@@ -147,8 +176,10 @@ def test_backoff_grows_and_is_capped(attempt, ceiling):
 
 def test_importing_main_loads_no_google_client_library():
     """Cold start: clients are imported when a function first needs one."""
-    code = ("import sys; sys.path.insert(0, 'functions'); import main; "
-            "print(sorted(m for m in sys.modules if m.startswith(('google.cloud.firestore', 'google.api_core', "
-            "'firebase_admin', 'google.cloud.tasks', 'grpc', 'google.events'))))")
+    code = (
+        "import sys; sys.path.insert(0, 'functions'); import main; "
+        "print(sorted(m for m in sys.modules if m.startswith(('google.cloud.firestore', 'google.api_core', "
+        "'firebase_admin', 'google.cloud.tasks', 'grpc', 'google.events'))))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

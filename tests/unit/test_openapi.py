@@ -42,8 +42,11 @@ def test_money_moves_only_with_a_bearer_token_and_an_idempotency_key(document):
     assert document["paths"]["/api/coins/catalog"]["get"]["security"] == []
     adjust = document["paths"]["/api/admin/coins/adjust-balance"]["post"]
     assert adjust["x-admin"] is True
-    assert adjust["responses"]["409"]["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]["enum"] == [
-        "insufficient_funds", "request_in_progress",
+    assert adjust["responses"]["409"]["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"][
+        "enum"
+    ] == [
+        "insufficient_funds",
+        "request_in_progress",
     ]
 
 
@@ -68,21 +71,37 @@ def test_the_endpoint_serves_the_document(document):
 
 
 def wallet_body(**changes):
-    body = {"user_id": "u1", "coins": {"GBC": 1}, "balance_dirhams": 500, "held_dirhams": 0, "kyc_status": "none",
-            "kyc_qid_masked": None, "stats": {}, "updated_at": "2026-11-27T00:00:00Z"}
+    body = {
+        "user_id": "u1",
+        "coins": {"GBC": 1},
+        "balance_dirhams": 500,
+        "held_dirhams": 0,
+        "kyc_status": "none",
+        "kyc_qid_masked": None,
+        "stats": {},
+        "updated_at": "2026-11-27T00:00:00Z",
+    }
     return json.dumps({**body, **changes}).encode()
 
 
-@pytest.mark.parametrize("status, content_type, body, problem", [
-    (200, "application/json", wallet_body(), None),
-    (201, "application/json", wallet_body(), "status 201 is not declared"),
-    (200, "application/json", wallet_body(surprise=1), "surprise"),
-    (200, "application/json", wallet_body(balance_dirhams="500"), "balance_dirhams"),
-    (200, "text/html", b"<p>hi</p>", "not JSON"),
-    (401, "application/json", b'{"error": {"code": "unauthenticated", "message": "m", "details": {}}}', None),
-    (401, "application/json", b'{"error": {"code": "forbiddenish", "message": "m", "details": {}}}', "forbiddenish"),
-    (409, "application/json", b'{"error": {"code": "invalid_state", "message": "m", "details": {}}}', "status 409 is not declared"),
-])
+@pytest.mark.parametrize(
+    "status, content_type, body, problem",
+    [
+        (200, "application/json", wallet_body(), None),
+        (201, "application/json", wallet_body(), "status 201 is not declared"),
+        (200, "application/json", wallet_body(surprise=1), "surprise"),
+        (200, "application/json", wallet_body(balance_dirhams="500"), "balance_dirhams"),
+        (200, "text/html", b"<p>hi</p>", "not JSON"),
+        (401, "application/json", b'{"error": {"code": "unauthenticated", "message": "m", "details": {}}}', None),
+        (401, "application/json", b'{"error": {"code": "forbiddenish", "message": "m", "details": {}}}', "forbiddenish"),
+        (
+            409,
+            "application/json",
+            b'{"error": {"code": "invalid_state", "message": "m", "details": {}}}',
+            "status 409 is not declared",
+        ),
+    ],
+)
 def test_the_checker_catches_each_kind_of_mismatch(document, status, content_type, body, problem):
     checker = Conformance(document)
     checker.check("coins_wallet", status, content_type, body)

@@ -19,7 +19,9 @@ def test_the_table_holds_every_function_once_in_the_order_main_declares_them():
     assert len(names) == len(set(names))
     assert names[:3] == ["coins_catalog", "coins_openapi", "coins_wallet"]
     assert {f.name: f.document_pattern for f in registry.triggers()} == {
-        "ledger_on_create": "ledger/{entryId}", "outbox_on_create": "outbox/{eventId}"}
+        "ledger_on_create": "ledger/{entryId}",
+        "outbox_on_create": "outbox/{eventId}",
+    }
     assert {f.name for f in registry.scheduled()} == {"purchases_reconcile", "escrows_sweep", "coins_repair", "reconcile_daily"}
     assert all(f.kind is registry.Kind.PRIVATE for f in registry.scheduled())
 

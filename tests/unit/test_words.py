@@ -70,16 +70,23 @@ def test_every_party_the_escrow_table_has_no_row_for_is_told_who_may():
             a_sentence(refused.value.message)
 
 
-@pytest.mark.parametrize("target, state", [
-    (target, state) for target, row in withdrawals.TRANSITIONS.items() for state in WithdrawalStatus if state not in row.from_states
-])
+@pytest.mark.parametrize(
+    "target, state",
+    [
+        (target, state)
+        for target, row in withdrawals.TRANSITIONS.items()
+        for state in WithdrawalStatus
+        if state not in row.from_states
+    ],
+)
 def test_every_refusal_of_the_withdrawal_table_is_a_written_sentence(target, state):
     message = withdrawals.NOT_NOW[target].format(state=state)
     a_sentence(message)
     assert state in message
 
 
-@pytest.mark.parametrize("dirhams, text", [(0, "0.00 QAR"), (550, "5.50 QAR"), (12_100, "121.00 QAR"),
-                                           (100_050, "1,000.50 QAR"), (-500, "-5.00 QAR")])
+@pytest.mark.parametrize(
+    "dirhams, text", [(0, "0.00 QAR"), (550, "5.50 QAR"), (12_100, "121.00 QAR"), (100_050, "1,000.50 QAR"), (-500, "-5.00 QAR")]
+)
 def test_amounts_in_messages_are_qar_with_two_decimals(dirhams, text):
     assert catalog.in_qar(dirhams) == text

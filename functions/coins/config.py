@@ -85,8 +85,32 @@ URL_LENGTH_MAX = 2048
 MILESTONE_LENGTH_MAX = 64
 
 
-# The money lives in a named database of its own, never under the app's rules (DESIGN.md).
+# The money lives in a named database of its own, never under the app's rules
+# (docs/architecture.md); the app's own data is in the project's default database.
 COINS_DATABASE_DEFAULT = "guild-coins"
+APP_DATABASE_DEFAULT = "(default)"
+# A project id only the emulator accepts (Firebase treats demo-* as emulator-only), so
+# that nothing without GOOGLE_CLOUD_PROJECT can reach a real project by mistake.
+PROJECT_ID_DEFAULT = "demo-guild"
+# Fatora's documented API base, and the mode whose payments issue coins: live, unless
+# the local stack says its sandbox's test mode.
+FATORA_BASE_URL_DEFAULT = "https://api.fatora.io/v1"
+FATORA_REQUIRED_MODE_DEFAULT = "live"
+# Cloud Tasks: me-central1 is Google Cloud's Doha region, where the users are; one queue for the
+# escrow timers (make deploy creates it with the same names).
+TASKS_LOCATION_DEFAULT = "me-central1"
+TASKS_QUEUE_DEFAULT = "escrow-timers"
+# Velocity limits per user, GUILD's design figures (COIN_SYSTEM_ADVANCED_ARCHITECTURE):
+# at most 10 purchases and 50,000 QAR bought per rolling 24 h, 3 withdrawals and
+# 20,000 QAR withdrawn per 7 days, 50 job payments per 24 h.
+LIMIT_PURCHASES_PER_DAY_DEFAULT = 10
+LIMIT_PURCHASE_DIRHAMS_PER_DAY_DEFAULT = 50_000 * 100
+LIMIT_WITHDRAWALS_PER_WEEK_DEFAULT = 3
+LIMIT_WITHDRAWAL_DIRHAMS_PER_WEEK_DEFAULT = 20_000 * 100
+LIMIT_JOB_PAYMENTS_PER_DAY_DEFAULT = 50
+# The app's URL scheme for deep links (guild://coins/escrow/{id}), and Expo's push service.
+APP_LINK_BASE_DEFAULT = "guild://"
+EXPO_PUSH_URL_DEFAULT = "https://exp.host"
 
 
 @dataclass(frozen=True)
@@ -165,15 +189,15 @@ def _list(name: str) -> tuple[str, ...]:
 
 def settings() -> Settings:
     return Settings(
-        project_id=_env("GOOGLE_CLOUD_PROJECT") or _env("GCLOUD_PROJECT") or "demo-guild",
+        project_id=_env("GOOGLE_CLOUD_PROJECT") or _env("GCLOUD_PROJECT") or PROJECT_ID_DEFAULT,
         coins_database=_env("COINS_DATABASE") or COINS_DATABASE_DEFAULT,
-        app_database=_env("APP_DATABASE") or "(default)",
+        app_database=_env("APP_DATABASE") or APP_DATABASE_DEFAULT,
         firestore_emulator_host=_env("FIRESTORE_EMULATOR_HOST"),
         auth_emulator_host=_env("FIREBASE_AUTH_EMULATOR_HOST"),
-        fatora_base_url=_env("FATORA_BASE_URL") or "https://api.fatora.io/v1",
+        fatora_base_url=_env("FATORA_BASE_URL") or FATORA_BASE_URL_DEFAULT,
         fatora_api_key=_env("FATORA_API_KEY"),
         fatora_webhook_token=_env("FATORA_WEBHOOK_TOKEN"),
-        fatora_required_mode=(_env("FATORA_REQUIRED_MODE") or "live").lower(),
+        fatora_required_mode=(_env("FATORA_REQUIRED_MODE") or FATORA_REQUIRED_MODE_DEFAULT).lower(),
         purchase_return_url=_env("PURCHASE_RETURN_URL"),
         service_audiences=_list("SERVICE_AUDIENCE"),
         service_accounts=frozenset(_list("SERVICE_ACCOUNTS")),
@@ -181,18 +205,20 @@ def settings() -> Settings:
         escrow_review_window_seconds=int(_env("ESCROW_REVIEW_WINDOW_SECONDS") or ESCROW_REVIEW_WINDOW_SECONDS_DEFAULT),
         escrow_refund_response_seconds=int(_env("ESCROW_REFUND_RESPONSE_SECONDS") or ESCROW_REFUND_RESPONSE_SECONDS_DEFAULT),
         withdrawal_large_dirhams=int(_env("WITHDRAWAL_LARGE_DIRHAMS") or WITHDRAWAL_LARGE_DIRHAMS_DEFAULT),
-        tasks_location=_env("TASKS_LOCATION") or "me-central1",
-        tasks_queue=_env("TASKS_QUEUE") or "escrow-timers",
+        tasks_location=_env("TASKS_LOCATION") or TASKS_LOCATION_DEFAULT,
+        tasks_queue=_env("TASKS_QUEUE") or TASKS_QUEUE_DEFAULT,
         escrow_timer_url=_env("ESCROW_TIMER_URL"),
         tasks_service_account=_env("TASKS_SERVICE_ACCOUNT"),
         admin_uids=_list("ADMIN_UIDS"),
-        limit_purchases_per_day=int(_env("LIMIT_PURCHASES_PER_DAY") or 10),
-        limit_purchase_dirhams_per_day=int(_env("LIMIT_PURCHASE_DIRHAMS_PER_DAY") or 50_000 * 100),
-        limit_withdrawals_per_week=int(_env("LIMIT_WITHDRAWALS_PER_WEEK") or 3),
-        limit_withdrawal_dirhams_per_week=int(_env("LIMIT_WITHDRAWAL_DIRHAMS_PER_WEEK") or 20_000 * 100),
-        limit_job_payments_per_day=int(_env("LIMIT_JOB_PAYMENTS_PER_DAY") or 50),
-        app_link_base=_env("APP_LINK_BASE") or "guild://",
-        expo_push_url=_env("EXPO_PUSH_URL") or "https://exp.host",
+        limit_purchases_per_day=int(_env("LIMIT_PURCHASES_PER_DAY") or LIMIT_PURCHASES_PER_DAY_DEFAULT),
+        limit_purchase_dirhams_per_day=int(_env("LIMIT_PURCHASE_DIRHAMS_PER_DAY") or LIMIT_PURCHASE_DIRHAMS_PER_DAY_DEFAULT),
+        limit_withdrawals_per_week=int(_env("LIMIT_WITHDRAWALS_PER_WEEK") or LIMIT_WITHDRAWALS_PER_WEEK_DEFAULT),
+        limit_withdrawal_dirhams_per_week=int(
+            _env("LIMIT_WITHDRAWAL_DIRHAMS_PER_WEEK") or LIMIT_WITHDRAWAL_DIRHAMS_PER_WEEK_DEFAULT
+        ),
+        limit_job_payments_per_day=int(_env("LIMIT_JOB_PAYMENTS_PER_DAY") or LIMIT_JOB_PAYMENTS_PER_DAY_DEFAULT),
+        app_link_base=_env("APP_LINK_BASE") or APP_LINK_BASE_DEFAULT,
+        expo_push_url=_env("EXPO_PUSH_URL") or EXPO_PUSH_URL_DEFAULT,
         expo_access_token=_env("EXPO_ACCESS_TOKEN"),
         effects_repair_after_seconds=int(_env("EFFECTS_REPAIR_AFTER_SECONDS") or REPAIR_AFTER_SECONDS_DEFAULT),
         outbox_repair_after_seconds=int(_env("OUTBOX_REPAIR_AFTER_SECONDS") or REPAIR_AFTER_SECONDS_DEFAULT),

@@ -42,6 +42,13 @@ SHARDS = "shards"
 # Firestore's auto-ids: 20 characters of this alphabet.
 _AUTO_ID_ALPHABET = string.ascii_letters + string.digits
 AUTO_ID_LENGTH = 20
+# What of Firestore's error text an exception carries into logs and answers: enough to
+# tell what failed, never a whole request echoed back.
+ERROR_TEXT_MAX = 200
+CONTENTION_TEXT_MAX = 120
+# A milestone lock's id: the first 40 hex digits (160 bits) of the job and milestone's
+# SHA-256, well clear of collisions and of Firestore's 1,500-byte id limit.
+MILESTONE_ID_HEX_DIGITS = 40
 # Pages of a full scan (reconciliation, replay): memory stays flat however large the
 # collection grows, and a page stays well under Firestore's response limits.
 SCAN_PAGE_SIZE = 500
@@ -112,7 +119,7 @@ def escrow_milestone(job_id: str, milestone: str) -> Doc:
     the app's text, so the id is a hash."""
     import hashlib
 
-    return Doc((ESCROW_MILESTONES, hashlib.sha256(f"{job_id}\n{milestone}".encode()).hexdigest()[:40]))
+    return Doc((ESCROW_MILESTONES, hashlib.sha256(f"{job_id}\n{milestone}".encode()).hexdigest()[:MILESTONE_ID_HEX_DIGITS]))
 
 
 def withdrawal(withdrawal_id: str) -> Doc:
@@ -315,7 +322,7 @@ class Store:
         except exceptions.AlreadyExists:
             return False
         except exceptions.Aborted as error:
-            raise Contention("create", str(error)[:120], (doc,)) from None
+            raise Contention("create", str(error)[:CONTENTION_TEXT_MAX], (doc,)) from None
 
     def set(self, doc: Doc, data: Mapping[str, Any], *, merge: bool = False) -> None:
         self._ref(doc).set(_encode(data), merge=merge)
@@ -359,15 +366,15 @@ class Store:
         try:
             return body(self.client.transaction(max_attempts=1))
         except exceptions.InvalidArgument as error:
-            raise Refused(str(error)[:200]) from None
+            raise Refused(str(error)[:ERROR_TEXT_MAX]) from None
         except exceptions.Aborted as error:
             # A read waited too long for a lock another transaction holds.
-            raise Contention("read", str(error)[:120], _touched(readers)) from None
+            raise Contention("read", str(error)[:CONTENTION_TEXT_MAX], _touched(readers)) from None
         except ValueError as error:
             # A single-attempt commit that aborted is reported as ValueError from Aborted.
             if not isinstance(error.__cause__, exceptions.Aborted):
                 raise
-            raise Contention("commit", str(error.__cause__)[:120], _touched(readers)) from None
+            raise Contention("commit", str(error.__cause__)[:CONTENTION_TEXT_MAX], _touched(readers)) from None
 
     # Queries.
 

@@ -45,12 +45,15 @@ def call(
     headers: dict[str, str] | None = None,
     timeout: float = CLIENT_TIMEOUT_SECONDS,
 ) -> Answer:
-    """One request; a fresh Idempotency-Key unless `key` is given (`key=""` sends none)."""
+    """One request, with `uid`'s local ID token. A POST gets a fresh Idempotency-Key
+    unless `key` is given (`key=""` sends none); a GET only the one it is given."""
     sent = dict(headers or {})
     if uid is not None:
         sent["Authorization"] = f"Bearer {mint(uid, admin=admin)}"
-    if key != "":
-        sent["Idempotency-Key"] = key or uuid.uuid4().hex
+    if key is None and method != "GET":
+        key = uuid.uuid4().hex
+    if key:
+        sent["Idempotency-Key"] = key
     started = time.perf_counter()
     try:
         response = requests.request(method, base + path, json=body, headers=sent, timeout=timeout)

@@ -250,7 +250,7 @@ def crashed():
             assert repaired.status == 200, repaired.text
             for kind in healed:
                 healed[kind] += repaired.json()[kind]["repaired"]
-            report = call(stack.base, "GET", "/api/admin/coins/reconciliation", ADMIN, admin=True, key="").json()
+            report = call(stack.base, "GET", "/api/admin/coins/reconciliation", ADMIN, admin=True).json()
             if report["pending_effects"]["count"] == 0 and report["pending_outbox"]["count"] == 0:
                 break
             assert time.monotonic() < deadline, report
@@ -303,11 +303,11 @@ def test_value_is_conserved_by_what_the_api_says(crashed):
     base = stack.base
     issued = sum(s.answer.json()["amount_dirhams"] for s in workload.sent if s.path.endswith("adjust-balance"))
     users = {s.uid for s in workload.sent if not s.admin} | {f"crash-free-{n}" for n in range(PAIRS)}
-    in_wallets = sum(call(base, "GET", "/api/coins/wallet", uid, key="").json()["balance_dirhams"] for uid in users)
+    in_wallets = sum(call(base, "GET", "/api/coins/wallet", uid).json()["balance_dirhams"] for uid in users)
     escrow_ids = {s.answer.json()["id"] for s in workload.sent if s.path == "/api/coins/job-payment"}
-    escrows = [call(base, "GET", f"/api/coins/escrow/{i}", ADMIN, admin=True, key="").json() for i in escrow_ids]
+    escrows = [call(base, "GET", f"/api/coins/escrow/{i}", ADMIN, admin=True).json() for i in escrow_ids]
     withdrawal_ids = {s.answer.json()["id"] for s in workload.sent if s.path == "/api/coins/withdrawal"}
-    withdrawals = [call(base, "GET", f"/api/coins/withdrawal/{i}", ADMIN, admin=True, key="").json() for i in withdrawal_ids]
+    withdrawals = [call(base, "GET", f"/api/coins/withdrawal/{i}", ADMIN, admin=True).json() for i in withdrawal_ids]
     held_by_escrows = sum(e["held_dirhams"] for e in escrows)
     fees = sum(e["fee_dirhams"] for e in escrows)
     held_for_withdrawals = sum(w["amount_dirhams"] for w in withdrawals if w["status"] in ("requested", "approved"))
@@ -323,7 +323,7 @@ def test_every_escrow_is_on_its_app_job_and_every_submitted_one_was_released(cra
         for job_id in job_ids:
             job = crashed["app_db"].collection("jobs").document(job_id).get().to_dict()
             assert "escrowId" in job, f"the funded escrow of {job_id} is on the job"
-            escrow = call(stack.base, "GET", f"/api/coins/escrow/{job['escrowId']}", ADMIN, admin=True, key="").json()
+            escrow = call(stack.base, "GET", f"/api/coins/escrow/{job['escrowId']}", ADMIN, admin=True).json()
             assert escrow["job_id"] == job_id
             assert job["coinEscrow"]["status"] == escrow["status"], "as it is now"
             assert job["coinEscrows"] == {escrow["id"]: {**job["coinEscrow"], "escrowId": escrow["id"]}}

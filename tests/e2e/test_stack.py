@@ -11,6 +11,7 @@ import time
 import pytest
 import requests
 
+from local.client import call
 from local.emulator import free_port
 from local.tokens import mint
 from tests.conftest import ROOT
@@ -29,34 +30,26 @@ def stack(emulator):
 def test_a_person_can_fund_a_wallet_and_read_it_back_over_http(stack):
     base, lines = stack
     assert any("/api/coins/wallet" in line for line in lines), "the URLs are printed"
-    admin = {"Authorization": f"Bearer {mint('ops', admin=True)}"}
-    alice = {"Authorization": f"Bearer {mint('alice')}"}
+    catalog = call(base, "GET", "/api/coins/catalog")
+    assert catalog.status == 200 and len(catalog.json()["packs"]) == 6
 
-    catalog = requests.get(f"{base}/api/coins/catalog", timeout=30)
-    assert catalog.status_code == 200 and len(catalog.json()["packs"]) == 6
+    body = {"user_id": "alice", "coins": {"GRC": 1, "GDC": 3}, "reason": "welcome"}
+    adjust = call(base, "POST", "/api/admin/coins/adjust-balance", "ops", body, key="e2e-1", admin=True)
+    assert adjust.status == 200, adjust.text
 
-    adjust = requests.post(
-        f"{base}/api/admin/coins/adjust-balance",
-        json={"user_id": "alice", "coins": {"GRC": 1, "GDC": 3}, "reason": "welcome"},
-        headers={**admin, "Idempotency-Key": "e2e-1"},
-        timeout=30,
-    )
-    assert adjust.status_code == 200, adjust.text
-
-    wallet = requests.get(f"{base}/api/coins/wallet", headers=alice, timeout=30).json()
+    wallet = call(base, "GET", "/api/coins/wallet", "alice").json()
     assert wallet["coins"] == {"GDC": 3, "GRC": 1}
     assert wallet["balance_dirhams"] == 110_000
 
-    history = requests.get(f"{base}/api/coins/transactions", headers=alice, timeout=30).json()
+    history = call(base, "GET", "/api/coins/transactions", "alice").json()
     assert [(i["type"], i["amount_dirhams"]) for i in history["items"]] == [("admin_adjust", 110_000)]
 
-    check = requests.post(f"{base}/api/coins/check-balance", json={"amount_dirhams": 60_000}, headers=alice, timeout=30)
+    check = call(base, "POST", "/api/coins/check-balance", "alice", {"amount_dirhams": 60_000}, key="")
     assert check.json()["pay_with"] == {"GDC": 3}
 
     # Every function is also served under its own name.
-    by_name = requests.get(f"{base}/coins_wallet", headers=alice, timeout=30)
-    assert by_name.json()["balance_dirhams"] == 110_000
-    assert requests.get(f"{base}/api/coins/nowhere", timeout=30).status_code == 404
+    assert call(base, "GET", "/coins_wallet", "alice").json()["balance_dirhams"] == 110_000
+    assert call(base, "GET", "/api/coins/nowhere").status == 404
 
 
 def test_a_person_can_buy_coins_through_the_sandbox_checkout(stack):
@@ -121,40 +114,27 @@ def test_a_submitted_milestone_nobody_acts_on_is_released_when_the_review_window
             capture_output=True,
         )
         base = f"http://127.0.0.1:{port}"
-        admin = {"Authorization": f"Bearer {mint('ops', admin=True)}"}
-        client = {"Authorization": f"Bearer {mint('client-e2e')}"}
-        freelancer = {"Authorization": f"Bearer {mint('freelancer-e2e')}"}
-        funded = requests.post(
-            f"{base}/api/admin/coins/adjust-balance",
-            json={"user_id": "client-e2e", "coins": {"GPC": 1}, "reason": "e2e"},
-            headers={**admin, "Idempotency-Key": "fund"},
-            timeout=30,
-        )
-        assert funded.status_code == 200
-        locked = requests.post(
-            f"{base}/api/coins/job-payment",
-            json={"job_id": "job-e2e", "freelancer_id": "freelancer-e2e", "amount_dirhams": 10_000},
-            headers={**client, "Idempotency-Key": "pay"},
-            timeout=30,
-        )
-        assert locked.status_code == 201, locked.text
+        fund = {"user_id": "client-e2e", "coins": {"GPC": 1}, "reason": "e2e"}
+        assert call(base, "POST", "/api/admin/coins/adjust-balance", "ops", fund, key="fund", admin=True).status == 200
+        pay = {"job_id": "job-e2e", "freelancer_id": "freelancer-e2e", "amount_dirhams": 10_000}
+        locked = call(base, "POST", "/api/coins/job-payment", "client-e2e", pay, key="pay")
+        assert locked.status == 201, locked.text
         escrow_id = locked.json()["id"]
+
+        def status() -> str:
+            return call(base, "GET", f"/api/coins/escrow/{escrow_id}", "client-e2e").json()["status"]
+
         time.sleep(3)  # longer than the review window: nothing is timed at funding
-        assert requests.get(f"{base}/api/coins/escrow/{escrow_id}", headers=client, timeout=30).json()["status"] == "funded"
-        submitted = requests.post(
-            f"{base}/api/coins/escrow/{escrow_id}/submit", json={"note": "done"}, headers=freelancer, timeout=30
-        )
-        assert submitted.status_code == 200 and submitted.json()["status"] == "submitted", submitted.text
-
-        def released():
-            return requests.get(f"{base}/api/coins/escrow/{escrow_id}", headers=client, timeout=30).json()["status"] == "released"
-
-        wait_for(released, timeout_seconds=90)
-        wallet = requests.get(f"{base}/api/coins/wallet", headers=freelancer, timeout=30).json()
+        assert status() == "funded"
+        submitted = call(base, "POST", f"/api/coins/escrow/{escrow_id}/submit", "freelancer-e2e", {"note": "done"}, key="")
+        assert submitted.status == 200 and submitted.json()["status"] == "submitted", submitted.text
+        wait_for(lambda: status() == "released", timeout_seconds=90)
+        wallet = call(base, "GET", "/api/coins/wallet", "freelancer-e2e").json()
         assert wallet["balance_dirhams"] == 9_000
 
         def notified():
-            return wallet_stats(base, freelancer).get("escrow_release") == {"count": 1, "amount_dirhams": 9000}
+            stats = call(base, "GET", "/api/coins/wallet", "freelancer-e2e").json()["stats"]
+            return stats.get("escrow_release") == {"count": 1, "amount_dirhams": 9000}
 
         wait_for(notified, timeout_seconds=60)
 
@@ -186,10 +166,6 @@ def test_a_submitted_milestone_nobody_acts_on_is_released_when_the_review_window
         assert job["escrowId"] == escrow_id
     finally:
         assert stop_stack(process) == 0
-
-
-def wallet_stats(base, headers):
-    return requests.get(f"{base}/api/coins/wallet", headers=headers, timeout=30).json()["stats"]
 
 
 def test_the_stack_starts_its_own_emulator_and_leaves_nothing_behind(tmp_path):

@@ -147,7 +147,7 @@ def test_a_first_wallet_read_racing_payments_answers_the_wallet(functions_server
             )
             for _ in range(4)
         ]
-        reads = [lambda: call(functions_server, "GET", "/api/coins/wallet", client, key="")] * 4
+        reads = [lambda: call(functions_server, "GET", "/api/coins/wallet", client)] * 4
         _, answers = at_once(pay + reads)
         assert [answer.status for answer in answers[4:]] == [200] * 4, [answer.text for answer in answers[4:]]
         assert all(answer.json()["user_id"] == client for answer in answers[4:])

@@ -73,3 +73,81 @@ def test_the_client_drives_a_job_from_purchase_to_approval(stack):
     run = subprocess.run(["npm", "test", "--silent"], cwd=CLIENT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     assert "# pass 3" in run.stdout and "# fail 0" in run.stdout, run.stdout[-3000:]
+
+
+APP_TSCONFIG = {
+    # What an Expo app's TypeScript checks with (expo/tsconfig.base): strict, DOM and ESNext
+    # libraries; no skipLibCheck, so the package's own declarations are checked too.
+    "compilerOptions": {
+        "strict": True,
+        "noEmit": True,
+        "module": "nodenext",
+        "moduleResolution": "nodenext",
+        "target": "ES2022",
+        "lib": ["ES2022", "DOM"],
+        "types": [],
+    },
+    "include": ["*.ts"],
+}
+GOOD = """
+import { createCoinsClient, randomKey, type Escrow } from "@guild/coins-client";
+
+const coins = createCoinsClient({ baseUrl: "https://example.test", getIdToken: async () => "token", newKey: randomKey });
+export async function pay(): Promise<Escrow["status"]> {
+  const escrow = await coins.payJob({ job_id: "job-1", amount_dirhams: 10_000 });
+  await coins.dispute(escrow.id, "not delivered", ["https://files.example/evidence.png"]);
+  return escrow.status;
+}
+"""
+BAD = """
+import { createCoinsClient } from "@guild/coins-client";
+
+const coins = createCoinsClient({ baseUrl: "https://example.test", getIdToken: async () => "token" });
+export const wrong = coins.payJob({ job_id: 1, amount: "100" });
+"""
+
+
+def test_the_packed_client_installs_and_type_checks_in_a_fresh_project_under_strict(tmp_path):
+    """As the app's developers would use it: `npm pack`, laid into a new project's
+    node_modules as npm installs it, compiled with --strict. A wrong call must fail to
+    compile: the types are real, not `any`."""
+    import json
+    import shutil
+    import tarfile
+
+    npm_installed()
+    packed = (
+        subprocess.run(
+            ["npm", "pack", "--silent", "--pack-destination", str(tmp_path)],
+            cwd=CLIENT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    with tarfile.open(tmp_path / packed) as tarball:
+        names = set(tarball.getnames())
+    assert {"package/dist/src/index.js", "package/dist/src/index.d.ts", "package/dist/src/schema.d.ts"} <= names
+    assert not any(name.startswith(("package/test", "package/dist/test", "package/src")) for name in names), sorted(names)
+
+    # What `npm install <tarball>` lays out, without the network: the package where npm puts
+    # it, and its dependencies as the lockfile pinned them (npm ci put them here).
+    app = tmp_path / "app"
+    modules = app / "node_modules"
+    (modules / "@guild").mkdir(parents=True)
+    (app / "package.json").write_text(json.dumps({"name": "app", "version": "0.0.0", "private": True, "type": "module"}))
+    with tarfile.open(tmp_path / packed) as tarball:
+        tarball.extractall(tmp_path / "unpacked", filter="data")
+    (tmp_path / "unpacked" / "package").rename(modules / "@guild" / "coins-client")
+    for dependency in ("openapi-fetch", "openapi-typescript-helpers"):
+        shutil.copytree(CLIENT / "node_modules" / dependency, modules / dependency)
+    (app / "tsconfig.json").write_text(json.dumps(APP_TSCONFIG))
+    tsc = str(CLIENT / "node_modules" / ".bin" / "tsc")
+    (app / "good.ts").write_text(GOOD)
+    good = subprocess.run([tsc, "-p", "."], cwd=app, capture_output=True, text=True)
+    assert good.returncode == 0, good.stdout + good.stderr
+    (app / "bad.ts").write_text(BAD)
+    bad = subprocess.run([tsc, "-p", "."], cwd=app, capture_output=True, text=True)
+    assert bad.returncode != 0 and "bad.ts" in bad.stdout and "good.ts" not in bad.stdout, bad.stdout

@@ -58,7 +58,12 @@ export interface CoinsClientOptions {
   /** The first retry's delay in ms, doubled each time up to 8 s (default 250). */
   backoffMs?: number;
   fetch?: typeof fetch;
-  /** A new Idempotency-Key (default crypto.randomUUID). */
+  /**
+   * A new Idempotency-Key. The default uses the platform's `crypto.randomUUID` or
+   * `crypto.getRandomValues`; React Native's Hermes has neither unless polyfilled (for
+   * example `react-native-get-random-values`), so there pass one, such as expo-crypto's
+   * `randomUUID`. Never a weak random: two operations sharing a key would get one answer.
+   */
   newKey?: () => string;
   sleep?: (ms: number) => Promise<void>;
 }
@@ -68,7 +73,7 @@ type Attempt<T> = (key: string | undefined) => Promise<{ data?: T; error?: unkno
 export function createCoinsClient(options: CoinsClientOptions) {
   const retries = options.retries ?? 4;
   const backoffMs = options.backoffMs ?? 250;
-  const newKey = options.newKey ?? (() => crypto.randomUUID());
+  const newKey = options.newKey ?? randomKey;
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const http = createClient<paths>({ baseUrl: options.baseUrl, fetch: options.fetch });
   http.use({
@@ -154,8 +159,11 @@ export function createCoinsClient(options: CoinsClientOptions) {
       once(() => http.POST("/api/coins/escrow/{id}/request-refund", { params: { path: { id } }, body: { reason } })),
     refund: (id: string) =>
       money((key) => http.POST("/api/coins/escrow/{id}/refund", { params: { path: { id }, header: keyed(key) } })),
-    dispute: (id: string, reason: string) =>
-      once(() => http.POST("/api/coins/escrow/{id}/dispute", { params: { path: { id } }, body: { reason } })),
+    /** `evidenceUrls`: up to 10 https links to what the app uploaded. */
+    dispute: (id: string, reason: string, evidenceUrls: string[] = []) =>
+      once(() =>
+        http.POST("/api/coins/escrow/{id}/dispute", { params: { path: { id } }, body: { reason, evidence_urls: evidenceUrls } }),
+      ),
 
     submitKyc: (body: KycRequest) => once(() => http.POST("/api/coins/kyc", { body })),
     withdraw: (body: WithdrawalRequest) =>
@@ -166,3 +174,17 @@ export function createCoinsClient(options: CoinsClientOptions) {
 }
 
 export type CoinsClient = ReturnType<typeof createCoinsClient>;
+
+/** A version 4 UUID from the platform's cryptographic randomness, or an error saying what to pass. */
+export function randomKey(): string {
+  const platform = (globalThis as { crypto?: Partial<Crypto> }).crypto;
+  if (platform?.randomUUID) return platform.randomUUID();
+  if (platform?.getRandomValues) {
+    const bytes = platform.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  }
+  throw new Error("No cryptographic randomness here (React Native's Hermes?): pass createCoinsClient({ newKey }).");
+}

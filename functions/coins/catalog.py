@@ -8,7 +8,8 @@ inside this module amounts are often counted in grid units to keep the arithmeti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping
 
 DIRHAMS_PER_QAR = 100
 # The smallest coin, and the step of every payable amount.
@@ -75,6 +76,21 @@ def normalize(coins: Mapping[str, int]) -> Coins:
     unknown = set(coins) - set(SYMBOLS)
     assert not unknown, f"unknown tiers {sorted(unknown)}"
     return {symbol: coins[symbol] for symbol in SYMBOLS if coins.get(symbol, 0) != 0}
+
+
+def dirhams_of(amount: Any) -> int | None:
+    """A gateway's decimal QAR amount (a JSON number, read as Decimal, or text) in
+    dirhams, or None if it is not an exact number of dirhams."""
+    if isinstance(amount, bool) or not isinstance(amount, (int, float, str, Decimal)):
+        return None
+    try:
+        # str() first: a float such as 5.5 becomes the decimal "5.5", not its binary value.
+        dirhams = Decimal(str(amount)) * 100
+    except InvalidOperation:
+        return None
+    if not dirhams.is_finite() or dirhams != dirhams.to_integral_value():
+        return None
+    return int(dirhams)
 
 
 def in_qar(amount_dirhams: int) -> str:

@@ -29,11 +29,11 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs
 
-from . import backoff
+from . import backoff, catalog
 
 CURRENCY = "QAR"
 # A slow gateway must not hold a request (and its idempotency claim) for long.
@@ -90,21 +90,6 @@ def qar_text(amount_dirhams: int) -> str:
     """Exact 2-decimal QAR text: 550 dirhams -> "5.50"."""
     assert isinstance(amount_dirhams, int) and amount_dirhams >= 0
     return f"{amount_dirhams // 100}.{amount_dirhams % 100:02d}"
-
-
-def dirhams_of(amount: Any) -> int | None:
-    """Fatora's decimal QAR amount (a number, read as Decimal, or text) in dirhams, or
-    None if it is not an exact number of dirhams."""
-    if isinstance(amount, bool) or not isinstance(amount, (int, float, str, Decimal)):
-        return None
-    try:
-        # str() first: a float such as 5.5 becomes the decimal "5.5", not its binary value.
-        dirhams = Decimal(str(amount)) * 100
-    except InvalidOperation:
-        return None
-    if not dirhams.is_finite() or dirhams != dirhams.to_integral_value():
-        return None
-    return int(dirhams)
 
 
 def json_with_amount(body: Mapping[str, Any], amount_dirhams: int) -> str:
@@ -201,7 +186,7 @@ class FatoraClient:
             order_id=str(result.get("order_id", order_id)),
             transaction_id=str(result["transaction_id"]) if result.get("transaction_id") else None,
             payment_status=status if status in (PAID, FAILED, PENDING) else PENDING,
-            amount_dirhams=dirhams_of(result.get("amount")),
+            amount_dirhams=catalog.dirhams_of(result.get("amount")),
             currency=str(result["currency"]).upper() if result.get("currency") else None,
             mode=str(result["mode"]).lower() if result.get("mode") else None,
         )

@@ -1,7 +1,7 @@
 """SADAD Qatar Web Checkout 2.1 on the wire: the signed checkout form, and the checksums
 of the browser's callback and of the webhook, as developer.sadad.qa documents them
 (gathered, with what it leaves undocumented, in the project's SADAD reference). The only
-module that knows SADAD's field names and hashing rules; nothing here does I/O.
+module that knows SADAD's field names, hashing rules and API; only `SadadClient` does I/O.
 
 A checksum proves only that someone with the secret key signed, and the browser carries
 the callback: nothing here decides that a payment happened (coins are issued only after
@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Mapping
+
+from . import catalog
 
 # One checkout URL for test and live: the signing key picks the mode (W8, FAQ).
 CHECKOUT_URL = "https://sadadqa.com/webpurchase"
@@ -144,3 +148,123 @@ def webhook_notice(payload: Mapping[str, Any]) -> Notice:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# The server API (AUTH, GST).
+
+# What SADAD answers getTransaction with (GST's status names); only Success is paid. The
+# rest of GST's list (Refund, Pending, Onhold, Rejected) has no documented meaning for a
+# payment: Refund and Rejected are final and unpaid; anything else stays pending.
+PAID_STATUSES = frozenset({"success"})
+FAILED_STATUSES = frozenset({"failed", "rejected", "refund"})
+# How long a login's token is used: undocumented; SADAD's own Laravel package caches it
+# 900 s, so we renew well before, and once more on a 401.
+TOKEN_REUSE_SECONDS = 600
+# A slow gateway must not hold a request (and its key) for long.
+CONNECT_TIMEOUT_SECONDS = 3.05
+READ_TIMEOUT_SECONDS = 15.0
+
+
+class SadadError(Exception):
+    """SADAD refused (a definite answer) or did not answer (SadadUnavailable)."""
+
+
+class SadadUnavailable(SadadError):
+    pass
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """What getTransaction says of one payment."""
+
+    transaction_number: str
+    order_id: str | None  # website_ref_no: our ORDER_ID
+    status: str  # IN_PROGRESS, FAILED or SUCCESSFUL
+    amount_dirhams: int | None  # None when not an exact number of dirhams: it matches nothing
+    sandbox: bool | None  # None when SADAD did not say: it is then never live
+
+
+class SadadClient:
+    """SADAD's server API: login, then getTransaction by SADAD's transaction number
+    (a lookup by our ORDER_ID is undocumented, so the number is kept from the callback
+    or the webhook)."""
+
+    def __init__(
+        self, base_url: str, merchant_id: str, secret_key: str, domain: str, *, session=None, clock=time.monotonic
+    ) -> None:
+        import requests
+
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.merchant_id, self.secret_key, self.domain = merchant_id, secret_key, domain
+        self.session = session or requests.Session()
+        self.clock = clock
+        self._token: tuple[str, float] | None = None
+
+    def transaction(self, transaction_number: str) -> Transaction:
+        """The payment as SADAD's API reports it (one renewal of the token on a 401)."""
+        for renewed in (False, True):
+            answer = self._request(
+                "GET", "transactions/getTransaction", {"transactionno": transaction_number}, token=self._login(force=renewed)
+            )
+            if answer.status_code == 401 and not renewed:
+                continue
+            break
+        if answer.status_code != 200:
+            raise SadadError(f"getTransaction: HTTP {answer.status_code}")
+        result = _json(answer)
+        status = str(result.get("transactionstatus", "")).strip().lower()
+        sandbox = result.get("issandboxmode")
+        return Transaction(
+            transaction_number=str(result.get("transactionno") or transaction_number),
+            order_id=str(result["website_ref_no"]) if result.get("website_ref_no") else None,
+            status=SUCCESSFUL if status in PAID_STATUSES else FAILED if status in FAILED_STATUSES else IN_PROGRESS,
+            amount_dirhams=catalog.dirhams_of(result.get("amount")),
+            sandbox=None if sandbox is None else php_text(sandbox) == "1",
+        )
+
+    def _login(self, *, force: bool) -> str:
+        if not force and self._token is not None and self._token[1] > self.clock():
+            return self._token[0]
+        body = {
+            "sadadId": int(self.merchant_id) if self.merchant_id.isdigit() else self.merchant_id,
+            "secretKey": self.secret_key,
+            "domain": self.domain,
+        }
+        answer = self._request("POST", "userbusinesses/login", body)
+        if answer.status_code != 200:
+            raise SadadError(f"login: HTTP {answer.status_code}")
+        token = _json(answer).get("accessToken")
+        if not isinstance(token, str) or not token:
+            raise SadadUnavailable("login: no accessToken")
+        self._token = (token, self.clock() + TOKEN_REUSE_SECONDS)
+        return token
+
+    def _request(self, method: str, path: str, body: Mapping[str, Any], *, token: str | None = None):
+        import requests
+
+        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "guild-coins"}
+        if token is not None:
+            headers["Authorization"] = token  # GST: the token itself, no "Bearer"
+        try:
+            answer = self.session.request(
+                method,
+                self.base_url + path,
+                data=json.dumps(body),
+                headers=headers,
+                timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
+            )
+        except requests.RequestException as error:
+            raise SadadUnavailable(f"{path}: {type(error).__name__}") from None
+        if answer.status_code == 429 or answer.status_code >= 500:
+            raise SadadUnavailable(f"{path}: HTTP {answer.status_code}")
+        return answer
+
+
+def _json(answer) -> dict[str, Any]:
+    try:
+        payload = answer.json(parse_float=Decimal)
+    except ValueError:
+        raise SadadUnavailable(f"HTTP {answer.status_code} without JSON") from None
+    if not isinstance(payload, dict):
+        raise SadadUnavailable("an answer that is not an object")
+    return payload

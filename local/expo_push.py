@@ -23,8 +23,9 @@ import threading
 import uuid
 from typing import Any
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from local.serving import in_background
 
 SEND_PATH = "/--/api/v2/push/send"
 MESSAGES_PER_REQUEST_MAX = 100
@@ -42,8 +43,7 @@ class ExpoPushStandIn:
         self._server = None
 
     def serve(self, port: int = 0) -> "ExpoPushStandIn":
-        self._server = make_server("127.0.0.1", port, self._app, threaded=True)
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="expo-push").start()
+        self._server = in_background(self._app, port, "expo-push")
         return self
 
     @property

@@ -100,9 +100,9 @@ class FatoraSandbox:
     # Running.
 
     def serve(self, port: int = 0) -> "FatoraSandbox":
-        from werkzeug.serving import WSGIRequestHandler, make_server
+        from local.serving import QuietHandler, in_background
 
-        class KeepsUnderscoreHeaders(WSGIRequestHandler):
+        class KeepsUnderscoreHeaders(QuietHandler):
             # Fatora authenticates with an `api_key` header; werkzeug drops headers with
             # underscores unless told otherwise.
             def make_environ(self):
@@ -112,12 +112,8 @@ class FatoraSandbox:
                         environ["HTTP_" + key.upper()] = value
                 return environ
 
-            def log_request(self, *args, **kwargs):
-                pass
-
-        self._server = make_server("127.0.0.1", port, self.app, threaded=True, request_handler=KeepsUnderscoreHeaders)
+        self._server = in_background(self.app, port, "fatora-sandbox", KeepsUnderscoreHeaders)
         self.base_url = f"http://127.0.0.1:{self._server.server_port}"
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="fatora-sandbox").start()
         return self
 
     def stop(self) -> None:

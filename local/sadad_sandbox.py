@@ -44,6 +44,7 @@ import requests
 from flask import Flask, Response, request
 
 from coins import sadad
+from local.serving import in_background
 
 MANDATORY = ("merchant_id", "ORDER_ID", "TXN_AMOUNT", "CALLBACK_URL", "WEBSITE", "email", "MOBILE_NO", "txnDate", "signature")
 TOKEN_LIFETIME_SECONDS = 900
@@ -99,15 +100,8 @@ class SadadSandbox:
         self.app = self._build_app()
 
     def serve(self, port: int = 0) -> "SadadSandbox":
-        from werkzeug.serving import WSGIRequestHandler, make_server
-
-        class Quiet(WSGIRequestHandler):
-            def log_request(self, *args, **kwargs):
-                pass
-
-        self._server = make_server("127.0.0.1", port, self.app, threaded=True, request_handler=Quiet)
+        self._server = in_background(self.app, port, "sadad-sandbox")
         self.base_url = f"http://127.0.0.1:{self._server.server_port}"
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="sadad-sandbox").start()
         return self
 
     def stop(self) -> None:

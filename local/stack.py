@@ -90,18 +90,12 @@ def document_triggers() -> list[tuple[str, str]]:
 
 
 def serve_functions(port: int = 0):
-    """Every function on one port, in a background thread. Returns the server."""
-    import logging
-
-    from werkzeug.serving import make_server
-
+    """Every function on one port, in a background thread (each function logs one
+    structured line per request; werkzeug's own line is left out). Returns the server."""
     from local import gateway
+    from local.serving import in_background
 
-    # Each function logs one structured line per request; werkzeug's own line is noise.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server("127.0.0.1", port, gateway.build(), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True, name="functions").start()
-    return server
+    return in_background(gateway.build(), port, "functions")
 
 
 def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_port: int, expo_port: int) -> None:

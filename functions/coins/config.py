@@ -18,8 +18,9 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
 # Lists: API.md's limits.
 PAGE_LIMIT_DEFAULT = 20
 PAGE_LIMIT_MAX = 100
-# Contention: single-attempt transactions retried with full-jitter exponential backoff,
-# until either limit is reached. The emulator takes shared locks on reads and times a
+# Contention: a transaction that aborted is queued (ledger.execute: the key claimed, the
+# contended documents leased in turn) and its attempts retried with full-jitter
+# exponential backoff, until either limit is reached. The emulator takes shared locks on reads and times a
 # writer's wait out after 2 s, so writers that overlap on one document deadlock for 2 s
 # and all but one abort; under CPU starvation such deadlocks have been seen to chain for
 # tens of seconds. The budget is in seconds, below Cloud Functions' 60 s request timeout.

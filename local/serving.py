@@ -1,0 +1,20 @@
+"""One way the local stand-ins and the gateway serve HTTP: a threaded werkzeug server on
+127.0.0.1 in a daemon thread, quiet about each request (the functions log their own)."""
+
+from __future__ import annotations
+
+import threading
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):
+        pass
+
+
+def in_background(app, port: int, name: str, handler: type[WSGIRequestHandler] = QuietHandler) -> BaseWSGIServer:
+    """Serves `app` on 127.0.0.1:`port` (0: a free one) until `server.shutdown()`."""
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name=name).start()
+    return server

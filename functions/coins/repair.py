@@ -25,6 +25,9 @@ from . import config, effects, ledger, logs, notify, store
 from .app import AppDb
 from .store import Store, Where
 
+# The reason kept on a document the repair could not apply: enough to tell what failed.
+REASON_LENGTH_MAX = 300
+
 
 def run(
     db: Store,
@@ -49,6 +52,7 @@ def run(
         "effects": _repair(
             db,
             store.EFFECTS,
+            lambda marker: store.effects_marker(marker["entry_id"]),
             lambda marker: effects.apply(db, marker["entry_id"]),
             now - timedelta(seconds=settings.effects_repair_after_seconds),
             batch,
@@ -57,6 +61,7 @@ def run(
         "outbox": _repair(
             db,
             store.OUTBOX,
+            lambda event: store.outbox(event["id"]),
             lambda event: deliver(event["id"]),
             now - timedelta(seconds=settings.outbox_repair_after_seconds),
             batch,
@@ -78,16 +83,24 @@ def pending(db: Store, collection: str, *, before: datetime, limit: int) -> list
 
 
 def _repair(
-    db: Store, collection: str, handle: Callable[[dict[str, Any]], bool], before: datetime, batch: int, now: datetime
+    db: Store,
+    collection: str,
+    doc_of: Callable[[dict[str, Any]], store.Doc],
+    handle: Callable[[dict[str, Any]], bool],
+    before: datetime,
+    batch: int,
+    now: datetime,
 ) -> dict[str, int]:
+    """Runs `handle` on each pending document; a failure is kept on the document
+    (`doc_of` names it) with its reason, for the next run and for reconciliation."""
     repaired = failed = 0
     for document in pending(db, collection, before=before, limit=batch):
-        doc = store.Doc((collection, document.get("entry_id") or document["id"]))
+        doc = doc_of(document)
         try:
             repaired += bool(handle(document))
         except Exception as error:  # noqa: BLE001 - one that fails must not stop the others
             failed += 1
-            reason = f"{type(error).__name__}: {error}"[:300]
+            reason = f"{type(error).__name__}: {error}"[:REASON_LENGTH_MAX]
             logs.error("repair could not apply", collection=collection, id=doc.id, reason=reason)
             db.set(doc, {"repair_error": reason, "repair_tried_at": now}, merge=True)
     return {"repaired": repaired, "failed": failed}

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := clients/typescript/node_modules/.installed
 
-.PHONY: dev test unit lint docs chromium token job bench openapi deploy fatora-contract vendor clean
+.PHONY: dev test unit lint docs chromium token job bench openapi deploy fatora-contract sadad-contract vendor clean
 
 $(STAMP): requirements.txt functions/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ deploy: $(STAMP)
 # Fatora's real API against what the client expects (FATORA_API_KEY, FATORA_BASE_URL; not part of make test).
 fatora-contract: $(STAMP)
 	@$(PY) -m deploy.fatora_contract
+
+# SADAD's real checkout and API against what coins/sadad.py sends and expects (SADAD_MERCHANT_ID,
+# SADAD_SECRET_KEY: a test key, SADAD_WEBSITE, [SADAD_TRANSACTION_NUMBER]; not part of make test).
+sadad-contract: $(STAMP)
+	@$(PY) -m deploy.sadad_contract
 
 # The console's third-party scripts, from npm at the pinned versions of public/admin/vendor/README.md.
 vendor:

@@ -7,6 +7,7 @@ from coins import (
     api,
     catalog,
     clients,
+    config,
     console,
     effects,
     errors,
@@ -23,6 +24,7 @@ from coins import (
     withdrawals,
 )
 from coins.api import Access, Call, endpoint
+from coins.gateways import Name
 from coins.registry import Resources, daily_at, every
 
 # The sweepers and the repair (Cloud Scheduler, every 15 minutes, config.REPAIR_INTERVAL_SECONDS
@@ -38,7 +40,7 @@ api.answer_framework_errors_in_json()
 @functions_framework.http
 @endpoint("GET", access=Access.PUBLIC, path="/api/coins/catalog", response=responses.Catalog)
 def coins_catalog(call: Call):
-    return catalog.describe()
+    return catalog.describe(clients.offered_gateways(), config.settings().purchase_gateway_default)
 
 
 @functions_framework.http
@@ -107,14 +109,17 @@ def admin_adjust_balance(call: Call):
     raises=(errors.RateLimited, errors.GatewayError),
 )
 def coins_purchase_create(call: Call):
+    body = call.body
+    name = purchases.chosen(body.gateway, clients.offered_gateways())
     language = "ar" if call.headers.get("Accept-Language", "").lower().startswith("ar") else "en"
     return purchases.create(
         call.db,
-        clients.fatora(),
+        clients.gateway(name),
         call.caller,
-        coins=call.body.coins_to_buy(),
-        pack_id=call.body.pack_id,
+        coins=body.coins_to_buy(),
+        pack_id=body.pack_id,
         language=language,
+        payer=purchases.payer_of(name, call.caller, email=body.email, mobile_no=body.mobile_no),
         idempotency=call.idempotency,
     )
 
@@ -149,7 +154,40 @@ def coins_purchases_list(call: Call):
 )
 def coins_purchase_return(call: Call):
     """Fatora's success_url and failure_url: the payer's browser, sent on to the app."""
-    return api.Redirect(purchases.receive_return(call.db, clients.fatora, call.args))
+    return api.Redirect(
+        purchases.receive_browser(call.db, clients.gateway, Name.FATORA, query=call.args, body=b"", content_type="")
+    )
+
+
+@functions_framework.http
+@endpoint(
+    "POST",
+    access=Access.PUBLIC,
+    path=clients.SADAD_CALLBACK_PATH,
+    raw_body=True,
+    pages=True,
+    raises=(errors.InvalidRequest, errors.Unauthenticated),
+)
+def coins_sadad_callback(call: Call):
+    """SADAD's CALLBACK_URL: the payer's browser posts SADAD's signed form; sent on to the app."""
+    return api.Redirect(
+        purchases.receive_browser(
+            call.db,
+            clients.gateway,
+            Name.SADAD,
+            query=call.args,
+            body=call.raw_body,
+            content_type=call.headers.get("Content-Type", ""),
+        )
+    )
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.PUBLIC, path=clients.CHECKOUT_PAGE_PATH, pages=True, html=True, raises=(errors.InvalidState,))
+def coins_purchase_checkout(call: Call):
+    """The page that posts a SADAD purchase's signed form (iOS opens it in Safari)."""
+    text, headers = purchases.checkout_page(call.db, call.params["id"])
+    return api.Html(text, headers)
 
 
 @functions_framework.http
@@ -161,13 +199,40 @@ def coins_purchase_return(call: Call):
     raises=(errors.Unauthenticated, errors.InvalidRequest),
 )
 def coins_fatora_webhook(call: Call):
-    return purchases.receive_webhook(call.db, clients.fatora, query=call.args, raw_body=call.raw_body, headers=call.headers)
+    return purchases.receive_webhook(
+        call.db,
+        clients.gateway,
+        Name.FATORA,
+        query=call.args,
+        body=call.raw_body,
+        content_type=call.headers.get("Content-Type", ""),
+    )
+
+
+@functions_framework.http
+@endpoint(
+    "POST",
+    access=Access.PUBLIC,
+    path="/api/coins/webhook/sadad",
+    raw_body=True,
+    raises=(errors.Unauthenticated, errors.InvalidRequest),
+)
+def coins_sadad_webhook(call: Call):
+    """SADAD's webhook (set in its panel): JSON with a checksum."""
+    return purchases.receive_webhook(
+        call.db,
+        clients.gateway,
+        Name.SADAD,
+        query=call.args,
+        body=call.raw_body,
+        content_type=call.headers.get("Content-Type", ""),
+    )
 
 
 @functions_framework.http
 @endpoint("POST", access=Access.SERVICE, schedule=every(15), resources=SWEEPER)
 def purchases_reconcile(call: Call):
-    return purchases.reconcile_pending(call.db, clients.fatora())
+    return purchases.reconcile_pending(call.db, clients.gateway)
 
 
 @functions_framework.http
@@ -182,7 +247,7 @@ def purchases_reconcile(call: Call):
 )
 def admin_purchase_refund(call: Call):
     return purchases.refund(
-        call.db, clients.fatora(), call.caller, call.params["id"], reason=call.body.reason, idempotency=call.idempotency
+        call.db, clients.gateway, call.caller, call.params["id"], reason=call.body.reason, idempotency=call.idempotency
     )
 
 
@@ -211,7 +276,7 @@ def admin_purchases_review(call: Call):
 def admin_purchase_resolve(call: Call):
     return purchases.resolve(
         call.db,
-        clients.fatora,
+        clients.gateway,
         call.caller,
         call.params["id"],
         action=call.body.action,

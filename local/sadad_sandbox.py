@@ -95,6 +95,7 @@ class SadadSandbox:
         self.webhooks: list[dict[str, Any]] = []  # what was sent, with the answer's status
         self.api_calls: list[tuple[str, dict]] = []
         self._tokens: dict[str, float] = {}
+        self._sending: list[threading.Thread] = []  # webhooks on their way
         self._lock = threading.Lock()
         self._server = None
         self.app = self._build_app()
@@ -123,6 +124,16 @@ class SadadSandbox:
             self.orders.clear()
             self.webhooks.clear()
             self.api_calls.clear()
+
+    def drain(self, timeout_seconds: float = 90.0) -> None:
+        """Waits for the webhooks on their way (a test's must not land in the next)."""
+        with self._lock:
+            sending, self._sending = self._sending, []
+        for sender in sending:
+            sender.join(timeout_seconds)
+
+    def order_of(self, order_id: str) -> Order:
+        return self.orders[order_id]
 
     # What SADAD sends.
 
@@ -178,7 +189,10 @@ class SadadSandbox:
             order.status = sadad.IN_PROGRESS if self.faults.in_progress else sadad.SUCCESSFUL
         else:
             order.status = sadad.FAILED
-        threading.Thread(target=self.send_webhook, args=(order,), daemon=True).start()
+        sender = threading.Thread(target=self.send_webhook, args=(order,), daemon=True)
+        with self._lock:
+            self._sending.append(sender)
+        sender.start()
         inputs = "".join(
             f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
             for k, v in self.callback_fields(order).items()

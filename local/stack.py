@@ -1,9 +1,9 @@
 """The local stack in the foreground: the Firestore emulator (with firestore.rules, and
-document events pointed at this server), the Fatora sandbox, the Expo push stand-in,
-and every function on one port.
+document events pointed at this server), the Fatora and SADAD sandboxes, the Expo push
+stand-in, and every function on one port.
 
     python -m local.stack [--port 5000] [--firestore-port 8080] [--fatora-port 5002]
-                          [--expo-port 5003] [--firestore HOST:PORT]
+                          [--sadad-port 5004] [--expo-port 5003] [--firestore HOST:PORT]
 
 Prints the URLs, then `ready`. Ctrl-C or SIGTERM stops everything it started.
 """
@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # nothing has to listen there.
 AUTH_EMULATOR_HOST = "127.0.0.1:9099"
 WEBHOOK_PATH = "/api/coins/webhook/fatora"
+SADAD_WEBHOOK_PATH = "/api/coins/webhook/sadad"
 RETURN_PATH = "/api/coins/purchase/return"
 
 
@@ -54,6 +55,34 @@ def start_fatora_sandbox(functions_base_url: str, port: int = 0):
     os.environ["FATORA_WEBHOOK_TOKEN"] = token
     os.environ["FATORA_REQUIRED_MODE"] = sandbox.mode
     os.environ["PURCHASE_RETURN_URL"] = functions_base_url + RETURN_PATH
+    return sandbox
+
+
+def start_sadad_sandbox(functions_base_url: str, port: int | None = None):
+    """Starts the SADAD sandbox and points the functions at it: the form is posted to its
+    /webpurchase, the payer's callback comes to ours, the webhook (as set in SADAD's
+    panel) to ours, and coins are issued for its mode ("test"). The merchant id, the
+    secret key and the port are SADAD_MERCHANT_ID, SADAD_SECRET_KEY and SADAD_PORT when
+    set (a test then signs as SADAD does), fresh ones otherwise."""
+    from local.sadad_sandbox import SadadSandbox
+
+    merchant_id = os.environ.get("SADAD_MERCHANT_ID") or str(secrets.randbelow(9_000_000) + 1_000_000)
+    secret_key = os.environ.get("SADAD_SECRET_KEY") or secrets.token_urlsafe(18)
+    sandbox = SadadSandbox(
+        merchant_id=merchant_id,
+        secret_key=secret_key,
+        domain="127.0.0.1",
+        webhook_url=functions_base_url + SADAD_WEBHOOK_PATH,
+    ).serve(port if port is not None else int(os.environ.get("SADAD_PORT") or 0))
+    os.environ.update(
+        SADAD_MERCHANT_ID=merchant_id,
+        SADAD_SECRET_KEY=secret_key,
+        SADAD_WEBSITE=sandbox.domain,
+        SADAD_CHECKOUT_URL=sandbox.checkout_url,
+        SADAD_API_URL=sandbox.api_url,
+        SADAD_REQUIRED_MODE="test" if sandbox.sandbox_mode else "live",
+        SITE_URL=functions_base_url,
+    )
     return sandbox
 
 
@@ -98,7 +127,9 @@ def serve_functions(port: int = 0):
     return in_background(gateway.build(), port, "functions")
 
 
-def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_port: int, expo_port: int) -> None:
+def serve(
+    port: int, firestore_address: str | None, firestore_port: int, fatora_port: int, sadad_port: int, expo_port: int
+) -> None:
     from local import gateway
 
     emulator = None
@@ -110,7 +141,7 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
             log_path=ROOT / ".firestore-emulator.log",
         ).start()
         firestore_address = emulator.address
-    sandbox = server = queue = expo = None
+    sandbox = sadad = server = queue = expo = None
     try:
         configure_environment(firestore_address)
         base = f"http://127.0.0.1:{port}"
@@ -118,6 +149,7 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
         os.environ.setdefault("LOCAL_SERVICE_SECRET", secrets.token_urlsafe(24))
         queue = configure_tasks(base)
         sandbox = start_fatora_sandbox(base, fatora_port)
+        sadad = start_sadad_sandbox(base, sadad_port)
         expo = start_expo_push(expo_port)
         # Who hears about withdrawals, disputes and reviews on the local stack.
         os.environ.setdefault("ADMIN_UIDS", "ops")
@@ -135,6 +167,13 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
         print(f"Firestore emulator  http://{firestore_address}", flush=True)
         print(
             f"Fatora sandbox      {sandbox.base_url}  (returns to {base}{RETURN_PATH}, webhooks to {base}{WEBHOOK_PATH})",
+            flush=True,
+        )
+        from coins import clients
+
+        print(
+            f"SADAD sandbox       {sadad.base_url}  (merchant {sadad.merchant_id}; callbacks to "
+            f"{base}{clients.SADAD_CALLBACK_PATH}, webhooks to {base}{SADAD_WEBHOOK_PATH})",
             flush=True,
         )
         print(f"Expo push stand-in  {expo.url}  (what was pushed: {expo.url}/_sent)", flush=True)
@@ -157,6 +196,8 @@ def serve(port: int, firestore_address: str | None, firestore_port: int, fatora_
             server.shutdown()
         if sandbox is not None:
             sandbox.stop()
+        if sadad is not None:
+            sadad.stop()
         if queue is not None:
             queue.stop()
         if expo is not None:
@@ -170,11 +211,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
     parser.add_argument("--firestore-port", type=int, default=int(os.environ.get("FIRESTORE_PORT", "8080")))
     parser.add_argument("--fatora-port", type=int, default=int(os.environ.get("FATORA_PORT", "5002")))
+    parser.add_argument("--sadad-port", type=int, default=int(os.environ.get("SADAD_PORT", "5004")))
     parser.add_argument("--expo-port", type=int, default=int(os.environ.get("EXPO_PORT", "5003")))
     parser.add_argument("--firestore", help="use a running emulator at HOST:PORT instead of starting one")
     args = parser.parse_args()
     try:
-        serve(args.port, args.firestore, args.firestore_port, args.fatora_port, args.expo_port)
+        serve(args.port, args.firestore, args.firestore_port, args.fatora_port, args.sadad_port, args.expo_port)
     except EmulatorNotFound as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -135,6 +135,24 @@ def fatora(sandbox_session):
 
 
 @pytest.fixture(scope="session")
+def sadad_session(functions_server):
+    from local.stack import start_sadad_sandbox
+
+    sandbox = start_sadad_sandbox(functions_server, 0)
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture
+def sadad(sadad_session):
+    """The SADAD sandbox, with no faults and no orders, its webhooks going to the functions."""
+    sadad_session.reset()
+    yield sadad_session
+    sadad_session.faults.webhooks_enabled = False
+    sadad_session.drain()
+
+
+@pytest.fixture(scope="session")
 def task_queue(functions_server):
     """The escrow timers of this process: the local queue, delivering to the functions."""
     from local.stack import configure_tasks

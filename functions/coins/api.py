@@ -80,7 +80,15 @@ class Redirect:
     location: str
 
 
-Handler = Callable[[Call], "dict[str, Any] | Response | Redirect"]
+@dataclass(frozen=True)
+class Html:
+    """A page for the payer's browser (200, text/html), with its own headers."""
+
+    text: str
+    headers: Mapping[str, str]
+
+
+Handler = Callable[[Call], "dict[str, Any] | Response | Redirect | Html"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,7 @@ class Spec:
     idempotent: bool
     raw_body: bool
     pages: bool
+    html: bool
     raises: tuple[type[errors.CoinsError], ...]
 
 
@@ -115,6 +124,7 @@ def endpoint(
     raises: tuple[type[errors.CoinsError], ...] = (),
     raw_body: bool = False,
     pages: bool = False,
+    html: bool = False,
     schedule: registry.Schedule | None = None,
     resources: registry.Resources = registry.Resources(),
 ) -> Callable[[Handler], Callable[[flask.Request], flask.Response]]:
@@ -126,9 +136,11 @@ def endpoint(
     errors the handler may answer with (those of the door, auth, body, ids and key,
     follow from the rest). `raw_body` hands the handler the bytes, unparsed, and the query
     string as sent. `pages`: the caller is a browser, so errors are small HTML pages
-    rather than the JSON envelope. `schedule`: Cloud Scheduler calls it (a private
+    rather than the JSON envelope; `html`: its answer is a page of ours (coins.api.Html),
+not a 303. `schedule`: Cloud Scheduler calls it (a private
     function); `resources`: what an instance gets. Recorded in coins.registry."""
     assert schedule is None or access is Access.SERVICE, "Cloud Scheduler calls private functions only"
+    assert pages or not html, "a page of ours is for a browser"
     methods = (method,) if isinstance(method, str) else method
 
     def decorate(handler: Handler) -> Callable[[flask.Request], flask.Response]:
@@ -168,13 +180,16 @@ def endpoint(
                     args=_query_args(request) if raw_body else {},
                 )
                 result = handler(call)
-                if isinstance(result, Redirect):
+                if isinstance(result, Redirect | Html):
+                    status = 303 if isinstance(result, Redirect) else 200
                     logs.info(
-                        f"{request.method} {name} 303",
+                        f"{request.method} {name} {status}",
                         function=name,
-                        status=303,
+                        status=status,
                         latency_ms=round((time.perf_counter() - started) * 1000, 1),
                     )
+                    if isinstance(result, Html):
+                        return flask.Response(result.text, 200, mimetype="text/html", headers=dict(result.headers))
                     return typing.cast(flask.Response, flask.redirect(result.location, code=303))
                 response = result if isinstance(result, Response) else Response(200, result)
             except errors.CoinsError as error:
@@ -197,7 +212,7 @@ def endpoint(
                 return _page(response, ", ".join(methods))
             return to_flask(response, ", ".join(methods))
 
-        spec = Spec(name, methods, access, path, body, query, response, status, idempotent, raw_body, pages, raises)
+        spec = Spec(name, methods, access, path, body, query, response, status, idempotent, raw_body, pages, html, raises)
         kind = registry.Kind.PRIVATE if access is Access.SERVICE else registry.Kind.PUBLIC
         registry.record(registry.Function(name, kind, spec=spec, schedule=schedule, resources=resources))
         return entry

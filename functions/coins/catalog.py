@@ -245,9 +245,12 @@ class _CoinTable:
         return counts
 
 
-def describe() -> dict:
-    """The public catalog, as API.md shows it."""
+def describe(gateways: tuple[str, ...], default_gateway: str) -> dict:
+    """The public catalog, as API.md shows it, with the gateways a purchase may name
+    (`gateways`; `default_gateway` when it names none, if offered)."""
     return {
+        "gateways": list(gateways),
+        "default_gateway": default_gateway if default_gateway in gateways else None,
         "coins": [
             {"symbol": t.symbol, "name": t.name, "value_dirhams": t.value_dirhams, "color": t.color, "icon": t.icon}
             for t in TIERS

@@ -1,5 +1,5 @@
 """The one place that creates clients, lazily: once per process the coins database,
-the app's database, the Firebase app that verifies ID tokens, the Fatora client and the
+the app's database, the Firebase app that verifies ID tokens, the payment gateways and the
 timer service; Expo's push client per delivery (it is a plain HTTP session). Entry
 points (functions/main.py, through coins.api) take them from here and pass them to the
 services; tests pass their own.
@@ -60,12 +60,52 @@ def firebase_app():
         return firebase_admin.initialize_app(credential, {"projectId": settings.project_id}, name=name)
 
 
-def fatora():
-    """The gateway client for the current configuration (one per base URL and key)."""
+def offered_gateways() -> tuple[str, ...]:
+    """The gateways this configuration offers (coins.gateways.Name values)."""
     settings = config.settings()
-    if not settings.fatora_api_key:
-        raise errors.Unavailable("The payment gateway is not configured (FATORA_API_KEY).")
-    return _fatora(settings.fatora_base_url, settings.fatora_api_key)
+    offered = []
+    if settings.fatora_api_key and settings.purchase_return_url:
+        offered.append("fatora")
+    if settings.sadad_merchant_id and settings.sadad_secret_key and settings.sadad_website and settings.site_url:
+        offered.append("sadad")
+    return tuple(offered)
+
+
+def gateway(name: str):
+    """The named gateway (coins.gateways) for the current configuration; 503 where it is
+    not configured (a purchase made through it can then not be settled until it is)."""
+    from . import gateways
+
+    settings = config.settings()
+    if name not in offered_gateways():
+        raise errors.Unavailable(f"The payment gateway {name} is not configured.")
+    if name == gateways.Name.FATORA:
+        assert settings.fatora_api_key and settings.purchase_return_url
+        return gateways.FatoraGateway(
+            _fatora(settings.fatora_base_url, settings.fatora_api_key),
+            return_url=settings.purchase_return_url,
+            required_mode=settings.fatora_required_mode,
+            webhook_token=settings.fatora_webhook_token,
+        )
+    assert settings.sadad_merchant_id and settings.sadad_secret_key and settings.sadad_website and settings.site_url
+    return gateways.SadadGateway(
+        _sadad(settings.sadad_api_url, settings.sadad_merchant_id, settings.sadad_secret_key, settings.sadad_website),
+        gateways.SadadAccount(
+            merchant_id=settings.sadad_merchant_id,
+            secret_key=settings.sadad_secret_key,
+            website=settings.sadad_website,
+            checkout_url=settings.sadad_checkout_url,
+            callback_url=settings.site_url + SADAD_CALLBACK_PATH,
+            page_url=settings.site_url + CHECKOUT_PAGE_PATH,
+            required_mode=settings.sadad_required_mode,
+        ),
+    )
+
+
+# Where SADAD sends the payer's browser, and our page that posts the form (main.py
+# serves both; a test checks the paths agree).
+SADAD_CALLBACK_PATH = "/api/coins/purchase/sadad/callback"
+CHECKOUT_PAGE_PATH = "/api/coins/purchase/{id}/checkout"
 
 
 @functools.cache
@@ -73,6 +113,14 @@ def _fatora(base_url: str, api_key: str):
     from .fatora import FatoraClient
 
     return FatoraClient(base_url, api_key)
+
+
+@functools.cache
+def _sadad(base_url: str, merchant_id: str, secret_key: str, website: str):
+    """One client per configuration, so that its login token is reused."""
+    from .sadad import SadadClient
+
+    return SadadClient(base_url, merchant_id, secret_key, website)
 
 
 def push():

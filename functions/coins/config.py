@@ -40,6 +40,10 @@ ADJUST_COUNT_MAX = 10_000
 # put in front of an admin (the call may or may not have refunded).
 PURCHASE_SWEEP_AFTER_SECONDS = 15 * 60
 PURCHASE_EXPIRE_AFTER_SECONDS = 24 * 60 * 60
+# A payment SADAD reports In Progress may turn Successful or Failed after midnight, once
+# the bank confirms (W10, W12): it stays pending, re-verified by each sweep, and expires
+# only after two days (a later success goes to the review queue).
+PURCHASE_IN_PROGRESS_EXPIRE_AFTER_SECONDS = 48 * 60 * 60
 REFUND_ANSWER_WAIT_SECONDS = 10 * 60
 # The payer's return waits this long for a settlement already in progress (a webhook that
 # arrived first) before answering "pending".
@@ -97,6 +101,12 @@ PROJECT_ID_DEFAULT = "demo-guild"
 # the local stack says its sandbox's test mode.
 FATORA_BASE_URL_DEFAULT = "https://api.fatora.io/v1"
 FATORA_REQUIRED_MODE_DEFAULT = "live"
+SADAD_REQUIRED_MODE_DEFAULT = "live"
+# One checkout URL for test and live: the signing key picks the mode (W8, FAQ).
+SADAD_CHECKOUT_URL_DEFAULT = "https://sadadqa.com/webpurchase"
+SADAD_API_URL_DEFAULT = "https://api-s.sadad.qa/api/"
+# The gateway of a purchase that names none (POST /api/coins/purchase without "gateway").
+PURCHASE_GATEWAY_DEFAULT = "fatora"
 # Cloud Tasks: me-central1 is Google Cloud's Doha region, where the users are; one queue for the
 # escrow timers (make deploy creates it with the same names).
 TASKS_LOCATION_DEFAULT = "me-central1"
@@ -139,6 +149,21 @@ class Settings:
     # endpoint (`/api/coins/purchase/return`), which verifies, settles and sends the
     # browser on to the app.
     purchase_return_url: str | None
+    # SADAD Web Checkout (coins.sadad): the merchant id (MID) and the secret key (from
+    # Secret Manager) of SADAD's panel, the website domain the key is tied to (the form's
+    # WEBSITE and the API's login domain), the checkout URL and the server API's base.
+    sadad_merchant_id: str | None
+    sadad_secret_key: str | None
+    sadad_website: str | None
+    sadad_checkout_url: str
+    sadad_api_url: str
+    # Coins are issued only for SADAD payments getTransaction reports in this mode
+    # ("live" unless the local stack says its sandbox's "test").
+    sadad_required_mode: str
+    # The public site our endpoints are served at (the Hosting site): SADAD's
+    # CALLBACK_URL and our checkout page are under it.
+    site_url: str | None
+    purchase_gateway_default: str
     # Scheduler and Cloud Tasks calls: Google-signed OIDC tokens for one of these
     # audiences (the private functions' URLs) from these service accounts, in production.
     service_audiences: tuple[str, ...]
@@ -200,6 +225,14 @@ def settings() -> Settings:
         fatora_webhook_token=_env("FATORA_WEBHOOK_TOKEN"),
         fatora_required_mode=(_env("FATORA_REQUIRED_MODE") or FATORA_REQUIRED_MODE_DEFAULT).lower(),
         purchase_return_url=_env("PURCHASE_RETURN_URL"),
+        sadad_merchant_id=_env("SADAD_MERCHANT_ID"),
+        sadad_secret_key=_env("SADAD_SECRET_KEY"),
+        sadad_website=_env("SADAD_WEBSITE"),
+        sadad_checkout_url=_env("SADAD_CHECKOUT_URL") or SADAD_CHECKOUT_URL_DEFAULT,
+        sadad_api_url=_env("SADAD_API_URL") or SADAD_API_URL_DEFAULT,
+        sadad_required_mode=(_env("SADAD_REQUIRED_MODE") or SADAD_REQUIRED_MODE_DEFAULT).lower(),
+        site_url=(_env("SITE_URL") or "").rstrip("/") or None,
+        purchase_gateway_default=(_env("PURCHASE_GATEWAY_DEFAULT") or PURCHASE_GATEWAY_DEFAULT).lower(),
         service_audiences=_list("SERVICE_AUDIENCE"),
         service_accounts=frozenset(_list("SERVICE_ACCOUNTS")),
         local_service_secret=_env("LOCAL_SERVICE_SECRET"),

@@ -82,11 +82,12 @@ class PurchaseStatus(StrEnum):
 class RefundStatus(StrEnum):
     """A purchase's refund (`purchase_refunds/{purchase_id}`)."""
 
-    HELD = "held"  # the coins are taken back; Fatora not called yet
-    CALLING = "calling"  # Fatora's refund was called; its answer not recorded
-    UNCERTAIN = "uncertain"  # the call's answer was lost: an admin checks Fatora's dashboard
+    HELD = "held"  # the coins are taken back; the gateway not called yet
+    CALLING = "calling"  # the gateway's refund was called; its answer not recorded
+    UNCERTAIN = "uncertain"  # the call's answer was lost: an admin checks the gateway's dashboard
+    MANUAL = "manual"  # no refund API (SADAD): an admin refunds in the gateway's panel
     REFUNDED = "refunded"
-    REVERSED = "reversed"  # Fatora refused: the coins went back to the buyer
+    REVERSED = "reversed"  # the gateway refused: the coins went back to the buyer
 
 
 class KycStatus(StrEnum):

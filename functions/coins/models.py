@@ -57,6 +57,13 @@ DocumentId = Annotated[str, AfterValidator(_document_id), Field(json_schema_extr
 TIER_KEYS = Field(json_schema_extra={"propertyNames": {"enum": list(catalog.SYMBOLS)}})
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=config.REASON_LENGTH_MAX)]
 SignedCount = Annotated[int, Field(ge=-config.ADJUST_COUNT_MAX, le=config.ADJUST_COUNT_MAX)]
+# The payer's contact, as SADAD's form requires it (lengths undocumented: bounded here).
+Email = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s<>\"']+@[^@\s<>\"']+\.[^@\s<>\"']+$")
+]
+# Digits only, with the country code, as SADAD's samples write it (97450000000); a
+# leading + is dropped.
+MobileNo = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9]{8,15}$")]
 
 
 class CheckBalance(Body):
@@ -117,6 +124,11 @@ class PurchaseCreate(Body):
         Annotated[dict[str, PositiveCount], AfterValidator(_known_tiers), AfterValidator(_purchasable_coins), TIER_KEYS] | None
     ) = None
     amount_dirhams: Annotated[AmountDirhams, AfterValidator(_custom_amount)] | None = None
+    # The gateway (default PURCHASE_GATEWAY_DEFAULT), and for SADAD the payer's contact
+    # (else the ID token's).
+    gateway: Literal["fatora", "sadad"] | None = None
+    email: Email | None = None
+    mobile_no: MobileNo | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "PurchaseCreate":

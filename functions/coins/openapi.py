@@ -135,7 +135,7 @@ def _operation(spec: Spec, method: str, ref, schemas: dict[str, Any]) -> dict[st
         for name, schema in query["properties"].items():
             parameters.append({"name": name, "in": "query", "required": name in query.get("required", ()), "schema": schema})
     if spec.raw_body:
-        operation["x-raw-query"] = "The query string is read as sent (Fatora's parameters)."
+        operation["x-raw-query"] = "The query string and the body are read as sent (the gateway's parameters)."
     if parameters:
         operation["parameters"] = parameters
     if spec.body is not None:
@@ -149,8 +149,11 @@ def _operation(spec: Spec, method: str, ref, schemas: dict[str, Any]) -> dict[st
 
 def _responses(spec: Spec, ref) -> dict[str, Any]:
     answers: dict[str, Any] = {}
-    if spec.pages:  # a browser: a 303 to the app, or a small page saying what went wrong
-        answers["303"] = {"description": "On to the app's deep link.", "headers": {"Location": {"schema": {"type": "string"}}}}
+    if spec.pages:  # a browser: a 303 to the app (or a page of ours), or a small page saying what went wrong
+        if spec.html:
+            answers["200"] = {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}
+        else:
+            answers["303"] = {"description": "On to the app's deep link.", "headers": {"Location": {"schema": {"type": "string"}}}}
         for status in sorted(error_codes(spec)):
             answers[str(status)] = {"description": "An error page.", "content": {"text/html": {"schema": {"type": "string"}}}}
         return answers

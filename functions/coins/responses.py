@@ -58,6 +58,10 @@ class Pricing(Model):
 
 
 class Catalog(Model):
+    # The gateways POST /api/coins/purchase takes ("fatora", "sadad"), and the one used
+    # when it names none (null if that one is not offered).
+    gateways: list[Literal["fatora", "sadad"]]
+    default_gateway: Literal["fatora", "sadad"] | None
     coins: list[Tier]
     packs: list[Pack]
     pricing: Pricing
@@ -155,6 +159,14 @@ class Escrow(Model):
 # Purchases.
 
 
+class CheckoutForm(Model):
+    """A form the payer's browser posts to the gateway (SADAD: never a GET)."""
+
+    action: str
+    method: Literal["POST"]
+    fields: dict[str, str]
+
+
 class Purchase(Model):
     id: str
     user_id: str
@@ -165,7 +177,15 @@ class Purchase(Model):
     gateway_fee_dirhams: int
     currency: Literal["QAR"]
     pack_id: str | None
+    gateway: Literal["fatora", "sadad"]
+    # The gateway's reference of the payment, once verified: Fatora's transaction id,
+    # SADAD's transaction number (SD…).
+    gateway_reference: str | None
+    # Where the app sends the payer: Fatora's hosted page, or (SADAD) our page that
+    # posts the signed form (iOS: open it in the browser).
     checkout_url: str | None
+    # SADAD only: the signed form itself, for a WebView's auto-submitting form.
+    checkout: CheckoutForm | None
     failure_reason: str | None
     needs_review: bool
     review_reason: str | None

@@ -21,10 +21,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Mapping
 
-from . import catalog
+from . import catalog, config
 
-# One checkout URL for test and live: the signing key picks the mode (W8, FAQ).
-CHECKOUT_URL = "https://sadadqa.com/webpurchase"
+CHECKOUT_URL = config.SADAD_CHECKOUT_URL_DEFAULT
 # transaction_status / transactionStatus: only 2 and 3 are final (W10, W12, W16).
 IN_PROGRESS, FAILED, SUCCESSFUL = "1", "2", "3"
 # Posted beside the signed fields but kept out of the signature (W8: optional fields are

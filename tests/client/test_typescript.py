@@ -72,7 +72,8 @@ def test_the_client_drives_a_job_from_purchase_to_approval(stack):
     env = {**os.environ, "COINS_BASE_URL": base, "JOB_ID": "job-ts", "CLIENT_UID": "client-ts", "FREELANCER_UID": "freelancer-ts"}
     run = subprocess.run(["npm", "test", "--silent"], cwd=CLIENT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-    assert "# pass 3" in run.stdout and "# fail 0" in run.stdout, run.stdout[-3000:]
+    # 3 tests against the stack (test/flow.test.ts), 4 of checkoutHtml (test/checkout.test.ts).
+    assert "# pass 7" in run.stdout and "# fail 0" in run.stdout, run.stdout[-3000:]
 
 
 APP_TSCONFIG = {
@@ -90,7 +91,7 @@ APP_TSCONFIG = {
     "include": ["*.ts"],
 }
 GOOD = """
-import { createCoinsClient, randomKey, type Escrow } from "@guild/coins-client";
+import { checkoutHtml, createCoinsClient, randomKey, type CheckoutForm, type Escrow } from "@guild/coins-client";
 
 const coins = createCoinsClient({ baseUrl: "https://example.test", getIdToken: async () => "token", newKey: randomKey });
 export async function pay(): Promise<Escrow["status"]> {
@@ -98,12 +99,21 @@ export async function pay(): Promise<Escrow["status"]> {
   await coins.dispute(escrow.id, "not delivered", ["https://files.example/evidence.png"]);
   return escrow.status;
 }
+const form: CheckoutForm = { action: "https://sadadqa.com/webpurchase", method: "POST", fields: { ORDER_ID: "pur-1" } };
+export const page: string = checkoutHtml(form);
 """
 BAD = """
 import { createCoinsClient } from "@guild/coins-client";
 
 const coins = createCoinsClient({ baseUrl: "https://example.test", getIdToken: async () => "token" });
 export const wrong = coins.payJob({ job_id: 1, amount: "100" });
+"""
+# SADAD's form is POSTed: a GET must not compile (nor must a form without its fields).
+BAD_CHECKOUT = """
+import { checkoutHtml } from "@guild/coins-client";
+
+export const get = checkoutHtml({ action: "https://sadadqa.com/webpurchase", method: "GET", fields: {} });
+export const bare = checkoutHtml({ action: "https://sadadqa.com/webpurchase", method: "POST" });
 """
 
 
@@ -151,3 +161,8 @@ def test_the_packed_client_installs_and_type_checks_in_a_fresh_project_under_str
     (app / "bad.ts").write_text(BAD)
     bad = subprocess.run([tsc, "-p", "."], cwd=app, capture_output=True, text=True)
     assert bad.returncode != 0 and "bad.ts" in bad.stdout and "good.ts" not in bad.stdout, bad.stdout
+    (app / "bad.ts").unlink()
+    (app / "bad_checkout.ts").write_text(BAD_CHECKOUT)
+    bad = subprocess.run([tsc, "-p", "."], cwd=app, capture_output=True, text=True)
+    errors = [line for line in bad.stdout.splitlines() if "error TS" in line]
+    assert bad.returncode != 0 and len(errors) == 2 and all(line.startswith("bad_checkout.ts(") for line in errors), bad.stdout

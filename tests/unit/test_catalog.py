@@ -91,8 +91,10 @@ def test_custom_packs_use_the_fewest_coins():
     assert catalog.fewest_coins(15 * QAR) == {"GBC": 1, "GSC": 1}
 
 
-def test_the_catalog_lists_tiers_packs_and_pricing():
-    described = catalog.describe()
+def test_the_catalog_lists_tiers_packs_pricing_and_gateways():
+    described = catalog.describe(("fatora", "sadad"), "sadad")
+    assert described["gateways"] == ["fatora", "sadad"] and described["default_gateway"] == "sadad"
+    assert catalog.describe(("fatora",), "sadad")["default_gateway"] is None, "a default not offered is not announced"
     assert [c["symbol"] for c in described["coins"]] == list(SYMBOLS)
     elite = described["packs"][-1]
     assert elite == {"id": "elite", "name": "Elite", "coins": {"GRC": 1}, "value_dirhams": 50000, "price_dirhams": 55000}

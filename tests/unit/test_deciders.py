@@ -7,11 +7,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from coins import catalog, errors, escrow, fatora, ledger, postings, purchases, store
+from coins import catalog, errors, escrow, ledger, postings, purchases, store
 from coins import idempotency as keys
 from coins.app import Job
 from coins.auth import Caller
 from coins.domain import Account, EntryType
+from coins.gateways import Status, Verification
+from coins.purchases import settlement
 from tests.unit.memory import MemoryStore
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
@@ -183,8 +185,8 @@ def purchase(**fields):
     return {"id": "p1", "user_id": "alice", "status": "pending", "coins": {"GPC": 1}, "price_dirhams": 110 * QAR, **fields}
 
 
-def verified(status=fatora.PAID, amount=110 * QAR, currency="QAR", mode="live"):
-    return fatora.Verification("p1", "t1", status, amount, currency, mode)
+def verified(status=Status.PAID, amount=110 * QAR, currency="QAR", mode="live"):
+    return Verification("p1", "t1", status, amount, currency, mode)
 
 
 class Now:
@@ -197,16 +199,18 @@ class Now:
         (purchase(), verified(), purchases.Outcome.PAID, "paid"),
         (purchase(), verified(amount=100 * QAR), purchases.Outcome.NEEDS_REVIEW, None),
         (purchase(), verified(mode="test"), purchases.Outcome.NEEDS_REVIEW, None),
-        (purchase(), verified(status=fatora.FAILED), purchases.Outcome.FAILED, "failed"),
+        (purchase(), verified(status=Status.FAILED), purchases.Outcome.FAILED, "failed"),
         (purchase(status="paid"), verified(), purchases.Outcome.ALREADY_PAID, None),
         (purchase(status="refunded"), verified(), purchases.Outcome.REFUNDED, None),
         (purchase(status="expired"), verified(), purchases.Outcome.NEEDS_REVIEW, None),
-        (purchase(), verified(status=fatora.PENDING), purchases.Outcome.UNCHANGED, None),
+        (purchase(), verified(status=Status.PENDING), purchases.Outcome.UNCHANGED, None),
+        (purchase(), verified(status=Status.IN_PROGRESS), purchases.Outcome.UNCHANGED, None),
+        (purchase(gateway="sadad"), verified(), purchases.Outcome.PAID, "paid"),
+        (purchase(gateway="sadad"), verified(mode=None), purchases.Outcome.NEEDS_REVIEW, None),
     ],
 )
-def test_a_settlement_decides_from_the_purchase_and_what_fatora_verified(before, verification, outcome, status, monkeypatch):
-    monkeypatch.setenv("FATORA_REQUIRED_MODE", "live")
-    decided, entry, changes = purchases._decide(before, verification, False, Now())
+def test_a_settlement_decides_from_the_purchase_and_what_the_gateway_verified(before, verification, outcome, status):
+    decided, entry, changes = settlement.decide(before, verification, False, Now(), "live")
     assert decided is outcome
     assert changes.get("status") == status
     assert (entry is not None) == (outcome is purchases.Outcome.PAID), "coins are issued only for a verified, matching payment"

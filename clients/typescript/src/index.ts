@@ -19,6 +19,8 @@
 import createClient from "openapi-fetch";
 import type { components, paths } from "./schema.js";
 
+export { checkoutHtml, type CheckoutForm } from "./checkout.js";
+
 type Schemas = components["schemas"];
 export type Catalog = Schemas["Catalog"];
 export type Wallet = Schemas["Wallet"];
@@ -132,7 +134,10 @@ export function createCoinsClient(options: CoinsClientOptions) {
     checkBalance: (amount_dirhams: number) =>
       read(() => http.POST("/api/coins/check-balance", { body: { amount_dirhams } })),
 
-    /** Opens a checkout: send the user to `checkout_url`; the wallet is credited once Fatora confirms. */
+    /**
+     * Opens a checkout: send the user to `checkout_url` (for SADAD on Android, a WebView of
+     * `checkoutHtml(purchase.checkout)`); the wallet is credited once the gateway confirms.
+     */
     buyCoins: (body: PurchaseRequest) =>
       money((key) => http.POST("/api/coins/purchase", { params: { header: keyed(key) }, body })),
     purchase: (id: string) => read(() => http.GET("/api/coins/purchase/{id}", { params: { path: { id } } })),

@@ -448,6 +448,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/coins/purchase/sadad/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["coins_sadad_callback"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/coins/purchase/{id}": {
         parameters: {
             query?: never;
@@ -456,6 +472,22 @@ export interface paths {
             cookie?: never;
         };
         get: operations["coins_purchase_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/coins/purchase/{id}/checkout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["coins_purchase_checkout"];
         put?: never;
         post?: never;
         delete?: never;
@@ -522,6 +554,22 @@ export interface paths {
         get: operations["coins_fatora_webhook_get"];
         put?: never;
         post: operations["coins_fatora_webhook_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/coins/webhook/sadad": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["coins_sadad_webhook"];
         delete?: never;
         options?: never;
         head?: never;
@@ -720,6 +768,10 @@ export interface components {
         Catalog: {
             /** Coins */
             coins: components["schemas"]["Tier"][];
+            /** Default Gateway */
+            default_gateway: ("fatora" | "sadad") | null;
+            /** Gateways */
+            gateways: ("fatora" | "sadad")[];
             /** Packs */
             packs: components["schemas"]["Pack"][];
             pricing: components["schemas"]["Pricing"];
@@ -728,6 +780,23 @@ export interface components {
         CheckBalance: {
             /** Amount Dirhams */
             amount_dirhams: number;
+        };
+        /**
+         * CheckoutForm
+         * @description A form the payer's browser posts to the gateway (SADAD: never a GET).
+         */
+        CheckoutForm: {
+            /** Action */
+            action: string;
+            /** Fields */
+            fields: {
+                [key: string]: string;
+            };
+            /**
+             * Method
+             * @constant
+             */
+            method: "POST";
         };
         /** Dispute */
         Dispute: {
@@ -1038,6 +1107,7 @@ export interface components {
         };
         /** Purchase */
         Purchase: {
+            checkout: components["schemas"]["CheckoutForm"] | null;
             /** Checkout Url */
             checkout_url: string | null;
             /** Coins */
@@ -1053,8 +1123,15 @@ export interface components {
             currency: "QAR";
             /** Failure Reason */
             failure_reason: string | null;
+            /**
+             * Gateway
+             * @enum {string}
+             */
+            gateway: "fatora" | "sadad";
             /** Gateway Fee Dirhams */
             gateway_fee_dirhams: number;
+            /** Gateway Reference */
+            gateway_reference: string | null;
             /** Id */
             id: string;
             /** Needs Review */
@@ -1100,6 +1177,21 @@ export interface components {
             coins?: {
                 [key: string]: number;
             } | null;
+            /**
+             * Email
+             * @default null
+             */
+            email?: string | null;
+            /**
+             * Gateway
+             * @default null
+             */
+            gateway?: ("fatora" | "sadad") | null;
+            /**
+             * Mobile No
+             * @default null
+             */
+            mobile_no?: string | null;
             /**
              * Pack Id
              * @default null
@@ -5262,6 +5354,79 @@ export interface operations {
             };
         };
     };
+    coins_sadad_callback: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description On to the app's deep link. */
+            303: {
+                headers: {
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error page. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description An error page. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description An error page. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description An error page. */
+            405: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description An error page. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description An error page. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+        };
+    };
     coins_purchase_get: {
         parameters: {
             query?: never;
@@ -5365,6 +5530,73 @@ export interface operations {
                             code?: "unavailable";
                         };
                     } & components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    coins_purchase_checkout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description An error page. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description An error page. */
+            405: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description An error page. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description An error page. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description An error page. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
                 };
             };
         };
@@ -5826,6 +6058,111 @@ export interface operations {
         };
     };
     coins_fatora_webhook_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description unauthenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unauthenticated";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description method_not_allowed */
+            405: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description internal */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable */
+            503: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unavailable";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    coins_sadad_webhook: {
         parameters: {
             query?: never;
             header?: never;

@@ -153,7 +153,10 @@ def _responses(spec: Spec, ref) -> dict[str, Any]:
         if spec.html:
             answers["200"] = {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}
         else:
-            answers["303"] = {"description": "On to the app's deep link.", "headers": {"Location": {"schema": {"type": "string"}}}}
+            answers["303"] = {
+                "description": "On to the app's deep link.",
+                "headers": {"Location": {"schema": {"type": "string"}}},
+            }
         for status in sorted(error_codes(spec)):
             answers[str(status)] = {"description": "An error page.", "content": {"text/html": {"schema": {"type": "string"}}}}
         return answers

@@ -50,6 +50,8 @@ SECRETS = {"FATORA_API_KEY": "fatora-api-key"}
 OPTIONAL_SECRETS = {"EXPO_ACCESS_TOKEN": "expo-access-token"}
 # The token of the webhook URL set up in Fatora's dashboard (`...?token=`), if one is used.
 WEBHOOK_TOKEN_SECRET = {"FATORA_WEBHOOK_TOKEN": "fatora-webhook-token"}
+# SADAD's secret key (its panel's live key), where SADAD is offered (a merchant id given).
+SADAD_SECRET = {"SADAD_SECRET_KEY": "sadad-secret-key"}
 APIS = (
     "cloudfunctions.googleapis.com",
     "run.googleapis.com",
@@ -75,6 +77,10 @@ class Target:
     admin_uids: str = ""
     with_expo_token: bool = False
     with_webhook_token: bool = False
+    # SADAD's merchant id (MID) and the website domain its key is tied to (default: our
+    # Hosting site's); without a merchant id, SADAD is not offered.
+    sadad_merchant_id: str = ""
+    sadad_website: str = ""
 
     @property
     def base_url(self) -> str:
@@ -121,6 +127,17 @@ def environment(target: Target, private: list) -> dict[str, str]:
         "PURCHASE_RETURN_URL": f"{site}/api/coins/purchase/return",
         "FATORA_REQUIRED_MODE": "live",
         "ADMIN_UIDS": target.admin_uids,
+        # SADAD's CALLBACK_URL and our checkout page, through our Hosting site.
+        "SITE_URL": site,
+        **(
+            {
+                "SADAD_MERCHANT_ID": target.sadad_merchant_id,
+                "SADAD_WEBSITE": target.sadad_website or f"{target.site}.web.app",
+                "SADAD_REQUIRED_MODE": "live",
+            }
+            if target.sadad_merchant_id
+            else {}
+        ),
     }
 
 
@@ -134,6 +151,7 @@ def plan(target: Target) -> list[Step]:
         **SECRETS,
         **(OPTIONAL_SECRETS if target.with_expo_token else {}),
         **(WEBHOOK_TOKEN_SECRET if target.with_webhook_token else {}),
+        **(SADAD_SECRET if target.sadad_merchant_id else {}),
     }
     steps = [Step("enable the APIs", ("gcloud", "services", "enable", *APIS, p))]
     steps.append(
@@ -335,12 +353,23 @@ def main() -> None:
     parser.add_argument(
         "--with-webhook-token", action="store_true", help="also read FATORA_WEBHOOK_TOKEN from the secret fatora-webhook-token"
     )
+    parser.add_argument("--sadad-merchant-id", default="", help="offer SADAD: its merchant id (the secret sadad-secret-key holds its key)")
+    parser.add_argument("--sadad-website", default="", help="the domain SADAD's key is tied to (default: <site>.web.app)")
     parser.add_argument("--dry-run", action="store_true", default=bool(os.environ.get("DRY_RUN")))
     args = parser.parse_args()
     site = args.site or f"{args.project}-coins"
     if site == args.project:
         sys.exit("error: the project's default site belongs to the GUILD admin portal; choose another --site")
-    target = Target(args.project, args.region, site, args.admin_uids, args.with_expo_token, args.with_webhook_token)
+    target = Target(
+        args.project,
+        args.region,
+        site,
+        args.admin_uids,
+        args.with_expo_token,
+        args.with_webhook_token,
+        args.sadad_merchant_id,
+        args.sadad_website,
+    )
     steps = plan(target)
     config = json.dumps(deploy_config(target), indent=2)
     if args.dry_run:

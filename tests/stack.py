@@ -18,7 +18,7 @@ READY_TIMEOUT_SECONDS = 60
 
 def start_stack(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, list[str]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "local.stack", "--expo-port", str(free_port()), *args],
+        [sys.executable, "-m", "local.stack", "--expo-port", str(free_port()), "--sadad-port", str(free_port()), *args],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,

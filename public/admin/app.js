@@ -274,6 +274,8 @@ async function disputes() {
     table(["Job · milestone", "Held", "Parties", "Dispute", ""], rows));
 }
 
+const GATEWAYS = { fatora: "Fatora", sadad: "SADAD" };
+
 async function purchases() {
   const { items } = await api("GET", "/api/admin/coins/purchases/review?limit=100");
   const rows = items.map((p) => {
@@ -282,15 +284,22 @@ async function purchases() {
       if (!note.value.trim()) throw new Error("Give a note for the record.");
       return api("POST", `/api/admin/coins/purchase/${p.id}/resolve`, { action, note: note.value.trim() });
     };
+    // A refund SADAD cannot make by API: the admin makes it in SADAD's panel, then records it.
+    const byHand = p.refund && p.refund.status === "manual";
+    const gateway = GATEWAYS[p.gateway] || p.gateway;
     return el("tr", { "data-id": p.id },
       el("td", {}, el("div", { text: p.id }), el("div", { class: "hint", text: p.user_id })),
+      el("td", {}, el("div", { text: gateway }), el("div", { class: "hint mono", text: p.gateway_reference || "no reference yet" })),
       el("td", { class: "num", text: `${qar(p.price_dirhams)} for ${coins(p.coins)}` }),
       el("td", { text: `${p.status}: ${p.review_reason || ""}` }),
       el("td", {}, el("div", { class: "actions" }, note,
-        actionButton("Issue", decide("issue"), { kind: "primary" }), actionButton("Refund", decide("refund"), { kind: "danger" }),
-        actionButton("Dismiss", decide("dismiss")))));
+        ...(byHand
+          ? [actionButton(`Refunded in ${gateway}`, decide("dismiss"), { kind: "primary" })]
+          : [actionButton("Issue", decide("issue"), { kind: "primary" }), actionButton("Refund", decide("refund"), { kind: "danger" }),
+            actionButton("Dismiss", decide("dismiss"))]))));
   });
-  return el("section", {}, el("h2", { text: "Purchases in review" }), table(["Purchase", "Price", "Why", ""], rows));
+  return el("section", {}, el("h2", { text: "Purchases in review" }),
+    table(["Purchase", "Gateway · reference", "Price", "Why", ""], rows));
 }
 
 async function users() {

@@ -17,11 +17,10 @@ from tests.conftest import ROOT
 PROJECT, REGION = "guild-4f46b", "me-central1"
 
 
-@pytest.fixture(scope="module")
-def dry_run():
+def plan(*variables):
     env = {**os.environ, "DRY_RUN": "1", "PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin"}
     result = subprocess.run(
-        ["make", "-s", "deploy", f"PROJECT={PROJECT}", f"REGION={REGION}", "ADMIN_UIDS=ops1,ops2"],
+        ["make", "-s", "deploy", f"PROJECT={PROJECT}", f"REGION={REGION}", "ADMIN_UIDS=ops1,ops2", *variables],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -31,6 +30,11 @@ def dry_run():
     )
     commands = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
     return [shlex.split(line.split(" || ")[-1]) for line in commands]
+
+
+@pytest.fixture(scope="module")
+def dry_run():
+    return plan()
 
 
 def deployed(commands):
@@ -45,7 +49,7 @@ def flag(argv, name):
 def test_every_function_of_main_is_deployed_exactly_once_and_nothing_else(dry_run):
     names = [argv[3] for argv in dry_run if argv[:3] == ["gcloud", "functions", "deploy"]]
     assert sorted(names) == sorted(function.name for function in deploy.functions())
-    assert len(names) == len(set(names)) == 46
+    assert len(names) == len(set(names)) == 49
     for name, argv in deployed(dry_run).items():
         assert flag(argv, "entry-point") == [name] and flag(argv, "source") == ["functions"] and "--gen2" in argv
 
@@ -75,7 +79,7 @@ def test_only_the_scheduler_and_task_targets_are_private_and_only_the_invoker_ma
         if argv[:3] == ["gcloud", "functions", "add-invoker-policy-binding"] and f"--member={invoker}" in argv
     }
     http = [function for function in deploy.functions() if function.kind is not registry.Kind.TRIGGER]
-    assert len(http) == 44
+    assert len(http) == 47
     for function in http:
         private = function.kind is registry.Kind.PRIVATE
         argv = deployed(dry_run)[function.name]
@@ -116,6 +120,28 @@ def test_every_secret_comes_from_secret_manager_and_nothing_local_ships(dry_run)
         assert flag(argv, "set-secrets") == ["FATORA_API_KEY=fatora-api-key:latest"]
     readers = [argv[3] for argv in dry_run if argv[:3] == ["gcloud", "secrets", "add-iam-policy-binding"]]
     assert readers == ["fatora-api-key"]
+
+
+def variables_of(argv):
+    [env] = flag(argv, "set-env-vars")
+    return dict(item.split("=", 1) for item in env.removeprefix("^;^").split(";"))
+
+
+def test_without_a_merchant_id_sadad_is_not_offered_and_its_key_not_read(dry_run):
+    for argv in deployed(dry_run).values():
+        assert not {"SADAD_MERCHANT_ID", "SADAD_WEBSITE"} & set(variables_of(argv))
+
+
+def test_with_a_merchant_id_sadad_is_live_and_its_key_comes_from_secret_manager():
+    commands = plan("SADAD_MID=7654321")
+    for argv in deployed(commands).values():
+        variables = variables_of(argv)
+        assert variables["SADAD_MERCHANT_ID"] == "7654321" and variables["SADAD_REQUIRED_MODE"] == "live"
+        assert variables["SADAD_WEBSITE"] == f"{PROJECT}-coins.web.app"
+        assert variables["SITE_URL"] == f"https://{PROJECT}-coins.web.app"
+        assert flag(argv, "set-secrets") == ["FATORA_API_KEY=fatora-api-key:latest,SADAD_SECRET_KEY=sadad-secret-key:latest"]
+    readers = [argv[3] for argv in commands if argv[:3] == ["gcloud", "secrets", "add-iam-policy-binding"]]
+    assert readers == ["fatora-api-key", "sadad-secret-key"]
 
 
 def test_hosting_and_rules_go_to_our_site_and_our_database_only(dry_run):

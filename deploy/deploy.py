@@ -353,7 +353,9 @@ def main() -> None:
     parser.add_argument(
         "--with-webhook-token", action="store_true", help="also read FATORA_WEBHOOK_TOKEN from the secret fatora-webhook-token"
     )
-    parser.add_argument("--sadad-merchant-id", default="", help="offer SADAD: its merchant id (the secret sadad-secret-key holds its key)")
+    parser.add_argument(
+        "--sadad-merchant-id", default="", help="offer SADAD: its merchant id (the secret sadad-secret-key holds its key)"
+    )
     parser.add_argument("--sadad-website", default="", help="the domain SADAD's key is tied to (default: <site>.web.app)")
     parser.add_argument("--dry-run", action="store_true", default=bool(os.environ.get("DRY_RUN")))
     args = parser.parse_args()

@@ -12,7 +12,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ESCROW_DOC = ROOT / "docs" / "escrow.md"
-BEGIN, END = "<!-- generated from escrow.TRANSITIONS by make docs -->", "<!-- end of the generated table -->"
+PAYMENTS_DOC = ROOT / "docs" / "payments.md"
+END = "<!-- end of the generated table -->"
+
+
+def begin(source: str) -> str:
+    return f"<!-- generated from {source} by make docs -->"
 
 
 def escrow_table() -> str:
@@ -37,16 +42,34 @@ def escrow_table() -> str:
     return "\n".join(lines)
 
 
-def with_table(text: str, table: str) -> str:
-    """`text` with the block between the markers replaced by `table`."""
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    assert pattern.search(text), f"{ESCROW_DOC} has no generated block"
-    return pattern.sub(lambda _: f"{BEGIN}\n{table}\n{END}", text)
+def purchase_table() -> str:
+    """One row per step of the purchase's table (`purchases.states.TRANSITIONS`)."""
+    from coins.purchases import states
+
+    lines = ["| step | from | to |", "|---|---|---|"]
+    for step, row in states.TRANSITIONS.items():
+        lines.append(f"| {step.replace('_', ' ')} | {', '.join(row.from_states)} | {row.to_state} |")
+    return "\n".join(lines)
+
+
+# Each generated table: its document, the code it mirrors, how it is made.
+TABLES = (
+    (ESCROW_DOC, "escrow.TRANSITIONS", escrow_table),
+    (PAYMENTS_DOC, "purchases.states.TRANSITIONS", purchase_table),
+)
+
+
+def with_table(text: str, table: str, source: str = "escrow.TRANSITIONS") -> str:
+    """`text` with the block between the markers of `source` replaced by `table`."""
+    pattern = re.compile(re.escape(begin(source)) + r".*?" + re.escape(END), re.S)
+    assert pattern.search(text), f"no generated block of {source}"
+    return pattern.sub(lambda _: f"{begin(source)}\n{table}\n{END}", text)
 
 
 def main() -> None:
     sys.path.insert(0, str(ROOT / "functions"))
-    ESCROW_DOC.write_text(with_table(ESCROW_DOC.read_text(), escrow_table()))
+    for doc, source, table in TABLES:
+        doc.write_text(with_table(doc.read_text(), table(), source))
 
 
 if __name__ == "__main__":

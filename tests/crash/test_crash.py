@@ -34,7 +34,8 @@ from tests.factories import BANK
 from tests.stack import start_stack, stop_stack
 
 PAIRS = 8  # clients, each paying one freelancer for four jobs
-REQUESTS_PER_PAIR = 18  # what Workload.pair sends
+REQUESTS_PER_PAIR = 20  # what Workload.pair sends
+PURCHASES_PER_CLIENT = 2
 REVIEW_WINDOW_SECONDS = 20
 REPAIR_AFTER_SECONDS = 3
 SECRET = "crash-tier-service-secret"
@@ -60,6 +61,9 @@ class Stack:
             "OUTBOX_REPAIR_AFTER_SECONDS": str(REPAIR_AFTER_SECONDS),
             "LOCAL_SERVICE_SECRET": SECRET,
             "ADMIN_UIDS": ADMIN,
+            # The same SADAD merchant across restarts, as in production.
+            "SADAD_MERCHANT_ID": "7000001",
+            "SADAD_SECRET_KEY": uuid.uuid4().hex,
         }
         self.process = None
         self.kills = 0
@@ -152,6 +156,9 @@ class Workload:
             admin=True,
         )
         send("POST", f"/api/admin/coins/kyc/{freelancer}", ADMIN, {"status": "verified"}, admin=True, keyed=False)
+        for _ in range(PURCHASES_PER_CLIENT):  # SADAD checkouts, retried through the kills
+            purchase = {"pack_id": "plus", "gateway": "sadad", "email": "c@example.com", "mobile_no": "97450000000"}
+            send("POST", "/api/coins/purchase", client, purchase, expect=201)
         with ThreadPoolExecutor(4) as pool:  # four milestones funded at once
             funded = list(
                 pool.map(
@@ -294,6 +301,21 @@ def test_reconciliation_is_ok_with_nothing_pending(crashed):
     report = crashed["report"]
     assert report["ok"], report["problems"]
     assert report["pending_effects"]["count"] == 0 and report["pending_outbox"]["count"] == 0
+
+
+def test_every_purchase_request_opened_one_purchase_counted_once_whatever_the_kills(crashed):
+    """The purchase id is the key's: a retry after a kill finds the purchase its first
+    attempt wrote, so no orphan is left counted against the buyer's limits."""
+    for number in range(PAIRS):
+        client = f"crash-client-{number}"
+        sent = [s for s in crashed["workload"].sent if s.path == "/api/coins/purchase" and s.uid == client]
+        answered = {s.answer.json()["id"] for s in sent}
+        stored = {d.id for d in crashed["coins_db"].collection("purchases").where("user_id", "==", client).stream()}
+        counted = [
+            c["ref"] for c in (crashed["coins_db"].collection("limits").document(client).get().to_dict() or {})["purchase"]
+        ]
+        assert len(sent) == len(answered) == PURCHASES_PER_CLIENT and stored == answered
+        assert sorted(counted) == sorted(answered), "each counted once"
 
 
 def test_value_is_conserved_by_what_the_api_says(crashed):

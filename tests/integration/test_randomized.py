@@ -1,21 +1,41 @@
 """Random sequences of every money operation, through the services, with the whole
 ledger replayed after each step: every tier sums to zero and every wallet, hold and
 purchase equals its replay. At the end the trigger's vault and a reconciliation agree.
-Escrows go through every transition of their table, timers included."""
+Escrows go through every transition of their table, timers included; purchases through
+both gateways (their sandboxes over HTTP) are paid, declined, left In Progress,
+refunded, reviewed and swept."""
 
+import json
 import random
 from datetime import timedelta
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+import requests
 
-from coins import catalog, clients, effects, errors, escrow, kyc, ledger, reconciliation, store, wallets, withdrawals
+from coins import (
+    catalog,
+    clients,
+    effects,
+    errors,
+    escrow,
+    kyc,
+    ledger,
+    purchases,
+    reconciliation,
+    store,
+    wallets,
+    withdrawals,
+)
+from coins import sadad as sadad_wire
 from coins.auth import Caller
+from coins.gateways import Name
 from tests import factories
 from tests.money import assert_conserved, assert_vault_matches_ledger
 
 USERS = [f"r{i}" for i in range(4)]
 ADMIN = Caller("r-admin", admin=True)
-STEPS = 60
+STEPS = 80
 # The refusals a random step may meet and that the test means: anything else fails it.
 MEANT = (errors.InsufficientFunds, errors.InvalidState, errors.WithdrawalPending, errors.Forbidden, errors.ValidationFailed)
 
@@ -29,10 +49,13 @@ def key(rng):
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_random_operations_conserve_every_coin(db, task_queue, seed):
+def test_random_operations_conserve_every_coin(db, task_queue, fatora, sadad, seed):
     rng = random.Random(seed)
     escrows: list[str] = []
     open_withdrawals: list[str] = []
+    bought: list[str] = []
+    # Every notification comes from a step, not from a sandbox in the background.
+    fatora.faults.webhooks_enabled = sadad.faults.webhooks_enabled = False
     for uid in USERS:
         kyc.decide(db, ADMIN, user_id=uid, status="verified", note=None)
     outcomes: dict[str, int] = {}
@@ -122,7 +145,74 @@ def test_random_operations_conserve_every_coin(db, task_queue, seed):
         }
         action(db, ADMIN, withdrawal_id, idempotency=key(rng), **extra[action])
 
+    def pick_purchase():
+        if not bought:
+            raise NothingToActOn()
+        return db.get(store.purchase(rng.choice(bought)))
+
+    def buy():
+        name = rng.choice([Name.FATORA, Name.SADAD])
+        buyer = Caller(rng.choice(USERS))
+        response = purchases.create(
+            db,
+            clients.gateway(name),
+            buyer,
+            coins={rng.choice(catalog.SYMBOLS[:4]): rng.randint(1, 2)},
+            pack_id=None,
+            language="en",
+            payer=purchases.payer_of(name, buyer, email="r@example.com", mobile_no="97450000000"),
+            idempotency=key(rng),
+        )
+        bought.append(response.body["id"])
+
+    def pay():
+        """The payer at the gateway (pay, decline, or SADAD's In Progress), then the
+        browser's return (Fatora) or the webhook (SADAD) names the order."""
+        purchase = pick_purchase()
+        decision = rng.choice(["pay", "pay", "decline"])
+        if purchase["gateway"] == Name.FATORA:
+            token = purchase["checkout_url"].rsplit("/", 1)[1]
+            base = purchase["checkout_url"].split("/checkout/")[0]
+            answer = requests.post(f"{base}/checkout/{token}/{decision}", allow_redirects=False, timeout=10)
+            if answer.status_code != 303:
+                raise NothingToActOn()  # paid or declined already
+            query = dict(parse_qsl(urlsplit(answer.headers["Location"]).query))
+            purchases.receive_browser(db, clients.gateway, Name.FATORA, query=query, body=b"", content_type="")
+            return
+        if purchase["id"] not in sadad.orders:
+            form = purchase["checkout"]
+            assert requests.post(form["action"], data=form["fields"], timeout=10).status_code == 200
+        order = sadad.order_of(purchase["id"])
+        order.status = {"pay": rng.choice([sadad_wire.SUCCESSFUL, sadad_wire.IN_PROGRESS]), "decline": sadad_wire.FAILED}[
+            decision
+        ]
+        body = json.dumps(sadad.webhook_payload(order)).encode()
+        purchases.receive_webhook(db, clients.gateway, Name.SADAD, query={}, body=body, content_type="application/json")
+
+    def refund_purchase():
+        purchase = pick_purchase()
+        purchases.refund(db, clients.gateway, ADMIN, purchase["id"], reason="random", idempotency=key(rng))
+
+    def review():
+        waiting = purchases.list_review(db, limit=20, cursor=None)["items"]
+        if not waiting:
+            raise NothingToActOn()
+        purchase = rng.choice(waiting)
+        action = rng.choice(["issue", "refund", "dismiss"])
+        purchases.resolve(db, clients.gateway, ADMIN, purchase["id"], action=action, note="random", idempotency=key(rng))
+
+    def sweep_purchases():
+        later = rng.choice([timedelta(minutes=16), timedelta(hours=25), timedelta(hours=49)])
+        purchases.reconcile_pending(db, clients.gateway, now=ledger.now_utc() + later)
+
     operations = [
+        buy,
+        buy,
+        pay,
+        pay,
+        refund_purchase,
+        review,
+        sweep_purchases,
         adjust,
         adjust,
         adjust,

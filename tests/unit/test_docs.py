@@ -10,6 +10,14 @@ def test_the_escrow_state_table_in_the_docs_is_the_one_escrow_transitions_makes(
     )
 
 
+def test_the_purchase_state_table_in_the_docs_is_the_one_purchases_states_makes():
+    committed = docs.PAYMENTS_DOC.read_text()
+    assert docs.with_table(committed, docs.purchase_table(), "purchases.states.TRANSITIONS") == committed, (
+        "docs/payments.md is stale: regenerate it with `make docs` and commit it"
+    )
+    assert "| hold refund | paid | refunding |" in docs.purchase_table()
+
+
 def test_the_generated_table_has_a_row_for_every_transition():
     from coins import escrow
 

@@ -37,6 +37,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+from deploy.fatora_contract import flatten
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "functions"))
 
@@ -184,14 +186,6 @@ def checkout_page(checkout_url: str, merchant_id: str, secret_key: str, website:
             f"<button>Pay 1.00 QAR with SADAD (test mode)</button></form></body></html>"
         )
     return Path(name)
-
-
-def flatten(value, prefix=""):
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            yield from flatten(inner, f"{prefix}.{key}" if prefix else key)
-    else:
-        yield prefix, value
 
 
 # Fields of an answer never printed: the login's token, and anything like it.

@@ -143,6 +143,11 @@ def coins_purchases_list(call: Call):
     return purchases.list_for(call.db, call.caller, user_id=page.user_id, limit=page.limit, cursor=page.cursor)
 
 
+def _as_sent(call: Call) -> dict:
+    """What a gateway's notification carries, as it was sent: the query, the body, its type."""
+    return {"query": call.args, "body": call.raw_body, "content_type": call.headers.get("Content-Type", "")}
+
+
 @functions_framework.http
 @endpoint(
     "GET",
@@ -154,9 +159,7 @@ def coins_purchases_list(call: Call):
 )
 def coins_purchase_return(call: Call):
     """Fatora's success_url and failure_url: the payer's browser, sent on to the app."""
-    return api.Redirect(
-        purchases.receive_browser(call.db, clients.gateway, Name.FATORA, query=call.args, body=b"", content_type="")
-    )
+    return api.Redirect(purchases.receive_browser(call.db, clients.gateway, Name.FATORA, **_as_sent(call)))
 
 
 @functions_framework.http
@@ -170,16 +173,7 @@ def coins_purchase_return(call: Call):
 )
 def coins_sadad_callback(call: Call):
     """SADAD's CALLBACK_URL: the payer's browser posts SADAD's signed form; sent on to the app."""
-    return api.Redirect(
-        purchases.receive_browser(
-            call.db,
-            clients.gateway,
-            Name.SADAD,
-            query=call.args,
-            body=call.raw_body,
-            content_type=call.headers.get("Content-Type", ""),
-        )
-    )
+    return api.Redirect(purchases.receive_browser(call.db, clients.gateway, Name.SADAD, **_as_sent(call)))
 
 
 @functions_framework.http
@@ -199,14 +193,7 @@ def coins_purchase_checkout(call: Call):
     raises=(errors.Unauthenticated, errors.InvalidRequest),
 )
 def coins_fatora_webhook(call: Call):
-    return purchases.receive_webhook(
-        call.db,
-        clients.gateway,
-        Name.FATORA,
-        query=call.args,
-        body=call.raw_body,
-        content_type=call.headers.get("Content-Type", ""),
-    )
+    return purchases.receive_webhook(call.db, clients.gateway, Name.FATORA, **_as_sent(call))
 
 
 @functions_framework.http
@@ -219,14 +206,7 @@ def coins_fatora_webhook(call: Call):
 )
 def coins_sadad_webhook(call: Call):
     """SADAD's webhook (set in its panel): JSON with a checksum."""
-    return purchases.receive_webhook(
-        call.db,
-        clients.gateway,
-        Name.SADAD,
-        query=call.args,
-        body=call.raw_body,
-        content_type=call.headers.get("Content-Type", ""),
-    )
+    return purchases.receive_webhook(call.db, clients.gateway, Name.SADAD, **_as_sent(call))
 
 
 @functions_framework.http

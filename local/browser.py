@@ -4,13 +4,17 @@ checkout page, SADAD's callback page), press the button asked for on a page that
 several (SADAD's Pay or Decline), and stop at the first redirect (the app's deep link).
 
     python -m local.browser URL [--press Pay|Decline]
+    python -m local.browser --form '{"action", "method", "fields"}' [--press ...]
 
 prints where the browser was sent last (`guild://coins/purchase/<id>?status=paid`).
+`--form` starts from a form to post (a purchase's `checkout`, as the app's WebView
+posts it) rather than from a page to open.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from html.parser import HTMLParser
 from urllib.parse import urljoin
@@ -56,9 +60,15 @@ class Page(HTMLParser):
             self.forms[-1].buttons[-1] += data.strip()
 
 
-def walk(url: str, press: str = "Pay") -> str:
-    """Follows the pages from `url` until one redirects; returns where to."""
-    answer = requests.get(url, allow_redirects=False, timeout=TIMEOUT_SECONDS)
+def walk(url: str, press: str = "Pay", form: dict | None = None) -> str:
+    """Follows the pages from `url` (or from posting `form`) until one redirects; returns
+    where to."""
+    if form is not None:
+        answer = requests.request(
+            form["method"], form["action"], data=form["fields"], allow_redirects=False, timeout=TIMEOUT_SECONDS
+        )
+    else:
+        answer = requests.get(url, allow_redirects=False, timeout=TIMEOUT_SECONDS)
     for _ in range(STEPS_MAX):
         if answer.is_redirect:
             return answer.headers["Location"]
@@ -76,10 +86,13 @@ def walk(url: str, press: str = "Pay") -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="a payer's browser through a hosted payment")
-    parser.add_argument("url")
+    parser.add_argument("url", nargs="?")
+    parser.add_argument("--form", type=json.loads, help="a form to post first, as JSON {action, method, fields}")
     parser.add_argument("--press", default="Pay", help="the button to press where a page has several")
     args = parser.parse_args()
-    print(walk(args.url, args.press))
+    if (args.url is None) == (args.form is None):
+        parser.error("give a URL or --form")
+    print(walk(args.url, args.press, args.form))
 
 
 if __name__ == "__main__":

@@ -158,6 +158,35 @@ def test_an_admin_resolves_a_dispute_with_a_split(page, stack):
     assert stack.call("GET", "/api/coins/wallet", client).json()["balance_dirhams"] == 4_000
 
 
+def test_a_sadad_refund_made_by_hand_shows_its_gateway_and_reference_and_is_recorded_in_one_click(page, stack):
+    from local.browser import walk
+
+    buyer = fresh("u")
+    body = {"pack_id": "plus", "gateway": "sadad", "email": "b@example.com", "mobile_no": "97450000000"}
+    purchase = stack.call("POST", "/api/coins/purchase", buyer, key=key(), body=body).json()
+    assert walk(purchase["checkout_url"]).endswith("status=paid")
+    refunded = stack.call(
+        "POST",
+        f"/api/admin/coins/purchase/{purchase['id']}/refund",
+        "seed-admin",
+        admin=True,
+        key=key(),
+        body={"reason": "twice"},
+    ).json()
+    reference = refunded["gateway_reference"]
+    assert reference.startswith("SD") and refunded["refund"]["status"] == "manual"
+    sign_in(page, stack)
+    page.click("nav a[href='#purchases']")
+    line = row(page, purchase["id"])
+    assert "SADAD" in line.inner_text() and reference in line.inner_text()
+    assert line.get_by_role("button", name="Issue").count() == 0, "nothing to issue: only the refund to record"
+    line.locator("input[aria-label='note']").fill("refunded in SADAD's panel")
+    line.get_by_role("button", name="Refunded in SADAD").click()
+    page.wait_for_selector(f"tr[data-id='{purchase['id']}']", state="detached")
+    after = stack.call("GET", f"/api/coins/purchase/{purchase['id']}", buyer).json()
+    assert (after["status"], after["needs_review"]) == ("refunded", False)
+
+
 def test_a_non_admin_sees_the_refusal(page, stack):
     sign_in(page, stack, uid="bob", admin=False)
     page.wait_for_selector("#not-admin")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pytest
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from coins import catalog
 from coins.registry import DOCUMENT_CREATED
@@ -310,7 +311,8 @@ def test_every_purchase_request_opened_one_purchase_counted_once_whatever_the_ki
         client = f"crash-client-{number}"
         sent = [s for s in crashed["workload"].sent if s.path == "/api/coins/purchase" and s.uid == client]
         answered = {s.answer.json()["id"] for s in sent}
-        stored = {d.id for d in crashed["coins_db"].collection("purchases").where("user_id", "==", client).stream()}
+        mine = FieldFilter("user_id", "==", client)
+        stored = {d.id for d in crashed["coins_db"].collection("purchases").where(filter=mine).stream()}
         counted = [
             c["ref"] for c in (crashed["coins_db"].collection("limits").document(client).get().to_dict() or {})["purchase"]
         ]

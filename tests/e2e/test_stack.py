@@ -81,6 +81,46 @@ def test_a_person_can_buy_coins_through_the_sandbox_checkout(stack):
     assert status == "paid"
 
 
+def test_a_person_buys_coins_through_the_sadad_sandbox_both_ways_and_is_refunded(stack):
+    """As on `make dev`: the signed form posted from a page (the app's WebView) and our
+    checkout page (iOS); SADAD's callback settles each once; a payment left In Progress
+    is issued once it settles; a refund takes the coins back and waits for the money to
+    go back by hand."""
+    from local.browser import walk
+
+    base, lines = stack
+    sandbox = next(line.split()[2] for line in lines if line.startswith("SADAD sandbox"))
+    buyer = {"Authorization": f"Bearer {mint('sadad-buyer')}"}
+    body = {"pack_id": "plus", "gateway": "sadad", "email": "b@example.com", "mobile_no": "97450000000"}
+
+    def buy(key):
+        created = requests.post(f"{base}/api/coins/purchase", json=body, headers={**buyer, "Idempotency-Key": key}, timeout=30)
+        assert created.status_code == 201, created.text
+        return created.json()
+
+    def status(purchase):
+        return requests.get(f"{base}/api/coins/purchase/{purchase['id']}", headers=buyer, timeout=30).json()["status"]
+
+    webview, safari = buy("e2e-sadad-1"), buy("e2e-sadad-2")
+    assert walk(None, form=webview["checkout"]) == f"guild://coins/purchase/{webview['id']}?status=paid"
+    assert walk(safari["checkout_url"]) == f"guild://coins/purchase/{safari['id']}?status=paid"
+    assert requests.post(f"{sandbox}/_sandbox/faults", json={"in_progress": True}, timeout=30).status_code == 200
+    later = buy("e2e-sadad-3")
+    assert walk(later["checkout_url"]) == f"guild://coins/purchase/{later['id']}?status=pending"
+    assert status(later) == "pending"
+    settled = requests.post(f"{sandbox}/_sandbox/orders/{later['id']}/settle", json={"status": 3}, timeout=30)
+    assert settled.status_code == 200
+    wait_for(lambda: status(later) == "paid")
+    wallet = requests.get(f"{base}/api/coins/wallet", headers=buyer, timeout=30).json()
+    assert wallet["coins"] == {"GGC": 3}, "each paid purchase issued once"
+    admin = {"Authorization": f"Bearer {mint('ops', admin=True)}", "Idempotency-Key": "e2e-sadad-refund"}
+    refunded = requests.post(
+        f"{base}/api/admin/coins/purchase/{safari['id']}/refund", json={"reason": "twice"}, headers=admin, timeout=30
+    )
+    assert refunded.status_code == 200 and refunded.json()["refund"]["status"] == "manual", refunded.text
+    assert requests.get(f"{base}/api/coins/wallet", headers=buyer, timeout=30).json()["coins"] == {"GGC": 2}
+
+
 def test_a_submitted_milestone_nobody_acts_on_is_released_when_the_review_window_ends():
     """The wiring: fund, submit, then nobody acts. The emulator delivers the submit's
     outbox event to its trigger, which schedules the review timer on the local queue;

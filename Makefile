@@ -66,8 +66,8 @@ bench: $(STAMP)
 
 # make deploy PROJECT=<id> REGION=<region> [SITE=...] [ADMIN_UIDS=a,b]; DRY_RUN=1 prints the commands.
 deploy: $(STAMP)
-	@test -n "$(PROJECT)" -a -n "$(REGION)" || { echo "usage: make deploy PROJECT=<project id> REGION=<region> [SITE=<site>] [SADAD_MID=<merchant id> [SADAD_WEBSITE=<domain>]] [DRY_RUN=1]" >&2; exit 2; }
-	@$(PY) -m deploy.deploy --project "$(PROJECT)" --region "$(REGION)" $(if $(SITE),--site "$(SITE)") $(if $(ADMIN_UIDS),--admin-uids "$(ADMIN_UIDS)") $(if $(SADAD_MID),--sadad-merchant-id "$(SADAD_MID)" $(if $(SADAD_WEBSITE),--sadad-website "$(SADAD_WEBSITE)"))
+	@test -n "$(PROJECT)" -a -n "$(REGION)" || { echo "usage: make deploy PROJECT=<project id> REGION=<region> [SITE=<site>] [SADAD_MID=<merchant id> [SADAD_DOMAIN=<domain>]] [DRY_RUN=1]" >&2; exit 2; }
+	@$(PY) -m deploy.deploy --project "$(PROJECT)" --region "$(REGION)" $(if $(SITE),--site "$(SITE)") $(if $(ADMIN_UIDS),--admin-uids "$(ADMIN_UIDS)") $(if $(SADAD_MID),--sadad-merchant-id "$(SADAD_MID)" $(if $(SADAD_DOMAIN),--sadad-website "$(SADAD_DOMAIN)"))
 
 # Fatora's real API against what the client expects (FATORA_API_KEY, FATORA_BASE_URL; not part of make test).
 fatora-contract: $(STAMP)

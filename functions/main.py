@@ -114,7 +114,8 @@ def coins_purchase_create(call: Call):
     language = "ar" if call.headers.get("Accept-Language", "").lower().startswith("ar") else "en"
     return purchases.create(
         call.db,
-        clients.gateway(name),
+        clients.gateway,
+        name,
         call.caller,
         coins=body.coins_to_buy(),
         pack_id=body.pack_id,
@@ -212,7 +213,7 @@ def coins_sadad_webhook(call: Call):
 @functions_framework.http
 @endpoint("POST", access=Access.SERVICE, schedule=every(15), resources=SWEEPER)
 def purchases_reconcile(call: Call):
-    return purchases.reconcile_pending(call.db, clients.gateway)
+    return purchases.reconcile_pending(call.db, clients.gateway, clients.offered_gateways())
 
 
 @functions_framework.http

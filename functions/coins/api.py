@@ -129,16 +129,16 @@ def endpoint(
     resources: registry.Resources = registry.Resources(),
 ) -> Callable[[Handler], Callable[[flask.Request], flask.Response]]:
     """Wraps a handler into an HTTP function. `idempotent` means the request moves money
-        and needs an Idempotency-Key. `path` is the public path (firebase.json's rewrite to
-        the function) with its ids named as API.md writes them (`/api/coins/purchase/{id}`);
-        under the function's own name the ids follow it (`/coins_purchase_get/{id}`).
-        `response` models the success body, sent with `status`; `raises` are the domain
-        errors the handler may answer with (those of the door, auth, body, ids and key,
-        follow from the rest). `raw_body` hands the handler the bytes, unparsed, and the query
-        string as sent. `pages`: the caller is a browser, so errors are small HTML pages
-        rather than the JSON envelope; `html`: its answer is a page of ours (coins.api.Html),
-    not a 303. `schedule`: Cloud Scheduler calls it (a private
-        function); `resources`: what an instance gets. Recorded in coins.registry."""
+    and needs an Idempotency-Key. `path` is the public path (firebase.json's rewrite to
+    the function) with its ids named as API.md writes them (`/api/coins/purchase/{id}`);
+    under the function's own name the ids follow it (`/coins_purchase_get/{id}`).
+    `response` models the success body, sent with `status`; `raises` are the domain
+    errors the handler may answer with (those of the door, auth, body, ids and key,
+    follow from the rest). `raw_body` hands the handler the bytes, unparsed, and the query
+    string as sent. `pages`: the caller is a browser, so errors are small HTML pages
+    rather than the JSON envelope; `html`: its answer is a page of ours (coins.api.Html),
+    not a 303. `schedule`: Cloud Scheduler calls it (a private function); `resources`:
+    what an instance gets. Recorded in coins.registry."""
     assert schedule is None or access is Access.SERVICE, "Cloud Scheduler calls private functions only"
     assert pages or not html, "a page of ours is for a browser"
     methods = (method,) if isinstance(method, str) else method

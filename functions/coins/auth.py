@@ -20,7 +20,7 @@ LOCAL_SERVICE_SECRET_HEADER = "X-Local-Service-Secret"
 class Caller:
     uid: str
     admin: bool = False
-    # From the ID token, for the payment page: Fatora asks who pays.
+    # From the ID token, for the payment page: the gateways ask who pays.
     name: str | None = None
     email: str | None = None
     phone: str | None = None

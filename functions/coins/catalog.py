@@ -18,7 +18,8 @@ GRID_DIRHAMS = 500
 BPS_DENOMINATOR = 10_000
 # Purchase price = coin value + 10 %.
 MARKUP_BPS = 1_000
-# Fatora's fee on the price; the platform absorbs it and records it for accounting.
+# The gateway's fee on the price (DESIGN: 2.5 %, for Fatora and SADAD alike; SADAD
+# publishes no rate); the platform absorbs it and records it for accounting.
 GATEWAY_FEE_BPS = 250
 # The platform's share of a released escrow, rounded to the grid.
 JOB_FEE_BPS = 1_000
@@ -122,7 +123,7 @@ def price_dirhams(value: int) -> int:
 
 
 def gateway_fee_dirhams(price: int) -> int:
-    """Fatora's fee on a price, rounded half up to the dirham (2.5 % of 5.50 QAR is 13.75)."""
+    """The gateway's fee on a price, rounded half up to the dirham (2.5 % of 5.50 QAR is 13.75)."""
     return (2 * price * GATEWAY_FEE_BPS + BPS_DENOMINATOR) // (2 * BPS_DENOMINATOR)
 
 

@@ -35,9 +35,9 @@ ADJUST_COUNT_MAX = 10_000
 
 
 # Purchases: a pending purchase is re-verified by the sweeper after 15 minutes (the payer
-# never came back and no webhook came), and one that Fatora still reports unpaid after 24
-# hours expires. A refund whose Fatora call has no recorded answer after 10 minutes is
-# put in front of an admin (the call may or may not have refunded).
+# never came back and no webhook came), and one that its gateway still reports unpaid
+# after 24 hours expires. A refund whose gateway call has no recorded answer after 10
+# minutes is put in front of an admin (the call may or may not have refunded).
 PURCHASE_SWEEP_AFTER_SECONDS = 15 * 60
 PURCHASE_EXPIRE_AFTER_SECONDS = 24 * 60 * 60
 # A payment SADAD reports In Progress may turn Successful or Failed after midnight, once
@@ -61,8 +61,8 @@ REPAIR_BATCH_MAX = 200
 # job is failing or not scheduled): anything pending longer than the repair's age plus
 # two of its runs.
 REPAIR_RUNS_BEFORE_A_PROBLEM = 2
-# Purchases one sweeper run re-verifies: each is a Fatora call of up to ~20 s worst case,
-# and Cloud Scheduler runs it every 15 minutes.
+# Purchases one sweeper run re-verifies (per gateway): each is a gateway call of up to
+# ~20 s worst case, and Cloud Scheduler runs it every 15 minutes.
 PURCHASE_SWEEP_BATCH_MAX = 50
 
 

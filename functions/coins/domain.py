@@ -20,8 +20,8 @@ class EntryType(StrEnum):
     ESCROW_REFUND = "escrow_refund"
     ESCROW_SPLIT = "escrow_split"
     REFUND_HOLD = "refund_hold"  # a purchase refunded: its coins taken back from the buyer
-    REFUND_PAID = "refund_paid"  # Fatora refunded the money: the held coins leave circulation
-    REFUND_REVERSED = "refund_reversed"  # Fatora refused: the held coins go back to the buyer
+    REFUND_PAID = "refund_paid"  # the money went back: the held coins leave circulation
+    REFUND_REVERSED = "refund_reversed"  # the gateway refused: the held coins go back to the buyer
     WITHDRAWAL_HOLD = "withdrawal_hold"
     WITHDRAWAL_PAID = "withdrawal_paid"
     WITHDRAWAL_REJECTED = "withdrawal_rejected"

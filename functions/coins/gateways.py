@@ -100,6 +100,10 @@ class Checkout:
 class Gateway(Protocol):
     name: Name
     required_mode: str  # coins are issued only for payments verified in this mode
+    # Whether `verify` needs the gateway's reference (SADAD) or finds a payment by our
+    # order id alone (Fatora). Where it needs one, the reference a notice names is kept
+    # on the purchase before it is verified, for the sweeper to ask by.
+    asks_by_reference: bool
 
     def checkout(self, purchase: Mapping[str, Any]) -> Checkout: ...
 
@@ -120,11 +124,40 @@ def _translated(unavailable: type[Exception], refused: type[Exception]) -> Itera
         raise Refused(str(error)) from None
 
 
+# A webhook's numbers are amounts and flags: anything beyond this is no notice of ours
+# (and `1e999999` must not become a million digits of text for its checksum).
+NUMBER_TEXT_MAX = 32
+EXPONENT_MAX = 12
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """A webhook's JSON object, its numbers read as Decimal (never floats) and bounded;
+    ValueError for anything else (NaN, deep nesting, huge numbers, not an object)."""
+
+    def number(text: str) -> Decimal:
+        value = Decimal(text)
+        if len(text) > NUMBER_TEXT_MAX or not value.is_finite() or abs(value.adjusted()) > EXPONENT_MAX:
+            raise ValueError("a number out of bounds")
+        return value
+
+    def constant(name: str):
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        payload = json.loads(body, parse_float=number, parse_int=number, parse_constant=constant)
+    except (ValueError, UnicodeDecodeError, RecursionError, ArithmeticError):
+        raise ValueError("not a JSON webhook") from None
+    if not isinstance(payload, dict):
+        raise ValueError("not a JSON object")
+    return payload
+
+
 class FatoraGateway:
     """Fatora's hosted checkout; verify by order (and transaction) id; refunds by API.
     Its notifications carry no signature: they only name an order."""
 
     name = Name.FATORA
+    asks_by_reference = False
 
     def __init__(
         self, client: fatora.FatoraClient, *, return_url: str, required_mode: str, webhook_token: str | None = None
@@ -142,13 +175,13 @@ class FatoraGateway:
                 amount_dirhams=purchase["price_dirhams"],
                 client={
                     "name": payer.get("name") or "GUILD user",
-                    "phone": payer.get("mobile_no") or "",
+                    "phone": payer.get("phone") or "",
                     "email": payer.get("email") or "",
                 },
                 language=purchase["language"],
                 success_url=self.return_url,
                 failure_url=self.return_url,
-                note=f"GUILD Coins worth {catalog.in_qar(purchase['value_dirhams'])}",
+                note=f"GUILD Coins worth {purchase['value_dirhams'] // catalog.DIRHAMS_PER_QAR} QAR",
             )
         return Checkout(url=url)
 
@@ -202,6 +235,7 @@ class SadadGateway:
     number, verifies. No refund API is documented."""
 
     name = Name.SADAD
+    asks_by_reference = True
 
     def __init__(self, client: sadad.SadadClient, account: SadadAccount) -> None:
         self.client, self.account, self.required_mode = client, account, account.required_mode
@@ -239,12 +273,7 @@ class SadadGateway:
                 raise Forged("the callback's checksum does not hold")
             found = sadad.callback_notice(fields)
         else:
-            try:
-                payload = json.loads(body, parse_float=Decimal)
-            except (ValueError, UnicodeDecodeError):
-                raise ValueError("not a JSON webhook") from None
-            if not isinstance(payload, dict):
-                raise ValueError("not a JSON object")
+            payload = _json_object(body)
             if not sadad.verified(sadad.webhook_checksum(key, payload), payload.get(sadad.CALLBACK_CHECKSUM)):
                 raise Forged("the webhook's checksum does not hold")
             found = sadad.webhook_notice(payload)

@@ -162,6 +162,19 @@ def execute(
         return _queued(db, lambda: attempt(None, held), contended, actor, deadline, sleep)
 
 
+def answered(db: Store, claim: Claim | None, response: Response, *, actor: str) -> Response:
+    """Stores `response` as the answer of `claim` (the step that ends a piece of work
+    spanning an outside call, having moved no money), and returns it. Without a claim
+    (the sweeper's work), only returns it."""
+    if claim is None:
+        return response
+
+    def operation(reader: Reader) -> Plan:
+        return Plan(entry=None, respond=lambda outcome: response)
+
+    return execute(db, operation, actor=actor, claim=claim)
+
+
 class _KeyHeld(Exception):
     """The fast path found the key claimed by a request that queued."""
 

@@ -57,6 +57,8 @@ def error_codes(spec: Spec) -> dict[int, set[str]]:
         add(errors.Unauthenticated, errors.Forbidden)
     if spec.body is not None:
         add(errors.InvalidRequest, errors.BodyTooLarge, errors.ValidationFailed)
+    if spec.raw_body:  # the bytes as sent, up to the same limit
+        add(errors.BodyTooLarge)
     if spec.query is not None:
         add(errors.ValidationFailed)
     if spec.idempotent:

@@ -121,11 +121,11 @@ def php_text(value: Any) -> str:
 @dataclass(frozen=True)
 class Notice:
     """What a callback or a webhook says, once its checksum holds: it names an order
-    (and SADAD's transaction), nothing more is believed."""
+    (and SADAD's transaction); nothing more is believed, not even the status it reports
+    (getTransaction decides)."""
 
     order_id: str
     transaction_number: str | None
-    status: str  # IN_PROGRESS, FAILED or SUCCESSFUL as SADAD reported it
 
 
 def callback_notice(fields: Mapping[str, str]) -> Notice:
@@ -133,7 +133,7 @@ def callback_notice(fields: Mapping[str, str]) -> Notice:
     order_id = fields.get("ORDERID") or fields.get("website_ref_no")
     if not order_id:
         raise ValueError("no ORDERID")
-    return Notice(order_id, fields.get("transaction_number") or None, str(fields.get("transaction_status", "")))
+    return Notice(order_id, fields.get("transaction_number") or None)
 
 
 def webhook_notice(payload: Mapping[str, Any]) -> Notice:
@@ -142,7 +142,7 @@ def webhook_notice(payload: Mapping[str, Any]) -> Notice:
     if not isinstance(order_id, str) or not order_id:
         raise ValueError("no websiteRefNo")
     number = payload.get("transactionNumber")
-    return Notice(order_id, number if isinstance(number, str) and number else None, php_text(payload.get("transactionStatus")))
+    return Notice(order_id, number if isinstance(number, str) and number else None)
 
 
 def _sha256(text: str) -> str:
@@ -165,11 +165,12 @@ READ_TIMEOUT_SECONDS = 15.0
 
 
 class SadadError(Exception):
-    """SADAD refused (a definite answer) or did not answer (SadadUnavailable)."""
+    """SADAD refused (a definite answer: no such transaction) or did not answer
+    (SadadUnavailable)."""
 
 
 class SadadUnavailable(SadadError):
-    pass
+    """No answer about the payment: unreachable, 5xx, 429, or our login refused."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,9 @@ class SadadClient:
             if answer.status_code == 401 and not renewed:
                 continue
             break
+        if answer.status_code == 401:
+            # Refused with a fresh token: our credentials, not the payment, are wrong.
+            raise SadadUnavailable("getTransaction: HTTP 401 with a fresh token")
         if answer.status_code != 200:
             raise SadadError(f"getTransaction: HTTP {answer.status_code}")
         result = _json(answer)
@@ -231,7 +235,9 @@ class SadadClient:
         }
         answer = self._request("POST", "userbusinesses/login", body)
         if answer.status_code != 200:
-            raise SadadError(f"login: HTTP {answer.status_code}")
+            # 401 (bad credentials) or 400 (merchant blocked), AUTH: a fault of our
+            # configuration, which says nothing of any payment: "no answer", never "no".
+            raise SadadUnavailable(f"login: HTTP {answer.status_code} (check SADAD_MERCHANT_ID, SADAD_SECRET_KEY, SADAD_WEBSITE)")
         token = _json(answer).get("accessToken")
         if not isinstance(token, str) or not token:
             raise SadadUnavailable("login: no accessToken")

@@ -18,7 +18,9 @@ PROJECT, REGION = "guild-4f46b", "me-central1"
 
 
 def plan(*variables):
-    env = {**os.environ, "DRY_RUN": "1", "PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin"}
+    # Only what the command line says: no SADAD_* of this session's local stack.
+    kept = {name: value for name, value in os.environ.items() if not name.startswith("SADAD_")}
+    env = {**kept, "DRY_RUN": "1", "PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin"}
     result = subprocess.run(
         ["make", "-s", "deploy", f"PROJECT={PROJECT}", f"REGION={REGION}", "ADMIN_UIDS=ops1,ops2", *variables],
         cwd=ROOT,

@@ -97,7 +97,7 @@ def test_pay_answers_the_auto_submitting_callback_and_sends_the_webhook_both_ver
     fields = hidden_fields(callback)
     assert sadad.verified(sadad.callback_checksum(sandbox.secret_key, fields), fields["checksumhash"])
     notice = sadad.callback_notice(fields)
-    assert (notice.order_id, notice.status) == ("GUILD-0001", sadad.SUCCESSFUL)
+    assert (notice.order_id, notice.transaction_number) == ("GUILD-0001", sandbox.orders["GUILD-0001"].transaction_number)
 
     wait_for(lambda: receiver[1])
     [payload] = receiver[1]

@@ -717,7 +717,7 @@ def test_purchases_are_listed_newest_first_and_only_admins_list_others(api, fato
 
 
 def sweep(db, fatora, later):
-    return purchases.reconcile_pending(db, clients.gateway, now=ledger.now_utc() + later)
+    return purchases.reconcile_pending(db, clients.gateway, clients.offered_gateways(), now=ledger.now_utc() + later)
 
 
 def test_the_sweeper_recovers_a_payment_whose_payer_never_came_back_and_whose_webhook_never_came(api, db, no_webhooks):

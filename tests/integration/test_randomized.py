@@ -155,7 +155,8 @@ def test_random_operations_conserve_every_coin(db, task_queue, fatora, sadad, se
         buyer = Caller(rng.choice(USERS))
         response = purchases.create(
             db,
-            clients.gateway(name),
+            clients.gateway,
+            name,
             buyer,
             coins={rng.choice(catalog.SYMBOLS[:4]): rng.randint(1, 2)},
             pack_id=None,
@@ -203,7 +204,7 @@ def test_random_operations_conserve_every_coin(db, task_queue, fatora, sadad, se
 
     def sweep_purchases():
         later = rng.choice([timedelta(minutes=16), timedelta(hours=25), timedelta(hours=49)])
-        purchases.reconcile_pending(db, clients.gateway, now=ledger.now_utc() + later)
+        purchases.reconcile_pending(db, clients.gateway, clients.offered_gateways(), now=ledger.now_utc() + later)
 
     operations = [
         buy,

@@ -133,7 +133,7 @@ def resolve(api, purchase_id, action, note="done in SADAD's panel", key=None):
 
 
 def sweep(db, later):
-    return purchases.reconcile_pending(db, clients.gateway, now=ledger.now_utc() + later)
+    return purchases.reconcile_pending(db, clients.gateway, clients.offered_gateways(), now=ledger.now_utc() + later)
 
 
 @pytest.fixture
@@ -601,3 +601,97 @@ def test_urlencode_of_the_callback_keeps_what_sadad_signed(quiet):
     body = urlencode(signed_callback(quiet, fields)).encode()
     notice = clients.gateway("sadad").notice(Source.BROWSER, {}, body, "application/x-www-form-urlencoded")
     assert notice.order_id == "abc"
+
+
+# What a review of this code found, each tried.
+
+
+def test_a_payment_whose_refund_is_being_made_by_hand_can_no_longer_be_issued(api, db, quiet):
+    buyer = fresh_id()
+    purchase = create(api, buyer).get_json()
+    assert sweep(db, timedelta(hours=25)) == {"expired": 1}
+    pay(purchase)  # paid after it expired: review, nothing issued
+    assert purchase_doc(db, purchase["id"])["needs_review"]
+    refunded = resolve(api, purchase["id"], "refund", note="paid too late")
+    assert refunded.status_code == 200 and refunded.get_json()["refund"]["status"] == "manual"
+    issued = resolve(api, purchase["id"], "issue", note="changed my mind")
+    assert issued.status_code == 409 and "manual" in issued.get_json()["error"]["message"]
+    assert coins_of(db, buyer) == {} and issues_of(db, purchase["id"]) == []
+    assert resolve(api, purchase["id"], "dismiss").get_json()["status"] == "refunded"
+
+
+def test_a_callback_while_sadad_s_api_is_down_and_a_lost_webhook_are_still_issued_by_the_sweeper(api, db, quiet):
+    """The transaction number the signed callback named is kept before it is verified:
+    the sweeper asks by it once the API is back."""
+    buyer = fresh_id()
+    purchase = create(api, buyer).get_json()
+    quiet.faults.api_down = True
+    assert pay(purchase)[1] == "pending"
+    assert sweep(db, timedelta(minutes=16)) == {"gateway_unavailable": 1}
+    quiet.faults.api_down = False
+    assert sweep(db, timedelta(minutes=16)) == {"paid": 1}
+    stored = purchase_doc(db, purchase["id"])
+    assert stored["gateway_reference"] == quiet.order_of(purchase["id"]).transaction_number
+    assert coins_of(db, buyer) == {"GPC": 1}
+
+
+def test_a_refused_login_is_no_answer_never_an_unpaid_purchase(api, db, quiet, monkeypatch):
+    """A rotated key or a blocked merchant says nothing of the payments: they wait."""
+    buyer = fresh_id()
+    purchase = create(api, buyer).get_json()
+    press(open_sadad(purchase["checkout"]))  # paid at SADAD; the callback is lost
+    fields = {"ORDERID": purchase["id"], "transaction_number": quiet.order_of(purchase["id"]).transaction_number}
+    monkeypatch.setenv("SADAD_MERCHANT_ID", "1000000")  # our configuration now names another merchant
+    callback = signed_callback(quiet, fields)
+    answer = requests.post(quiet.order_of(purchase["id"]).callback_url, data=callback, allow_redirects=False, timeout=30)
+    assert deep_link(answer)[1] == "pending"
+    assert sweep(db, timedelta(hours=25)) == {"gateway_unavailable": 1}, "never expired for a login we got wrong"
+    monkeypatch.setenv("SADAD_MERCHANT_ID", quiet.merchant_id)
+    assert sweep(db, timedelta(hours=25)) == {"paid": 1}
+    assert coins_of(db, buyer) == {"GPC": 1}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"websiteRefNo": "x", "txnAmount": 1e999999, "checksumhash": "0"}',
+        b'{"websiteRefNo": "x", "txnAmount": 1e1000000, "checksumhash": "0"}',
+        b'{"websiteRefNo": "x", "txnAmount": NaN, "checksumhash": "0"}',
+        b'{"websiteRefNo": "x", "n": ' + b"9" * 5000 + b"}",
+        b"[" * 5000 + b"]" * 5000,
+        b'{"a": ' * 2000 + b"1" + b"}" * 2000,
+    ],
+    ids=["huge-exponent", "overflow", "nan", "huge-int", "deep-list", "deep-object"],
+)
+def test_a_webhook_built_to_hurt_is_a_400_and_costs_nothing(functions_server, sadad, db, body):
+    answer = requests.post(
+        functions_server + "/api/coins/webhook/sadad", data=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "invalid_request"
+
+
+def test_with_sadad_not_configured_fatora_purchases_are_still_swept(api, db, quiet, fatora, monkeypatch):
+    for _ in range(3):
+        create(api, fresh_id())
+    monkeypatch.delenv("SADAD_SECRET_KEY")
+    fatora_purchase = api.call("coins_purchase_create", "POST", uid=fresh_id(), key=fresh_id("k"), body={"pack_id": "pro"})
+    assert fatora_purchase.status_code == 201
+    assert sweep(db, timedelta(hours=25)) == {"expired": 1}, "the Fatora one; the SADAD ones wait, untouched"
+    assert [p.get("status") for p in db.collection("purchases").stream() if p.get("gateway") == "sadad"] == ["pending"] * 3
+
+
+def test_a_mobile_number_with_its_plus_reaches_sadad_as_digits(api, db, sadad):
+    answer = create(api, fresh_id(), {"mobile_no": "+97450000000"})
+    assert answer.status_code == 201 and answer.get_json()["checkout"]["fields"]["MOBILE_NO"] == "97450000000"
+
+
+def test_a_pending_purchase_dismissed_in_review_is_failed_and_never_comes_back(api, db, quiet, monkeypatch):
+    monkeypatch.setenv("SADAD_REQUIRED_MODE", "live")
+    buyer = fresh_id()
+    purchase = create(api, buyer).get_json()
+    pay(purchase)  # a sandbox payment where live is required: review
+    dismissed = resolve(api, purchase["id"], "dismiss", note="a test payment")
+    assert dismissed.status_code == 200 and dismissed.get_json()["status"] == "failed"
+    assert sweep(db, timedelta(minutes=16)) == {} and not purchase_doc(db, purchase["id"])["needs_review"]
+    assert coins_of(db, buyer) == {}

@@ -182,7 +182,15 @@ def test_one_open_escrow_per_milestone_and_a_stranger_sees_nothing():
 
 
 def purchase(**fields):
-    return {"id": "p1", "user_id": "alice", "status": "pending", "coins": {"GPC": 1}, "price_dirhams": 110 * QAR, **fields}
+    return {
+        "id": "p1",
+        "user_id": "alice",
+        "status": "pending",
+        "gateway": "fatora",
+        "coins": {"GPC": 1},
+        "price_dirhams": 110 * QAR,
+        **fields,
+    }
 
 
 def verified(status=Status.PAID, amount=110 * QAR, currency="QAR", mode="live"):

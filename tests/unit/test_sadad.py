@@ -76,14 +76,14 @@ def test_the_callback_checksum_is_the_reference_vector_and_a_forgery_fails():
     assert not sadad.verified(sadad.callback_checksum(KEY, forged), forged["checksumhash"])
     assert not sadad.verified(sadad.callback_checksum("another key", arrived), arrived["checksumhash"])
     assert not sadad.verified(checksum, None)
-    assert sadad.callback_notice(arrived) == sadad.Notice("GUILD-0001", "SD0000000000001", sadad.SUCCESSFUL)
+    assert sadad.callback_notice(arrived) == sadad.Notice("GUILD-0001", "SD0000000000001")
 
 
 def test_the_webhook_checksum_is_the_reference_vector_with_values_as_php_writes_them():
     checksum = sadad.webhook_checksum(KEY, WEBHOOK)
     assert checksum == "19ecfd6504e6399f30fc9ad53adf5a5f95c00a0fb3306f3a02a9d45ce4870e84"
     assert sadad.webhook_checksum(KEY, {**WEBHOOK, "txnAmount": 150.0, "checksumhash": checksum}) == checksum, "5.0 is 5"
-    assert sadad.webhook_notice(WEBHOOK) == sadad.Notice("GUILD-0001", "SD0000000000001", sadad.SUCCESSFUL)
+    assert sadad.webhook_notice(WEBHOOK) == sadad.Notice("GUILD-0001", "SD0000000000001")
 
 
 @pytest.mark.parametrize(

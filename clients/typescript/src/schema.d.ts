@@ -5335,6 +5335,15 @@ export interface operations {
                 };
             };
             /** @description An error page. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description An error page. */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -5400,6 +5409,15 @@ export interface operations {
             };
             /** @description An error page. */
             405: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description An error page. */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6026,6 +6044,20 @@ export interface operations {
                     } & components["schemas"]["Error"];
                 };
             };
+            /** @description invalid_request */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
             /** @description internal */
             500: {
                 headers: {
@@ -6131,6 +6163,20 @@ export interface operations {
                     } & components["schemas"]["Error"];
                 };
             };
+            /** @description invalid_request */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
             /** @description internal */
             500: {
                 headers: {
@@ -6232,6 +6278,20 @@ export interface operations {
                         error?: {
                             /** @enum {unknown} */
                             code?: "method_not_allowed";
+                        };
+                    } & components["schemas"]["Error"];
+                };
+            };
+            /** @description invalid_request */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
                         };
                     } & components["schemas"]["Error"];
                 };

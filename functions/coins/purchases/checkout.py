@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import html
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .. import catalog, config, errors, ledger, limits, logs, store
 from ..auth import Caller
@@ -36,7 +36,8 @@ def purchase_id_for(idempotency: Idempotency) -> str:
 
 def create(
     db: Store,
-    gateway: Gateway,
+    gateway_for: Callable[[str], Gateway],
+    gateway: Name,
     caller: Caller,
     *,
     coins: Mapping[str, int],
@@ -55,7 +56,7 @@ def create(
             "id": purchase_id,
             "user_id": caller.uid,
             "status": PENDING,
-            "gateway": gateway.name,
+            "gateway": gateway,
             "coins": catalog.normalize(coins),
             "value_dirhams": value,
             "price_dirhams": price,
@@ -72,7 +73,7 @@ def create(
             "request_fingerprint": idempotency.fingerprint,
         }
         _open(db, caller.uid, pending, claim)
-        return open_checkout(db, gateway, existing(db.get(store.purchase(purchase_id))), claim)
+        return open_checkout(db, gateway_for, existing(db.get(store.purchase(purchase_id))), claim)
 
 
 def _open(db: Store, uid: str, pending: dict[str, Any], claim) -> None:
@@ -96,13 +97,15 @@ def _open(db: Store, uid: str, pending: dict[str, Any], claim) -> None:
     ledger.execute(db, operation, actor=uid, claim=claim, answers=False)
 
 
-def open_checkout(db: Store, gateway: Gateway, purchase: Mapping[str, Any], claim) -> ledger.Response:
-    """The driver of a pending purchase with no checkout yet: ask the gateway, record
-    where the payer pays, answer 201. A purchase past that point is answered as it is.
-    A checkout the gateway refused or never answered fails the purchase (its order id
-    is never used again) and frees its place in the buyer's limits: 502."""
+def open_checkout(db: Store, gateway_for: Callable[[str], Gateway], purchase: Mapping[str, Any], claim) -> ledger.Response:
+    """The driver of a pending purchase with no checkout yet: ask its gateway (the one it
+    was recorded with), record where the payer pays, answer 201. A purchase past that
+    point is answered as it is. A checkout the gateway refused or never answered fails
+    the purchase (its order id is never used again) and frees its place in the buyer's
+    limits: 502."""
     if purchase["status"] != PENDING or purchase.get("checkout_url"):
-        return _settle_claim(db, claim, ledger.Response(201, render(purchase)))
+        return ledger.answered(db, claim, ledger.Response(201, render(purchase)), actor=purchase["user_id"])
+    gateway = gateway_for(purchase["gateway"])
     try:
         checkout = gateway.checkout(purchase)
     except (Refused, Unavailable) as error:
@@ -138,13 +141,6 @@ def write(
         return ledger.Plan(entry=None, documents=documents, respond=lambda outcome: response or ledger.Response(200, {}))
 
     return ledger.execute(db, operation, actor=actor, claim=claim)
-
-
-def _settle_claim(db: Store, claim, response: ledger.Response) -> ledger.Response:
-    def operation(reader: ledger.Reader) -> ledger.Plan:
-        return ledger.Plan(entry=None, respond=lambda outcome: response)
-
-    return ledger.execute(db, operation, actor="purchases", claim=claim)
 
 
 # The page that posts SADAD's form (the payer's browser on iOS: SADAD takes no GET).
@@ -212,7 +208,12 @@ def chosen(requested: str | None, offered: tuple[str, ...]) -> Name:
 def payer_of(gateway: Name, caller: Caller, *, email: str | None, mobile_no: str | None) -> dict[str, str | None]:
     """Who pays, for the gateway's page: the request's email and mobile number, else the
     ID token's. SADAD requires both (422 naming the missing one); Fatora takes what there is."""
-    payer = {"name": caller.name, "email": email or caller.email, "mobile_no": mobile_no or _digits(caller.phone)}
+    payer = {
+        "name": caller.name,
+        "email": email or caller.email,
+        "phone": mobile_no or caller.phone,  # as given: Fatora's client.phone
+        "mobile_no": _digits(mobile_no or caller.phone),  # SADAD's MOBILE_NO
+    }
     if gateway is Name.SADAD:
         missing = [
             {"field": field, "message": "SADAD needs the payer's " + words + "; give it, or sign in with one"}
@@ -225,5 +226,5 @@ def payer_of(gateway: Name, caller: Caller, *, email: str | None, mobile_no: str
 
 
 def _digits(phone: str | None) -> str | None:
-    """A token's E.164 number (+97450000000) as SADAD's samples write it (97450000000)."""
+    """An E.164 number (+97450000000) as SADAD's samples write it (97450000000)."""
     return phone.lstrip("+") if phone else None

@@ -40,11 +40,15 @@ def refund(
     value), then the gateway refunds the money, then the held coins leave circulation;
     if the gateway refuses, they go back to the buyer (502). A refund already under way
     (a retry after a crash) is driven on from where it stopped."""
+    found = db.get(store.purchase(purchase_id))
+    # The gateway first: where it is not configured, 503 before any coin moves.
+    gateway = gateway_for(gateway_of(found)) if found is not None else None
     with admin_step(db, idempotency, purchase_id) as claim:
         if isinstance(claim, ledger.Response):
             return claim
         _hold(db, admin, purchase_id, reason, claim)
-        return drive(db, gateway_for, admin.uid, purchase_id, claim)
+        assert gateway is not None, "the hold found the purchase"
+        return drive(db, gateway, admin.uid, purchase_id, claim)
 
 
 @contextlib.contextmanager
@@ -116,18 +120,18 @@ def _hold(db: Store, admin: Caller, purchase_id: str, reason: str, claim) -> Non
     ledger.execute(db, operation, actor=admin.uid, claim=claim, answers=False)
 
 
-def drive(db: Store, gateway_for: Callable[[str], Gateway], actor: str, purchase_id: str, claim=None) -> ledger.Response:
+def drive(db: Store, gateway: Gateway, actor: str, purchase_id: str, claim=None) -> ledger.Response:
     """Takes the purchase's refund on from its recorded step (the module doc), and
     answers as the step it ends on says."""
     record = existing(db.get(store.purchase_refund(purchase_id)))
     status = record["status"]
     if status == HELD:
-        return call(db, gateway_for(gateway_of(existing(db.get(store.purchase(purchase_id))))), actor, purchase_id, claim)
+        return call(db, gateway, actor, purchase_id, claim)
     if status == CALLING:
         purchase = existing(db.get(store.purchase(purchase_id)))
         step(db, purchase_id, UNCERTAIN, actor, review=_check_the_dashboard(purchase, "refund call interrupted"))
-        return settle_claim(db, claim, _unanswered(purchase))
-    return settle_claim(db, claim, answer(db, purchase_id))
+        return ledger.answered(db, claim, _unanswered(purchase), actor=actor)
+    return ledger.answered(db, claim, answer(db, purchase_id), actor=actor)
 
 
 def answer(db: Store, purchase_id: str) -> ledger.Response:
@@ -183,12 +187,14 @@ def call(db: Store, gateway: Gateway, actor: str, purchase_id: str, claim=None) 
         amount = catalog.in_qar(purchase["price_dirhams"])
         review = f"Refund {amount} to the payer by hand: {manual} Then dismiss this review to record it done."
         step(db, purchase_id, MANUAL, actor, review=review, reference=reference)
-        return settle_claim(db, claim, ledger.Response(200, render(existing(db.get(store.purchase(purchase_id))))))
+        return ledger.answered(
+            db, claim, ledger.Response(200, render(existing(db.get(store.purchase(purchase_id))))), actor=actor
+        )
     except Unavailable as error:
         # The gateway may have refunded: never guess. An admin checks its dashboard.
         step(db, purchase_id, UNCERTAIN, actor, review=_check_the_dashboard(purchase, f"refund call unanswered ({error})"))
         logs.error("refund unanswered; the purchase waits for an admin", purchase_id=purchase_id, reason=str(error))
-        return settle_claim(db, claim, _unanswered(purchase))
+        return ledger.answered(db, claim, _unanswered(purchase), actor=actor)
     return finish(db, purchase_id, refunded=True, detail=refund_status, actor=actor, claim=claim)
 
 
@@ -283,17 +289,6 @@ def finish(db: Store, purchase_id: str, *, refunded: bool, detail: str, actor: s
     return ledger.execute(db, operation, actor=actor, claim=claim)
 
 
-def settle_claim(db: Store, claim, response: ledger.Response) -> ledger.Response:
-    """Stores `response` as the answer of the claim (a step that moved no money)."""
-    if claim is None:
-        return response
-
-    def operation(reader: ledger.Reader) -> ledger.Plan:
-        return ledger.Plan(entry=None, respond=lambda outcome: response)
-
-    return ledger.execute(db, operation, actor="purchases", claim=claim)
-
-
 def resume(db: Store, gateway_for: Callable[[str], Gateway], record: Mapping[str, Any], now: datetime) -> str:
     """The sweeper's turn on a refund no request is driving (held or calling, untouched
     for a while): the same driver as the request's."""
@@ -306,7 +301,7 @@ def resume(db: Store, gateway_for: Callable[[str], Gateway], record: Mapping[str
         if not taken:
             return "busy"
         try:
-            drive(db, gateway_for, "system:sweeper", purchase_id)
+            drive(db, gateway_for(gateway_of(existing(db.get(store.purchase(purchase_id))))), "system:sweeper", purchase_id)
         except errors.Unavailable:
             return "gateway_unavailable"
         return f"refund_{existing(db.get(store.purchase_refund(purchase_id)))['status']}"

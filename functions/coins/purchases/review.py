@@ -13,7 +13,7 @@ from ..gateways import Gateway
 from ..idempotency import Idempotency
 from ..store import Store, Where, existing
 from . import refunds
-from .states import PAID, REFUND_OPEN, Step, gateway_of, moved, reference_of, render
+from .states import PAID, REFUND_OPEN, Step, gateway_of, may, moved, reference_of, render
 
 
 def list_review(db: Store, *, limit: int, cursor: str | None) -> dict[str, Any]:
@@ -55,19 +55,21 @@ def resolve(
     sent = record.get("status") in (RefundStatus.UNCERTAIN, RefundStatus.MANUAL)
     if action == "refund" and purchase["status"] == PAID:
         return refunds.refund(db, gateway_for, admin, purchase_id, reason=note, idempotency=idempotency)
+    # The gateway first: where it is not configured, 503 before anything is recorded.
+    gateway = gateway_for(gateway_of(purchase)) if action == "refund" else None
     with refunds.admin_step(db, idempotency, purchase_id) as claim:
         if isinstance(claim, ledger.Response):
             return claim
-        _record_resolution(db, admin, purchase_id, action, note)
-        if sent and action == "refund":
-            return refunds.call(db, gateway_for(gateway_of(purchase)), admin.uid, purchase_id, claim)
+        decided = _record_resolution(db, admin, purchase_id, action, note)
+        if sent and gateway is not None:
+            return refunds.call(db, gateway, admin.uid, purchase_id, claim)
         if sent:
             return refunds.finish(
                 db, purchase_id, refunded=True, detail=f"confirmed by {admin.uid}: {note}", actor=admin.uid, claim=claim
             )
-        if action == "refund":
-            return _refund_unissued(db, gateway_for(gateway_of(purchase)), admin.uid, purchase_id, claim)
-        return refunds.settle_claim(db, claim, ledger.Response(200, render({**purchase, "needs_review": False})))
+        if gateway is not None:
+            return _refund_unissued(db, gateway, admin.uid, purchase_id, claim)
+        return ledger.answered(db, claim, ledger.Response(200, render(decided)), actor=admin.uid)
 
 
 def _refuse_unless_in_review(purchase_id: str):
@@ -80,11 +82,19 @@ def _refuse_unless_in_review(purchase_id: str):
     return operation
 
 
-def _record_resolution(db: Store, admin: Caller, purchase_id: str, action: str, note: str) -> None:
+def _record_resolution(db: Store, admin: Caller, purchase_id: str, action: str, note: str) -> dict[str, Any]:
+    """The admin's decision, audited; returns the purchase as it now is. A pending
+    purchase dismissed is failed: the payment it was in review for is not honoured, and
+    no sweep brings it back to the queue."""
+
     def operation(reader: ledger.Reader) -> ledger.Plan:
         purchase = existing(reader.purchase(purchase_id))
         resolution = {"action": action, "note": note, "by": admin.uid, "at": reader.now}
-        changes = {"resolution": resolution, **({"needs_review": False} if action == "dismiss" else {})}
+        changes: dict[str, Any] = {"resolution": resolution}
+        if action == "dismiss":
+            changes["needs_review"] = False
+            if may(purchase, Step.DISMISS):
+                changes.update(status=moved(purchase, Step.DISMISS), failure_reason=f"dismissed in review: {note}")
         return ledger.Plan(
             entry=None,
             documents={
@@ -103,6 +113,7 @@ def _record_resolution(db: Store, admin: Caller, purchase_id: str, action: str, 
         )
 
     ledger.execute(db, operation, actor=admin.uid)
+    return existing(db.get(store.purchase(purchase_id)))
 
 
 def _issue_in_review(db: Store, admin: Caller, purchase_id: str, note: str, idempotency) -> ledger.Response:
@@ -115,6 +126,12 @@ def _issue_in_review(db: Store, admin: Caller, purchase_id: str, note: str, idem
             raise errors.NotFound()
         if not purchase.get("needs_review"):
             raise errors.InvalidState("The purchase is not in the review queue.", status=purchase["status"])
+        refund = reader.purchase_refund(purchase_id)
+        if refund is not None and refund["status"] in (*REFUND_OPEN, RefundStatus.REFUNDED):
+            # The money is going back, or went back: its coins are never issued.
+            raise errors.InvalidState(
+                f"A refund of this payment is {refund['status']}: its coins cannot be issued.", status=purchase["status"]
+            )
         paid = moved(purchase, Step.ISSUE_IN_REVIEW)
         resolution = {"action": "issue", "note": note, "by": admin.uid, "at": reader.now}
         changes = {

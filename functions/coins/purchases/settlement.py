@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .. import catalog, config, errors, ledger, logs, postings, store
 from ..domain import EntryType, is_valid_id
@@ -230,6 +230,8 @@ def _verify_and_settle(db: Store, gateway: Gateway, notice: Notice, *, source: s
     with settling(db, notice.order_id) as taken:
         if not taken:
             raise errors.RequestInProgress("This order is being settled.")
+        if gateway.asks_by_reference and notice.reference:
+            _keep_hint(db, notice.order_id, notice.reference)
         verification = verify(gateway, notice.order_id, notice.reference or reference_of(purchase))
         if not isinstance(verification, Verification):
             return verification
@@ -240,6 +242,38 @@ def _verify_and_settle(db: Store, gateway: Gateway, notice: Notice, *, source: s
             "reference": notice.reference,
         }
         return settle(db, notice.order_id, verification, required_mode=gateway.required_mode, expire_unpaid=False, event=event)
+
+
+# References a notice named, kept for a gateway that is asked by reference (SADAD): the
+# newest few, so that the sweeper can ask again when the API was down at the callback.
+HINTS_MAX = 5
+
+
+def _keep_hint(db: Store, purchase_id: str, reference: str) -> None:
+    """Keeps a reference a notice named (its checksum held) before it is verified: were
+    SADAD's API down now and the webhook lost, it is the only way to ask again. It is
+    only a question to ask: a reference is recorded as the payment's
+    (`gateway_reference`) once the gateway says it is this order's."""
+
+    def operation(reader: ledger.Reader) -> ledger.Plan:
+        purchase = existing(reader.purchase(purchase_id))
+        hints = list(purchase.get("reference_hints") or [])
+        if reference in hints or reference == reference_of(purchase):
+            return ledger.Plan(entry=None, respond=lambda outcome: ledger.Response(200, {}))
+        documents = {store.purchase(purchase_id): {"reference_hints": [*hints, reference][-HINTS_MAX:]}}
+        return ledger.Plan(entry=None, documents=documents, respond=lambda outcome: ledger.Response(200, {}))
+
+    ledger.execute(db, operation, actor=gateway_of(existing(db.get(store.purchase(purchase_id)))))
+
+
+def _asked_by(purchase: Mapping[str, Any], gateway: Gateway) -> list[str | None]:
+    """The references to verify a purchase by: the verified one; else, for a gateway
+    asked by reference, those notices named (newest first); else none (by order id)."""
+    if reference_of(purchase):
+        return [reference_of(purchase)]
+    if gateway.asks_by_reference and purchase.get("reference_hints"):
+        return list(reversed(purchase["reference_hints"]))
+    return [None]
 
 
 def settling(db: Store, purchase_id: str):
@@ -286,23 +320,31 @@ def event_id(source: str, notice: Notice, verification: Verification) -> str:
 # The sweeper.
 
 
-def reconcile_pending(db: Store, gateway_for: Callable[[str], Gateway], now: datetime | None = None) -> dict[str, int]:
-    """Re-verifies purchases still pending 15 minutes after creation (oldest first, a
-    bounded batch), so that a payer who never came back and a lost webhook never lose a
-    paid purchase. An unpaid one expires after 24 hours; one the gateway reports In
-    Progress (SADAD: the bank has not confirmed yet) after 48. Drives on the refunds a
-    crash interrupted."""
+def reconcile_pending(
+    db: Store, gateway_for: Callable[[str], Gateway], gateways: Iterable[str], now: datetime | None = None
+) -> dict[str, int]:
+    """Re-verifies purchases still pending 15 minutes after creation, per gateway
+    offered (`gateways`; oldest first, a bounded batch each), so that a payer who never
+    came back and a lost webhook never lose a paid purchase. An unpaid one expires after
+    24 hours; one the gateway reports In Progress (SADAD: the bank has not confirmed
+    yet) after 48. Purchases of a gateway not configured here wait, untouched, until it
+    is. Drives on the refunds a crash interrupted."""
     now = now or ledger.now_utc()
-    pending = db.query(
-        store.PURCHASES,
-        (Where("status", "==", PENDING), Where("created_at", "<=", now - timedelta(seconds=config.PURCHASE_SWEEP_AFTER_SECONDS))),
-        order_by="created_at",
-        limit=config.PURCHASE_SWEEP_BATCH_MAX,
-    )
     counts: dict[str, int] = {}
-    for purchase in pending:
-        outcome = _sweep(db, gateway_for, purchase, now)
-        counts[outcome] = counts.get(outcome, 0) + 1
+    for name in gateways:
+        pending = db.query(
+            store.PURCHASES,
+            (
+                Where("gateway", "==", name),
+                Where("status", "==", PENDING),
+                Where("created_at", "<=", now - timedelta(seconds=config.PURCHASE_SWEEP_AFTER_SECONDS)),
+            ),
+            order_by="created_at",
+            limit=config.PURCHASE_SWEEP_BATCH_MAX,
+        )
+        for purchase in pending:
+            outcome = _sweep(db, gateway_for, purchase, now)
+            counts[outcome] = counts.get(outcome, 0) + 1
     for record in db.query(
         store.PURCHASE_REFUNDS,
         (Where("status", "in", [refunds.HELD, refunds.CALLING]),),
@@ -315,19 +357,20 @@ def reconcile_pending(db: Store, gateway_for: Callable[[str], Gateway], now: dat
 
 
 def _sweep(db: Store, gateway_for: Callable[[str], Gateway], purchase: Mapping[str, Any], now: datetime) -> str:
-    try:
-        gateway = gateway_for(gateway_of(purchase))
-    except errors.Unavailable:
-        return Outcome.GATEWAY_UNAVAILABLE  # not configured here: it waits until it is
+    """One pending purchase: verified by each reference it may be asked by until one
+    answers for it; none (nothing to ask by, unknown, another order's): unpaid so far."""
+    gateway = gateway_for(gateway_of(purchase))
     with settling(db, purchase["id"]) as taken:
         if not taken:
             return Outcome.BUSY  # a return or a webhook is settling it right now
-        try:
-            found = verify(gateway, purchase["id"], reference_of(purchase))
-        except errors.Unavailable:
-            return Outcome.GATEWAY_UNAVAILABLE
-        if found == Outcome.OTHER_ORDER:
-            return Outcome.OTHER_ORDER
+        found: Verification | str = Outcome.UNKNOWN_AT_GATEWAY
+        for reference in _asked_by(purchase, gateway):
+            try:
+                found = verify(gateway, purchase["id"], reference)
+            except errors.Unavailable:
+                return Outcome.GATEWAY_UNAVAILABLE
+            if isinstance(found, Verification):
+                break
         verification = (
             found if isinstance(found, Verification) else Verification(purchase["id"], None, Status.PENDING, None, None, None)
         )

@@ -1,8 +1,10 @@
 """A purchase's states, the one table of its transitions, and how it reads.
 
 pending -> paid (the gateway verified the payment: coins issued, exactly once)
-        |  failed (declined, or the checkout could not be opened) | expired (never paid)
+        |  failed (declined, the checkout could not be opened, or dismissed in review)
+        |  expired (never paid)
 paid -> refunding (the coins are held back) -> refunded (final) | paid (the gateway refused)
+pending, failed, expired -> refunded (money back for a payment whose coins never were)
 A payment that cannot be honoured automatically (another amount, the wrong mode, paid
 after the purchase failed or expired) changes no state: it raises `needs_review`, and an
 admin issues, refunds or dismisses it (`review`).
@@ -37,6 +39,7 @@ class Step(StrEnum):
     REFUND = "refund"  # the gateway (or an admin, by hand) refunded
     REVERSE_REFUND = "reverse_refund"  # the gateway refused: the coins go back
     REFUND_UNISSUED = "refund_unissued"  # the money back for a payment whose coins never were
+    DISMISS = "dismiss"  # an admin does not honour the payment a pending purchase is in review for
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ TRANSITIONS = {
     Step.REFUND: Transition((REFUNDING,), REFUNDED),
     Step.REVERSE_REFUND: Transition((REFUNDING,), PAID),
     Step.REFUND_UNISSUED: Transition(UNPAID, REFUNDED),
+    Step.DISMISS: Transition((PENDING,), FAILED),
 }
 NOT_NOW = {
     Step.ISSUE_IN_REVIEW: "Only a purchase in review whose coins were never issued can be issued; it is {status}.",
@@ -122,9 +126,8 @@ def return_status(purchase: Mapping[str, Any]) -> ReturnStatus:
 
 
 def gateway_of(purchase: Mapping[str, Any]) -> Name:
-    """The gateway a purchase was made through (those made before there were two name
-    none: Fatora)."""
-    return Name(purchase.get("gateway", Name.FATORA))
+    """The gateway a purchase was made through."""
+    return Name(purchase["gateway"])
 
 
 WORDS = {Name.FATORA: "Fatora", Name.SADAD: "SADAD"}
@@ -137,8 +140,8 @@ def gateway_words(purchase: Mapping[str, Any]) -> str:
 
 def reference_of(purchase: Mapping[str, Any]) -> str | None:
     """The gateway's reference of the payment, once verified (Fatora's transaction id,
-    SADAD's transaction number; `fatora_transaction_id` on purchases made before)."""
-    return purchase.get("gateway_reference") or purchase.get("fatora_transaction_id")
+    SADAD's transaction number)."""
+    return purchase.get("gateway_reference")
 
 
 def render(purchase: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,22 +1,34 @@
 """Deploys GUILD Coins into a Firebase project, with the tools Google documents:
 
     make deploy PROJECT=<project id> REGION=<region> [SITE=<hosting site>] [ADMIN_UIDS=a,b]
+                [WITH_EXPO_TOKEN=1] [WITH_WEBHOOK_TOKEN=1] [SADAD_MID=<id> [SADAD_DOMAIN=<domain>]]
     DRY_RUN=1 make deploy PROJECT=... REGION=...      prints every command, runs none
 
 What it does, in order (every step can run again: what exists is left or updated):
-1. enables the APIs; creates the `guild-coins` Firestore database in REGION if missing;
-2. creates two service accounts: `coins-runtime` (the functions run as it) and
-   `coins-invoker` (the identity of Cloud Tasks' and Cloud Scheduler's OIDC tokens);
-3. the Cloud Tasks queue with its retry settings, and the minimal IAM: the runtime may
+1. checks, before anything else, that an existing `guild-coins` database is a Firestore
+   (native) database in REGION, and stops with an error if not: a database cannot move,
+   and the document triggers must be in its location;
+2. enables the APIs; creates the `guild-coins` Firestore database in REGION if missing;
+3. creates three service accounts: `coins-runtime` (the functions run as it),
+   `coins-invoker` (the identity of Cloud Tasks' and Cloud Scheduler's OIDC tokens) and
+   `coins-builder` (Cloud Build builds the functions as it, with the builder role);
+4. the Cloud Tasks queue with its retry settings, and the minimal IAM: the runtime may
    enqueue and delete tasks on that queue, mint tokens as the invoker, read the secrets,
-   use Firestore and receive Eventarc events;
-4. every function of functions/main.py, once each: HTTP functions with their own auth
-   are public (`--allow-unauthenticated`: the app's Firebase ID token is checked in the
-   code); the scheduler and task targets are private (only `coins-invoker` may invoke
-   them); the document triggers are Eventarc triggers on the `guild-coins` database,
-   with retries. Secrets come from Secret Manager (`--set-secrets`), never from the repo;
-5. the Cloud Scheduler jobs (sweepers every 15 minutes, reconciliation daily) with OIDC;
-6. the coins database's rules and indexes, and Hosting (`/api/**` rewrites, public/) on
+   use the two Firestore databases it needs (an IAM condition) and receive Eventarc
+   events. Every binding is retried with backoff: a new service account takes a while
+   to be seen by IAM. Project-level bindings carry `--condition` always (`None` where
+   unconditional), since gcloud otherwise asks which one is meant once the project's
+   policy has any conditional binding;
+5. every function of functions/main.py, once each, built as `coins-builder`, with the
+   capacity CAPACITY (or DEFAULT_CAPACITY) chooses for it: HTTP functions with their own
+   auth are public (`--allow-unauthenticated`: the app's Firebase ID token is checked in
+   the code); the scheduler and task targets are private (only `coins-invoker` may
+   invoke them); the document triggers are Eventarc triggers on the `guild-coins`
+   database, with retries. Secrets come from Secret Manager (`--update-secrets`: ones
+   a function already has are kept), never from the repo;
+6. a Cloud Scheduler job for every schedule the code declares (coins.registry), with
+   OIDC and an attempt deadline that covers the function's timeout;
+7. the coins database's rules and indexes, and Hosting (`/api/**` rewrites, public/) on
    a site of our own, SITE (default `<project>-coins`): `firebase deploy --only
    firestore,hosting` with a generated config naming only that site and only the
    `guild-coins` database, so the project's default site (the GUILD admin portal) and
@@ -35,8 +47,10 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "functions"
@@ -44,6 +58,7 @@ DEPLOY_CONFIG = ROOT / "firebase.deploy.json"  # generated, git-ignored
 
 RUNTIME = "python311"
 DATABASE = "guild-coins"
+APP_DATABASE = "(default)"
 QUEUE = "escrow-timers"
 # Secret Manager secret -> the environment variable the functions read.
 SECRETS = {"FATORA_API_KEY": "fatora-api-key"}
@@ -67,6 +82,67 @@ APIS = (
 )
 # Cloud Tasks retries of an escrow timer that failed (the sweeper is the net behind them).
 QUEUE_RETRY = ("--max-attempts=20", "--min-backoff=10s", "--max-backoff=600s", "--max-doublings=5")
+SERVICE_ACCOUNTS = {
+    "coins-runtime": "GUILD Coins functions",
+    "coins-invoker": "GUILD Coins scheduler and tasks",
+    "coins-builder": "GUILD Coins builds",
+}
+# What Cloud Build needs to build a function from source (logs, the source bucket,
+# Artifact Registry); without an account of ours gcloud falls back to the default
+# compute account, which on newer projects lacks it and makes gcloud stop and ask.
+BUILDER_ROLE = "roles/cloudbuild.builds.builder"
+# A new service account is not seen by IAM at once: a binding naming it can fail for a
+# minute or so. The waits between attempts of a binding (about two minutes in all).
+RETRY_DELAYS = (5, 10, 20, 40, 60)
+# Cloud Scheduler waits at most this long for an HTTP target (its default is 180 s).
+SCHEDULER_DEADLINE_MAX = 30 * 60
+# How much longer than the function's timeout the scheduler waits, so that the function's
+# own timeout, not the scheduler's deadline, ends a run that is too long.
+SCHEDULER_DEADLINE_MARGIN = 30
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How far one function scales: at most `max_instances` instances, each serving
+    `concurrency` requests at once, on as many threads (functions-framework's THREADS,
+    as Google advises for Python). A request that finds no room waits a little, then is
+    refused with 429: Cloud Tasks and Eventarc deliver it again, and a gateway's notice
+    refused is settled by the purchases sweeper from the gateway's own record."""
+
+    max_instances: int
+    concurrency: int
+    why: str
+
+
+# The capacity of each function, chosen, never Cloud Run's defaults (one request per
+# instance, so a burst is a cold start per request; up to 100 instances, so a flood of a
+# public URL runs up the bill): by who may call it, unless the function is named below.
+DEFAULT_CAPACITY = {
+    "public": Capacity(
+        3, 8, "unauthenticated (a gateway's notices, a payer's browser), so capped against a flood; the sweeper is the net"
+    ),
+    "user": Capacity(
+        20,
+        8,
+        "the app's users: each request waits on Firestore, and one that moves money on its transaction, which"
+        " contends only on the documents of the users it names (sleeping in its backoff when it does), so 8 at"
+        " once per instance; 160 at once in all",
+    ),
+    "admin": Capacity(2, 8, "a handful of admins"),
+    "service": Capacity(
+        1, 1, "Cloud Scheduler's and Cloud Tasks' targets (sweeps, reconciliation): one run at a time, never two on the same work"
+    ),
+    "trigger": Capacity(5, 8, "Eventarc deliveries, waiting on Firestore and HTTP; Pub/Sub retries what finds no room"),
+}
+CAPACITY = {
+    "coins_catalog": Capacity(5, 16, "public, read at every app start: no database read, so many at once; capped"),
+    "coins_openapi": Capacity(1, 16, "public, one static document for developers"),
+    "escrow_timer": Capacity(5, 8, "Cloud Tasks' target, one transaction a timer; the queue retries what finds no room"),
+    "admin_reconciliation": Capacity(2, 1, "reconciliation on demand, in up to 1 GiB: one per instance"),
+    "ledger_on_create": Capacity(
+        4, 4, "every entry adds to one of the vault's 16 shards (about a write a second each): 16 at once in all"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -89,6 +165,9 @@ class Target:
     def account(self, name: str) -> str:
         return f"{name}@{self.project}.iam.gserviceaccount.com"
 
+    def database(self, name: str) -> str:
+        return f"projects/{self.project}/databases/{name}"
+
 
 @dataclass(frozen=True)
 class Step:
@@ -96,10 +175,80 @@ class Step:
     run: tuple[str, ...]
     # Run `run` only if this command fails (something to create only when missing).
     unless: tuple[str, ...] | None = None
+    # Try again after each of RETRY_DELAYS before giving up.
+    retry: bool = False
+    # A failure is no error (removing what may not be there).
+    may_fail: bool = False
+    # Decides from `run`'s exit status and output whether the deploy stops: the
+    # message to stop with, or None to go on.
+    check: Callable[[int, str], str | None] | None = None
 
     def line(self) -> str:
         run = shlex.join(self.run)
-        return f"{shlex.join(self.unless)} >/dev/null 2>&1 || {run}" if self.unless else run
+        if self.unless:
+            return f"{shlex.join(self.unless)} >/dev/null 2>&1 || {run}"
+        return f"{run} || true" if self.may_fail else run
+
+    def comment(self) -> str:
+        if self.retry:
+            return f"{self.what} (retried {len(RETRY_DELAYS)} times, {RETRY_DELAYS[0]} s to {RETRY_DELAYS[-1]} s apart)"
+        return self.what
+
+
+Runner = Callable[..., subprocess.CompletedProcess]
+
+
+def execute(step: Step, run: Runner = subprocess.run, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Runs one step; stops the deploy (SystemExit) where it fails or its check says so."""
+    if step.check:
+        result = run(step.run, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if error := step.check(result.returncode, result.stdout):
+            sys.exit(error)
+        return
+    if step.unless and run(step.unless, cwd=ROOT, capture_output=True).returncode == 0:
+        print("    exists", flush=True)
+        return
+    if step.may_fail:
+        result = run(step.run, cwd=ROOT, capture_output=True, text=True)
+        if result.returncode != 0:
+            print(f"    skipped: {(result.stderr.strip().splitlines() or ['failed'])[-1]}", flush=True)
+        return
+    for delay in (*RETRY_DELAYS, None) if step.retry else (None,):
+        if run(step.run, cwd=ROOT).returncode == 0:
+            return
+        if delay is None:
+            sys.exit(f"error: {step.what} failed: {shlex.join(step.run)}")
+        print(f"    failed; trying again in {delay} s", flush=True)
+        sleep(delay)
+
+
+def database_location_error(returncode: int, described: str, region: str) -> str | None:
+    """Whether the deploy must stop, from `gcloud firestore databases describe
+    --format=json`: an existing coins database elsewhere than REGION, or not a Firestore
+    (native) database. A database that is not there (the command failed) is created
+    later, in REGION."""
+    if returncode != 0:
+        return None
+    database = json.loads(described)
+    location, kind = database.get("locationId", ""), database.get("type", "")
+    if location.lower() != region.lower():
+        return (
+            f"error: the database {DATABASE} already exists in {location}, not in REGION={region}. A Firestore "
+            f"database cannot move, and its document triggers must run in its location: deploy with "
+            f"REGION={location} if Cloud Functions runs there, or move its data out and delete it first. "
+            "Nothing was deployed."
+        )
+    if kind != "FIRESTORE_NATIVE":
+        return f"error: the database {DATABASE} is {kind or 'of an unknown type'}, not a Firestore (native) database. Nothing was deployed."
+    return None
+
+
+def attempt_deadline(timeout_seconds: int) -> int:
+    """How long Cloud Scheduler waits for a function that runs at most `timeout_seconds`."""
+    deadline = timeout_seconds + SCHEDULER_DEADLINE_MARGIN
+    if deadline > SCHEDULER_DEADLINE_MAX:
+        raise ValueError(f"a scheduled function may run at most {SCHEDULER_DEADLINE_MAX - SCHEDULER_DEADLINE_MARGIN} s")
+    return deadline
 
 
 def functions():
@@ -110,13 +259,28 @@ def functions():
     return registry.functions()
 
 
+def scheduled():
+    """Every function main.py declares with a schedule (coins.registry)."""
+    functions()
+    from coins import registry
+
+    return registry.scheduled()
+
+
+def capacity(function) -> Capacity:
+    """CAPACITY's line for the function, else the default for who may call it."""
+    if function.name in CAPACITY:
+        return CAPACITY[function.name]
+    return DEFAULT_CAPACITY[function.spec.access.value if function.spec else "trigger"]
+
+
 def environment(target: Target, private: list) -> dict[str, str]:
     """What every function reads (coins/config.py), without a secret among it."""
     site = f"https://{target.site}.web.app"
     return {
         "GOOGLE_CLOUD_PROJECT": target.project,
         "COINS_DATABASE": DATABASE,
-        "APP_DATABASE": "(default)",
+        "APP_DATABASE": APP_DATABASE,
         "SERVICE_AUDIENCE": ",".join(f"{target.base_url}/{f.name}" for f in private),
         "SERVICE_ACCOUNTS": target.account("coins-invoker"),
         "TASKS_LOCATION": target.region,
@@ -141,6 +305,25 @@ def environment(target: Target, private: list) -> dict[str, str]:
     }
 
 
+def database_condition(target: Target) -> str:
+    """The IAM condition of the runtime's roles/datastore.user: the coins database and the
+    app's, nothing else of the project. It cannot be narrowed to the app's collections the
+    adapter uses (jobs, users, notifications): IAM conditions on Firestore see only the
+    database (resource type firestore.googleapis.com/Database, resource.name
+    projects/P/databases/D); a document or collection is no IAM resource, and Security
+    Rules, which do see paths, do not apply to server client libraries."""
+    expression = " || ".join(f'resource.name == "{target.database(name)}"' for name in (DATABASE, APP_DATABASE))
+    return f"expression={expression},title=guild-coins-databases,description=GUILD Coins databases only"
+
+
+def project_binding(target: Target, what: str, member: str, role: str, condition: str = "None") -> Step:
+    """A project-level binding, with `--condition` always: without it, gcloud asks which
+    condition is meant once the project's policy has any conditional binding, and fails
+    where it cannot ask."""
+    argv = ("gcloud", "projects", "add-iam-policy-binding", target.project, member, f"--role={role}")
+    return Step(what, (*argv, f"--condition={condition}"), retry=True)
+
+
 def plan(target: Target) -> list[Step]:
     p, r = f"--project={target.project}", target.region
     runtime, invoker = target.account("coins-runtime"), target.account("coins-invoker")
@@ -153,8 +336,13 @@ def plan(target: Target) -> list[Step]:
         **(WEBHOOK_TOKEN_SECRET if target.with_webhook_token else {}),
         **(SADAD_SECRET if target.sadad_merchant_id else {}),
     }
-    steps = [Step("enable the APIs", ("gcloud", "services", "enable", *APIS, p))]
-    steps.append(
+    steps = [
+        Step(
+            f"stop unless an existing {DATABASE} is a Firestore database in {r}",
+            ("gcloud", "firestore", "databases", "describe", f"--database={DATABASE}", "--format=json", p),
+            check=lambda returncode, described: database_location_error(returncode, described, r),
+        ),
+        Step("enable the APIs", ("gcloud", "services", "enable", *APIS, p)),
         Step(
             f"the coins database {DATABASE}",
             (
@@ -169,9 +357,9 @@ def plan(target: Target) -> list[Step]:
                 p,
             ),
             unless=("gcloud", "firestore", "databases", "describe", f"--database={DATABASE}", p),
-        )
-    )
-    for name, title in (("coins-runtime", "GUILD Coins functions"), ("coins-invoker", "GUILD Coins scheduler and tasks")):
+        ),
+    ]
+    for name, title in SERVICE_ACCOUNTS.items():
         steps.append(
             Step(
                 f"service account {name}",
@@ -179,6 +367,11 @@ def plan(target: Target) -> list[Step]:
                 unless=("gcloud", "iam", "service-accounts", "describe", target.account(name), p),
             )
         )
+    steps.append(
+        project_binding(
+            target, f"builder: {BUILDER_ROLE}", f"--member=serviceAccount:{target.account('coins-builder')}", BUILDER_ROLE
+        )
+    )
     steps.append(
         Step(
             "the Cloud Tasks queue",
@@ -193,6 +386,7 @@ def plan(target: Target) -> list[Step]:
             Step(
                 f"runtime: {role} on the queue",
                 ("gcloud", "tasks", "queues", "add-iam-policy-binding", QUEUE, f"--location={r}", member, f"--role={role}", p),
+                retry=True,
             )
         )
     steps.append(
@@ -208,6 +402,7 @@ def plan(target: Target) -> list[Step]:
                 "--role=roles/iam.serviceAccountUser",
                 p,
             ),
+            retry=True,
         )
     )
     for secret in secrets.values():
@@ -215,12 +410,34 @@ def plan(target: Target) -> list[Step]:
             Step(
                 f"runtime: read the secret {secret}",
                 ("gcloud", "secrets", "add-iam-policy-binding", secret, member, "--role=roles/secretmanager.secretAccessor", p),
+                retry=True,
             )
         )
-    for role in ("roles/datastore.user", "roles/eventarc.eventReceiver"):
-        steps.append(
-            Step(f"runtime: {role}", ("gcloud", "projects", "add-iam-policy-binding", target.project, member, f"--role={role}"))
+    steps.append(
+        project_binding(
+            target,
+            f"runtime: roles/datastore.user on {DATABASE} and {APP_DATABASE} only",
+            member,
+            "roles/datastore.user",
+            database_condition(target),
         )
+    )
+    steps.append(
+        Step(
+            "runtime: no project-wide roles/datastore.user (granted by earlier deploys)",
+            (
+                "gcloud",
+                "projects",
+                "remove-iam-policy-binding",
+                target.project,
+                member,
+                "--role=roles/datastore.user",
+                "--condition=None",
+            ),
+            may_fail=True,
+        )
+    )
+    steps.append(project_binding(target, "runtime: roles/eventarc.eventReceiver", member, "roles/eventarc.eventReceiver"))
     for function in found:
         steps.append(deploy_function(target, function, env, secrets, runtime))
         if function.kind == "private":
@@ -236,6 +453,7 @@ def plan(target: Target) -> list[Step]:
                         f"--member=serviceAccount:{invoker}",
                         p,
                     ),
+                    retry=True,
                 )
             )
         if function.kind == "trigger":
@@ -243,9 +461,11 @@ def plan(target: Target) -> list[Step]:
                 Step(
                     f"Eventarc may call {function.name}",
                     ("gcloud", "functions", "add-invoker-policy-binding", function.name, f"--region={r}", member, p),
+                    retry=True,
                 )
             )
-    for name, schedule in ((f.name, f.schedule) for f in found if f.schedule is not None):
+    for function in scheduled():
+        name, schedule = function.name, function.schedule
         url = f"{target.base_url}/{name}"
         flags = (
             f"--location={r}",
@@ -255,6 +475,7 @@ def plan(target: Target) -> list[Step]:
             "--http-method=POST",
             f"--oidc-service-account-email={invoker}",
             f"--oidc-token-audience={url}",
+            f"--attempt-deadline={attempt_deadline(function.resources.timeout_seconds)}s",
             p,
         )
         steps.append(
@@ -297,6 +518,7 @@ def deploy_function(target: Target, function, env: dict[str, str], secrets: dict
     from coins import registry
 
     memory, timeout = function.resources.memory, f"{function.resources.timeout_seconds}s"
+    chosen = capacity(function)
     argv = [
         "gcloud",
         "functions",
@@ -309,11 +531,19 @@ def deploy_function(target: Target, function, env: dict[str, str], secrets: dict
         f"--source={FUNCTIONS.relative_to(ROOT)}",
         f"--entry-point={function.name}",
         f"--memory={memory}",
+        # A whole CPU: more than one request at a time needs it (below 1, Cloud Run
+        # allows concurrency 1 only), and it is billed only while requests run.
+        "--cpu=1",
         f"--timeout={timeout}",
+        f"--max-instances={chosen.max_instances}",
+        f"--concurrency={chosen.concurrency}",
         f"--service-account={runtime}",
+        f"--build-service-account=projects/{target.project}/serviceAccounts/{target.account('coins-builder')}",
         # "^;^" makes ";" the separator, since SERVICE_AUDIENCE holds commas.
-        "--set-env-vars=^;^" + ";".join(f"{k}={v}" for k, v in env.items()),
-        "--set-secrets=" + ",".join(f"{var}={secret}:latest" for var, secret in secrets.items()),
+        "--set-env-vars=^;^" + ";".join(f"{k}={v}" for k, v in {**env, "THREADS": str(chosen.concurrency)}.items()),
+        # --update-secrets, not --set-secrets (which replaces the whole set): a secret the
+        # function already reads stays (`--remove-secrets` takes one away).
+        "--update-secrets=" + ",".join(f"{var}={secret}:latest" for var, secret in secrets.items()),
     ]
     if function.kind == "trigger":
         argv += [
@@ -341,7 +571,8 @@ def deploy_config(target: Target) -> dict:
     return {"firestore": [db for db in config["firestore"] if db["database"] == DATABASE], "hosting": hosting}
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The options; the Makefile's `deploy` target passes every one (a test checks)."""
     parser = argparse.ArgumentParser(description="deploy GUILD Coins")
     parser.add_argument("--project", required=True)
     parser.add_argument("--region", required=True)
@@ -358,7 +589,11 @@ def main() -> None:
     )
     parser.add_argument("--sadad-website", default="", help="the domain SADAD's key is tied to (default: <site>.web.app)")
     parser.add_argument("--dry-run", action="store_true", default=bool(os.environ.get("DRY_RUN")))
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = parser().parse_args()
     site = args.site or f"{args.project}-coins"
     if site == args.project:
         sys.exit("error: the project's default site belongs to the GUILD admin portal; choose another --site")
@@ -377,16 +612,13 @@ def main() -> None:
     if args.dry_run:
         print(f"# write {DEPLOY_CONFIG.name}: hosting site {site}, database {DATABASE}, rewrites to {args.region}")
         for step in steps:
-            print(f"# {step.what}")
+            print(f"# {step.comment()}")
             print(step.line())
         return
     DEPLOY_CONFIG.write_text(config + "\n")
     for step in steps:
-        print(f"==> {step.what}", flush=True)
-        if step.unless and subprocess.run(step.unless, cwd=ROOT, capture_output=True).returncode == 0:
-            print("    exists", flush=True)
-            continue
-        subprocess.run(step.run, cwd=ROOT, check=True)
+        print(f"==> {step.comment()}", flush=True)
+        execute(step)
 
 
 if __name__ == "__main__":

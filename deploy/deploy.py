@@ -286,6 +286,8 @@ def environment(target: Target, private: list) -> dict[str, str]:
         "TASKS_LOCATION": target.region,
         "TASKS_QUEUE": QUEUE,
         "ESCROW_TIMER_URL": f"{target.base_url}/escrow_timer",
+        # The full reconciliation's next chunk, a task on the same queue.
+        "RECONCILE_STEP_URL": f"{target.base_url}/reconcile_full_step",
         "TASKS_SERVICE_ACCOUNT": target.account("coins-invoker"),
         # Fatora's success_url and failure_url: our return endpoint, through our Hosting site.
         "PURCHASE_RETURN_URL": f"{site}/api/coins/purchase/return",

@@ -103,11 +103,22 @@ def configure_tasks(functions_base_url: str):
     from local.tasks import LocalTaskQueue
 
     os.environ.setdefault("LOCAL_SERVICE_SECRET", secrets.token_urlsafe(24))
-    queue = LocalTaskQueue(
-        functions_base_url + "/escrow_timer",
-        headers={LOCAL_SERVICE_SECRET_HEADER: os.environ["LOCAL_SERVICE_SECRET"]},
-    )
+    headers = {LOCAL_SERVICE_SECRET_HEADER: os.environ["LOCAL_SERVICE_SECRET"]}
+    queue = LocalTaskQueue(functions_base_url + "/escrow_timer", headers=headers)
     clients.install_scheduler(queue)
+    return queue
+
+
+def configure_reconcile_chain(functions_base_url: str):
+    """The full replay's chunks in development: an in-process queue delivering each next
+    step to `reconcile_full_step` on this server. Returns the queue."""
+    from coins import clients
+    from coins.auth import LOCAL_SERVICE_SECRET_HEADER
+    from local.tasks import LocalTaskQueue
+
+    headers = {LOCAL_SERVICE_SECRET_HEADER: os.environ["LOCAL_SERVICE_SECRET"]}
+    queue = LocalTaskQueue(functions_base_url + "/reconcile_full_step", headers=headers)
+    clients.install_scheduler(queue, "reconcile_full_step")
     return queue
 
 
@@ -141,13 +152,14 @@ def serve(
             log_path=ROOT / ".firestore-emulator.log",
         ).start()
         firestore_address = emulator.address
-    sandbox = sadad = server = queue = expo = None
+    sandbox = sadad = server = queue = chain = expo = None
     try:
         configure_environment(firestore_address)
         base = f"http://127.0.0.1:{port}"
         # A restarted stack keeps the secret it was given (the crash tier's scheduler).
         os.environ.setdefault("LOCAL_SERVICE_SECRET", secrets.token_urlsafe(24))
         queue = configure_tasks(base)
+        chain = configure_reconcile_chain(base)
         sandbox = start_fatora_sandbox(base, fatora_port)
         sadad = start_sadad_sandbox(base, sadad_port)
         expo = start_expo_push(expo_port)
@@ -200,6 +212,8 @@ def serve(
             sadad.stop()
         if queue is not None:
             queue.stop()
+        if chain is not None:
+            chain.stop()
         if expo is not None:
             expo.stop()
         if emulator is not None:

@@ -4,18 +4,22 @@ timer service; Expo's push client per delivery (it is a plain HTTP session). Ent
 points (functions/main.py, through coins.api) take them from here and pass them to the
 services; tests pass their own.
 
-The local stack replaces the timer service with its in-process queue through
+The local stack replaces Cloud Tasks with its in-process queues through
 `install_scheduler`; production never calls it.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 
 from . import config, errors
 from .tasks import TaskScheduler
 
-_installed_scheduler: TaskScheduler | None = None
+_installed_schedulers: dict[str, TaskScheduler] = {}
+_FIREBASE_APP_LOCK = threading.Lock()
+# The private functions Cloud Tasks calls, and the setting naming each one's URL.
+TASK_TARGETS = {"escrow_timer": "ESCROW_TIMER_URL", "reconcile_full_step": "RECONCILE_STEP_URL"}
 
 
 @functools.cache
@@ -52,12 +56,14 @@ def firebase_app():
 
     settings = config.settings()
     name = "guild-coins"
-    try:
-        return firebase_admin.get_app(name)
-    except ValueError:
-        emulated = settings.auth_emulator_host and settings.emulated
-        credential = EmulatorCredential() if emulated else credentials.ApplicationDefault()
-        return firebase_admin.initialize_app(credential, {"projectId": settings.project_id}, name=name)
+    # Instances serve several requests at once: the first two must not both create it.
+    with _FIREBASE_APP_LOCK:
+        try:
+            return firebase_admin.get_app(name)
+        except ValueError:
+            emulated = settings.auth_emulator_host and settings.emulated
+            credential = EmulatorCredential() if emulated else credentials.ApplicationDefault()
+            return firebase_admin.initialize_app(credential, {"projectId": settings.project_id}, name=name)
 
 
 def offered_gateways() -> tuple[str, ...]:
@@ -131,26 +137,21 @@ def push():
     return ExpoPush(settings.expo_push_url, settings.expo_access_token)
 
 
-def install_scheduler(scheduler: TaskScheduler) -> None:
-    """The local stack's timer service in place of Cloud Tasks (development only)."""
-    global _installed_scheduler
-    _installed_scheduler = scheduler
+def install_scheduler(scheduler: TaskScheduler, target: str = "escrow_timer") -> None:
+    """The local stack's queue in place of Cloud Tasks for one target (development only)."""
+    _installed_schedulers[target] = scheduler
 
 
-def scheduler() -> TaskScheduler:
-    """The timer service: Cloud Tasks, unless the local stack installed its own."""
-    if _installed_scheduler is not None:
-        return _installed_scheduler
+def scheduler(target: str = "escrow_timer") -> TaskScheduler:
+    """Tasks for a private function (the escrow timers, the full replay's steps): Cloud
+    Tasks, unless the local stack installed its own."""
+    if target in _installed_schedulers:
+        return _installed_schedulers[target]
     settings = config.settings()
-    if not (settings.escrow_timer_url and settings.tasks_service_account):
-        raise errors.Unavailable("Cloud Tasks is not configured (ESCROW_TIMER_URL, TASKS_SERVICE_ACCOUNT).")
-    return _cloud_tasks(
-        settings.project_id,
-        settings.tasks_location,
-        settings.tasks_queue,
-        settings.escrow_timer_url,
-        settings.tasks_service_account,
-    )
+    url = {"escrow_timer": settings.escrow_timer_url, "reconcile_full_step": settings.reconcile_step_url}[target]
+    if not (url and settings.tasks_service_account):
+        raise errors.Unavailable(f"Cloud Tasks is not configured ({TASK_TARGETS[target]}, TASKS_SERVICE_ACCOUNT).")
+    return _cloud_tasks(settings.project_id, settings.tasks_location, settings.tasks_queue, url, settings.tasks_service_account)
 
 
 @functools.cache

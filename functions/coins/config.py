@@ -61,6 +61,17 @@ REPAIR_BATCH_MAX = 200
 # job is failing or not scheduled): anything pending longer than the repair's age plus
 # two of its runs.
 REPAIR_RUNS_BEFORE_A_PROBLEM = 2
+# Incremental reconciliation (coins.reconciliation): each run verifies what is new since
+# the checkpoint and moves it to this long ago, never nearer: a transaction commits
+# within a minute of the time it stamps on its entry, so nothing can still arrive behind
+# the watermark.
+RECONCILE_LAG_SECONDS = 10 * 60
+# The checkpoint's balances are spread over this many documents (1 MiB each holds some
+# 10,000 accounts).
+CHECKPOINT_SHARDS = 16
+# A full replay runs in chunks of this many entries (or documents), each a Cloud Task of
+# its own well inside the function's limit (measured: about 10 s per 10,000).
+FULL_REPLAY_CHUNK = 20_000
 # Purchases one sweeper run re-verifies (per gateway): each is a gateway call of up to
 # ~20 s worst case, and Cloud Scheduler runs it every 15 minutes.
 PURCHASE_SWEEP_BATCH_MAX = 50
@@ -179,6 +190,8 @@ class Settings:
     tasks_location: str
     tasks_queue: str
     escrow_timer_url: str | None
+    # The full reconciliation's next chunk (`reconcile_full_step`), on the same queue.
+    reconcile_step_url: str | None
     tasks_service_account: str | None
     # Who hears about what needs an operator (withdrawal requests, disputes, purchases in
     # review, reconciliation problems): Firebase uids, comma-separated in ADMIN_UIDS.
@@ -242,6 +255,7 @@ def settings() -> Settings:
         tasks_location=_env("TASKS_LOCATION") or TASKS_LOCATION_DEFAULT,
         tasks_queue=_env("TASKS_QUEUE") or TASKS_QUEUE_DEFAULT,
         escrow_timer_url=_env("ESCROW_TIMER_URL"),
+        reconcile_step_url=_env("RECONCILE_STEP_URL"),
         tasks_service_account=_env("TASKS_SERVICE_ACCOUNT"),
         admin_uids=_list("ADMIN_UIDS"),
         limit_purchases_per_day=int(_env("LIMIT_PURCHASES_PER_DAY") or LIMIT_PURCHASES_PER_DAY_DEFAULT),

@@ -251,6 +251,14 @@ def effects_pending(entry_id: str, entry_type: str, now: datetime) -> dict[str, 
     return {"entry_id": entry_id, "type": entry_type, "pending_since": now}
 
 
+def _coins_at(before: Mapping[str, Any], now: datetime) -> datetime:
+    """When an account document's coins were last written by an entry: its entries are
+    those created at or before it (reconciliation compares at that moment). Never moves
+    back, should one instance's clock lag another's."""
+    previous = before.get("coins_at")
+    return max(previous, now) if previous is not None else now
+
+
 def _writes(reader: Reader, plan: Plan, actor: str, now: datetime) -> tuple[dict[Doc, Write], Outcome]:
     """Validates the plan against what was read and computes every write. Pure given
     the reads."""
@@ -276,7 +284,15 @@ def _writes(reader: Reader, plan: Plan, actor: str, now: datetime) -> tuple[dict
             seq = before.get("seq", 0) + 1
             # Merged with what the plan itself writes on the wallet (a withdrawal's hold marker).
             extra = writes[doc].data if doc in writes else {}
-            wallet = {**before, **extra, "coins": coins_after, "balance_dirhams": balance_after, "seq": seq, "updated_at": now}
+            wallet = {
+                **before,
+                **extra,
+                "coins": coins_after,
+                "balance_dirhams": balance_after,
+                "seq": seq,
+                "updated_at": now,
+                "coins_at": _coins_at(before, now),
+            }
             wallets_after[uid] = wallet
             writes[doc] = Write(wallet, merge=False)
             users[uid] = {
@@ -295,6 +311,7 @@ def _writes(reader: Reader, plan: Plan, actor: str, now: datetime) -> tuple[dict
             before = reader.get(doc) or {}
             data = {**before, **(writes[doc].data if doc in writes else {})}
             data["coins"] = postings.non_negative(account, before.get("coins", {}), delta)
+            data["coins_at"] = _coins_at(before, now)
             writes[doc] = Write(data, merge=False)
     writes[store.entry(reader.entry_id)] = Write(
         {

@@ -49,6 +49,13 @@ def daily_at(hh_mm: str, time_zone: str = QATAR) -> Schedule:
     return Schedule(f"{minutes} {hours} * * *", time_zone)
 
 
+def monthly_at(day: int, hh_mm: str, time_zone: str = QATAR) -> Schedule:
+    """Once a month, on `day`, at `hh_mm` ("monthly on the 1st at 03:00 Asia/Qatar")."""
+    assert 1 <= day <= 28, "a day every month has"
+    daily = daily_at(hh_mm, time_zone)
+    return Schedule(daily.cron.replace("* * *", f"{day} * *", 1), time_zone)
+
+
 @dataclass(frozen=True)
 class Resources:
     """What one instance gets. The defaults fit a request: Cloud Functions' 256 MiB and

@@ -12,7 +12,7 @@ import secrets
 import string
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import errors
 
@@ -32,6 +32,11 @@ AUDIT = "audit"
 KYC = "kyc"  # kyc/{uid}: the identity a user submitted (admins only: the full QID)
 LIMITS = "limits"  # limits/{uid}: the user's recent purchases, withdrawals and job payments
 RECONCILIATION = "reconciliation"
+# reconciliation_checkpoint/{name}: balances per account verified up to a watermark, in
+# shards ({name}-{n}: a document holds at most 1 MiB); "current" is the incremental
+# run's, a full replay writes its own as it goes and makes it current when done.
+RECONCILIATION_CHECKPOINT = "reconciliation_checkpoint"
+RECONCILIATION_RUNS = "reconciliation_runs"  # reconciliation_runs/{run_id}: a chunked full replay
 EFFECTS = "ledger_effects"  # ledger_effects/{entry_id}: the trigger applied this entry
 EFFECT_FAILURES = "effect_failures"  # effects a trigger could not apply, by entry or event id
 OUTBOX = "outbox"  # outbox/{event_id}: what happened, for notifications, push and the app's job
@@ -156,6 +161,18 @@ def audit(audit_id: str) -> Doc:
 
 def reconciliation(day: str) -> Doc:
     return Doc((RECONCILIATION, day))
+
+
+def reconciliation_checkpoint(name: str) -> Doc:
+    return Doc((RECONCILIATION_CHECKPOINT, name))
+
+
+def reconciliation_shard(name: str, shard: int) -> Doc:
+    return Doc((RECONCILIATION_CHECKPOINT, f"{name}-{shard}"))
+
+
+def reconciliation_run(run_id: str) -> Doc:
+    return Doc((RECONCILIATION_RUNS, run_id))
 
 
 def effects_marker(entry_id: str) -> Doc:
@@ -327,6 +344,9 @@ class Store:
     def set(self, doc: Doc, data: Mapping[str, Any], *, merge: bool = False) -> None:
         self._ref(doc).set(_encode(data), merge=merge)
 
+    def delete(self, doc: Doc) -> None:
+        self._ref(doc).delete()
+
     def delete_if_unchanged(self, doc: Doc, version) -> bool:
         """Deletes the document unless it changed since `version` was read."""
         from google.api_core import exceptions
@@ -399,6 +419,43 @@ class Store:
         """How many documents of a top-level collection match every filter (an
         aggregation: the documents themselves are not read)."""
         return int(self._query(collection, where).count().get()[0][0].value)
+
+    def get_many(self, docs: Iterable[Doc]) -> dict[Doc, dict[str, Any] | None]:
+        """Several documents in one round trip per page (None for a missing one)."""
+        wanted = list(dict.fromkeys(docs))
+        found: dict[Doc, dict[str, Any] | None] = {}
+        for start in range(0, len(wanted), SCAN_PAGE_SIZE):
+            page = wanted[start : start + SCAN_PAGE_SIZE]
+            by_path = {self._ref(doc).path: doc for doc in page}
+            for snapshot in self.client.get_all([self._ref(doc) for doc in page]):
+                found[by_path[snapshot.reference.path]] = snapshot.to_dict() if snapshot.exists else None
+        return found
+
+    def after(
+        self, collection: str, field: str, after: Any, *, until: Any = None, limit: int | None = None, start: Any = None
+    ) -> Iterator[dict[str, Any]]:
+        """Documents whose `field` is after `after` (and at most `until`), in order of
+        `field` then id, read in pages; `start`: resume after the document of this id."""
+        query = self._query(collection, (Where(field, ">", after), *((Where(field, "<=", until),) if until is not None else ())))
+        query = query.order_by(field).order_by("__name__")
+        read = 0
+        last = self.client.collection(collection).document(start).get() if start is not None else None
+        while limit is None or read < limit:
+            size = SCAN_PAGE_SIZE if limit is None else min(SCAN_PAGE_SIZE, limit - read)
+            page = list((query.start_after(last) if last is not None else query).limit(size).stream())
+            for snapshot in page:
+                yield snapshot.to_dict()
+            read += len(page)
+            if len(page) < size:
+                return
+            last = page[-1]
+
+    def scan_page(self, collection: str, *, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` documents of a collection in order of id, after the id `after`."""
+        query = self.client.collection(collection).order_by("__name__").limit(limit)
+        if after is not None:
+            query = query.start_after(self.client.collection(collection).document(after).get())
+        return [snapshot.to_dict() | {"__id__": snapshot.id} for snapshot in query.stream()]
 
     def scan(self, collection: str) -> Iterator[dict[str, Any]]:
         """Every document of a top-level collection, read in pages by id."""

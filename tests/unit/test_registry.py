@@ -22,7 +22,13 @@ def test_the_table_holds_every_function_once_in_the_order_main_declares_them():
         "ledger_on_create": "ledger/{entryId}",
         "outbox_on_create": "outbox/{eventId}",
     }
-    assert {f.name for f in registry.scheduled()} == {"purchases_reconcile", "escrows_sweep", "coins_repair", "reconcile_daily"}
+    assert {f.name for f in registry.scheduled()} == {
+        "purchases_reconcile",
+        "escrows_sweep",
+        "coins_repair",
+        "reconcile_daily",
+        "reconcile_monthly",
+    }
     assert all(f.kind is registry.Kind.PRIVATE for f in registry.scheduled())
 
 

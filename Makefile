@@ -64,11 +64,11 @@ bench: $(STAMP)
 	$(PY) -m bench.reconcile
 	$(PY) -m bench.storm
 
-# make deploy PROJECT=<id> REGION=<region> [SITE=...] [ADMIN_UIDS=a,b] [WITH_EXPO_TOKEN=1] [WITH_WEBHOOK_TOKEN=1]
+# make deploy PROJECT=<id> REGION=<region> [SITE=...] [ADMIN_UIDS=a,b] [WITH_EXPO_TOKEN=1] [WITH_WEBHOOK_TOKEN=1] [WITH_BIGQUERY=1]
 #   [SADAD_MID=<merchant id> [SADAD_DOMAIN=<domain>]]: every option of deploy/deploy.py; DRY_RUN=1 prints the commands.
 deploy: $(STAMP)
-	@test -n "$(PROJECT)" -a -n "$(REGION)" || { echo "usage: make deploy PROJECT=<project id> REGION=<region> [SITE=<site>] [ADMIN_UIDS=a,b] [WITH_EXPO_TOKEN=1] [WITH_WEBHOOK_TOKEN=1] [SADAD_MID=<merchant id> [SADAD_DOMAIN=<domain>]] [DRY_RUN=1]" >&2; exit 2; }
-	@$(PY) -m deploy.deploy --project "$(PROJECT)" --region "$(REGION)" $(if $(SITE),--site "$(SITE)") $(if $(ADMIN_UIDS),--admin-uids "$(ADMIN_UIDS)") $(if $(WITH_EXPO_TOKEN),--with-expo-token) $(if $(WITH_WEBHOOK_TOKEN),--with-webhook-token) $(if $(SADAD_MID),--sadad-merchant-id "$(SADAD_MID)" $(if $(SADAD_DOMAIN),--sadad-website "$(SADAD_DOMAIN)"))
+	@test -n "$(PROJECT)" -a -n "$(REGION)" || { echo "usage: make deploy PROJECT=<project id> REGION=<region> [SITE=<site>] [ADMIN_UIDS=a,b] [WITH_EXPO_TOKEN=1] [WITH_WEBHOOK_TOKEN=1] [WITH_BIGQUERY=1] [SADAD_MID=<merchant id> [SADAD_DOMAIN=<domain>]] [DRY_RUN=1]" >&2; exit 2; }
+	@$(PY) -m deploy.deploy --project "$(PROJECT)" --region "$(REGION)" $(if $(SITE),--site "$(SITE)") $(if $(ADMIN_UIDS),--admin-uids "$(ADMIN_UIDS)") $(if $(WITH_EXPO_TOKEN),--with-expo-token) $(if $(WITH_WEBHOOK_TOKEN),--with-webhook-token) $(if $(WITH_BIGQUERY),--with-bigquery) $(if $(SADAD_MID),--sadad-merchant-id "$(SADAD_MID)" $(if $(SADAD_DOMAIN),--sadad-website "$(SADAD_DOMAIN)"))
 
 # Fatora's real API against what the client expects (FATORA_API_KEY, FATORA_BASE_URL; not part of make test).
 fatora-contract: $(STAMP)

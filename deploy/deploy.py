@@ -1,7 +1,7 @@
 """Deploys GUILD Coins into a Firebase project, with the tools Google documents:
 
     make deploy PROJECT=<project id> REGION=<region> [SITE=<hosting site>] [ADMIN_UIDS=a,b]
-                [WITH_EXPO_TOKEN=1] [WITH_WEBHOOK_TOKEN=1] [SADAD_MID=<id> [SADAD_DOMAIN=<domain>]]
+                [WITH_EXPO_TOKEN=1] [WITH_WEBHOOK_TOKEN=1] [WITH_BIGQUERY=1] [SADAD_MID=<id> [SADAD_DOMAIN=<domain>]]
     DRY_RUN=1 make deploy PROJECT=... REGION=...      prints every command, runs none
 
 What it does, in order (every step can run again: what exists is left or updated):
@@ -157,6 +157,9 @@ class Target:
     # Hosting site's); without a merchant id, SADAD is not offered.
     sadad_merchant_id: str = ""
     sadad_website: str = ""
+    # The ledger streamed to BigQuery for analysis (Firebase's "Stream Firestore to
+    # BigQuery" extension).
+    with_bigquery: bool = False
 
     @property
     def base_url(self) -> str:
@@ -513,6 +516,24 @@ def plan(target: Target) -> list[Step]:
             ),
         )
     )
+    if target.with_bigquery:
+        steps.append(
+            Step(
+                f"the ledger streamed to BigQuery ({BIGQUERY_EXTENSION}, dataset guild_coins)",
+                (
+                    "firebase",
+                    "deploy",
+                    "--only",
+                    "extensions",
+                    "--config",
+                    DEPLOY_CONFIG.name,
+                    "--project",
+                    target.project,
+                    "--non-interactive",
+                    "--force",
+                ),
+            )
+        )
     return steps
 
 
@@ -561,6 +582,38 @@ def deploy_function(target: Target, function, env: dict[str, str], secrets: dict
     return Step(f"function {function.name} ({function.kind})", tuple(argv))
 
 
+# Firebase's "Stream Firestore to BigQuery" (firebase/extensions, firestore-bigquery-export):
+# its extension.yaml has a DATABASE parameter ("Firestore Instance ID") and a
+# DATABASE_REGION that offers me-central1, so it listens to a named database such as
+# guild-coins. Installed from the deploy's firebase.json ("extensions") with its
+# parameters in extensions/<instance>.env (generated beside it, not committed).
+BIGQUERY_INSTANCE = "coins-ledger-bigquery"
+BIGQUERY_EXTENSION = "firebase/firestore-bigquery-export@0.3.1"
+EXTENSIONS_DIR = ROOT / "extensions"
+
+
+def bigquery_params(target: Target) -> dict[str, str]:
+    """The extension's parameters: every ledger entry (immutable: no old data to keep)
+    into guild_coins.ledger in the region, partitioned by day on the entry's time."""
+    return {
+        "DATABASE": DATABASE,
+        "DATABASE_REGION": target.region,
+        "COLLECTION_PATH": "ledger",
+        "BIGQUERY_PROJECT_ID": target.project,
+        "DATASET_ID": "guild_coins",
+        "TABLE_ID": "ledger",
+        "DATASET_LOCATION": target.region,
+        "TABLE_PARTITIONING": "DAY",
+        "TIME_PARTITIONING_FIELD": "created_at",
+        "TIME_PARTITIONING_FIRESTORE_FIELD": "created_at",
+        "TIME_PARTITIONING_FIELD_TYPE": "TIMESTAMP",
+        "VIEW_TYPE": "view",
+        "USE_NEW_SNAPSHOT_QUERY_SYNTAX": "yes",
+        "EXCLUDE_OLD_DATA": "yes",
+        "LOG_LEVEL": "warn",
+    }
+
+
 def deploy_config(target: Target) -> dict:
     """firebase.json for the deploy: only our site, only the coins database, the
     region of this deploy in the rewrites."""
@@ -570,7 +623,10 @@ def deploy_config(target: Target) -> dict:
         {**rule, "function": {**rule["function"], "region": target.region}} if isinstance(rule.get("function"), dict) else rule
         for rule in hosting["rewrites"]
     ]
-    return {"firestore": [db for db in config["firestore"] if db["database"] == DATABASE], "hosting": hosting}
+    deployed = {"firestore": [db for db in config["firestore"] if db["database"] == DATABASE], "hosting": hosting}
+    if target.with_bigquery:
+        deployed["extensions"] = {BIGQUERY_INSTANCE: BIGQUERY_EXTENSION}
+    return deployed
 
 
 def parser() -> argparse.ArgumentParser:
@@ -590,6 +646,7 @@ def parser() -> argparse.ArgumentParser:
         "--sadad-merchant-id", default="", help="offer SADAD: its merchant id (the secret sadad-secret-key holds its key)"
     )
     parser.add_argument("--sadad-website", default="", help="the domain SADAD's key is tied to (default: <site>.web.app)")
+    parser.add_argument("--with-bigquery", action="store_true", help="stream the ledger to BigQuery (Firebase's extension)")
     parser.add_argument("--dry-run", action="store_true", default=bool(os.environ.get("DRY_RUN")))
     return parser
 
@@ -608,16 +665,23 @@ def main() -> None:
         args.with_webhook_token,
         args.sadad_merchant_id,
         args.sadad_website,
+        args.with_bigquery,
     )
     steps = plan(target)
     config = json.dumps(deploy_config(target), indent=2)
     if args.dry_run:
         print(f"# write {DEPLOY_CONFIG.name}: hosting site {site}, database {DATABASE}, rewrites to {args.region}")
+        if target.with_bigquery:
+            print(f"# write extensions/{BIGQUERY_INSTANCE}.env: {json.dumps(bigquery_params(target))}")
         for step in steps:
             print(f"# {step.comment()}")
             print(step.line())
         return
     DEPLOY_CONFIG.write_text(config + "\n")
+    if target.with_bigquery:
+        EXTENSIONS_DIR.mkdir(exist_ok=True)
+        params = "".join(f"{name}={value}\n" for name, value in bigquery_params(target).items())
+        (EXTENSIONS_DIR / f"{BIGQUERY_INSTANCE}.env").write_text(params)
     for step in steps:
         print(f"==> {step.comment()}", flush=True)
         execute(step)

@@ -69,6 +69,9 @@ RECONCILE_LAG_SECONDS = 10 * 60
 # The checkpoint's balances are spread over this many documents (1 MiB each holds some
 # 10,000 accounts).
 CHECKPOINT_SHARDS = 16
+# The accountant's export reads at most this long a period per request (a year and a
+# day: a calendar year, whatever its length).
+EXPORT_DAYS_MAX = 366
 # A full replay runs in chunks of this many entries (or documents), each a Cloud Task of
 # its own well inside the function's limit (measured: about 10 s per 10,000).
 FULL_REPLAY_CHUNK = 20_000

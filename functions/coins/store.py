@@ -436,8 +436,18 @@ class Store:
     ) -> Iterator[dict[str, Any]]:
         """Documents whose `field` is after `after` (and at most `until`), in order of
         `field` then id, read in pages; `start`: resume after the document of this id."""
-        query = self._query(collection, (Where(field, ">", after), *((Where(field, "<=", until),) if until is not None else ())))
-        query = query.order_by(field).order_by("__name__")
+        upper = (Where(field, "<=", until),) if until is not None else ()
+        return self._ordered(collection, field, (Where(field, ">", after), *upper), limit=limit, start=start)
+
+    def between(self, collection: str, field: str, start: Any, end: Any) -> Iterator[dict[str, Any]]:
+        """Documents whose `field` is from `start` (included) to `end` (excluded), in order
+        of `field` then id, read in pages: never all held at once."""
+        return self._ordered(collection, field, (Where(field, ">=", start), Where(field, "<", end)), limit=None, start=None)
+
+    def _ordered(
+        self, collection: str, field: str, where: tuple[Where, ...], *, limit: int | None, start: str | None
+    ) -> Iterator[dict[str, Any]]:
+        query = self._query(collection, where).order_by(field).order_by("__name__")
         read = 0
         last = self.client.collection(collection).document(start).get() if start is not None else None
         while limit is None or read < limit:

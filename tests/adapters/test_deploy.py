@@ -338,6 +338,7 @@ def test_make_deploy_passes_every_option_of_the_deploy():
         "ADMIN_UIDS=a",
         "WITH_EXPO_TOKEN=1",
         "WITH_WEBHOOK_TOKEN=1",
+        "WITH_BIGQUERY=1",
         "SADAD_MID=7",
         "SADAD_DOMAIN=d",
     }
@@ -347,6 +348,18 @@ def test_make_deploy_passes_every_option_of_the_deploy():
     options = {action.option_strings[-1] for action in deploy.parser()._actions if action.option_strings}
     # --dry-run comes from DRY_RUN in the environment, make's and the script's alike.
     assert passed == options - {"--help", "--dry-run"}
+
+
+def test_with_bigquery_the_ledger_of_guild_coins_streams_to_bigquery_through_firebase_s_extension():
+    commands = plan("WITH_BIGQUERY=1")
+    [extensions] = [argv for argv in commands if argv[:2] == ["firebase", "deploy"] and "extensions" in argv]
+    assert extensions[extensions.index("--only") + 1] == "extensions" and "--non-interactive" in extensions
+    target = deploy.Target(PROJECT, REGION, f"{PROJECT}-coins", with_bigquery=True)
+    assert deploy.deploy_config(target)["extensions"] == {deploy.BIGQUERY_INSTANCE: "firebase/firestore-bigquery-export@0.3.1"}
+    params = deploy.bigquery_params(target)
+    assert (params["DATABASE"], params["COLLECTION_PATH"], params["DATABASE_REGION"]) == ("guild-coins", "ledger", REGION)
+    assert "extensions" not in deploy.deploy_config(deploy.Target(PROJECT, REGION, f"{PROJECT}-coins"))
+    assert not [argv for argv in plan() if "extensions" in argv], "only when asked for"
 
 
 def test_the_optional_secrets_are_reachable_from_make():

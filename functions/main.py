@@ -616,6 +616,25 @@ def coins_withdrawal_reject(call: Call):
 
 
 @functions_framework.http
+@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/queues", response=responses.Queues)
+def admin_queues(call: Call):
+    return console.queues(call.db)
+
+
+@functions_framework.http
+@endpoint(
+    "GET",
+    access=Access.ADMIN,
+    path="/api/admin/coins/users",
+    query=models.UsersPage,
+    response=responses.Page[responses.Wallet],
+)
+def admin_users_list(call: Call):
+    page = call.query
+    return console.users(call.db, prefix=page.prefix, limit=page.limit, cursor=page.cursor)
+
+
+@functions_framework.http
 @endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/users/{uid}", response=responses.UserView)
 def admin_user_get(call: Call):
     return console.user(call.db, call.params["uid"])

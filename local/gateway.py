@@ -1,7 +1,8 @@
 """One WSGI app serving every function of functions/main.py, each under its own name
 (`/coins_wallet`) and under the paths firebase.json's hosting rewrites give it, and, as
 Firebase Hosting does, the static files of public/ (the operators' console at /admin/).
-The rewrites are read from firebase.json: it is the single source of routing truth.
+The rewrites and the response headers are read from firebase.json: it is the single
+source of routing truth, and the console runs here under the policy it has in production.
 
 Local only: `POST /_local/token {"uid", "admin"}` mints an unsigned local ID token, for
 the console's local sign-in (production has Firebase Auth and /__/firebase/init.json)."""
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "functions" / "main.py"
@@ -42,14 +44,29 @@ def rewrites(firebase_json: Path = FIREBASE_JSON) -> list[tuple[re.Pattern, str]
     return routes
 
 
-class Gateway:
-    """Dispatches by path: a hosting rewrite first, then `/{function name}[/...]`."""
+def headers(firebase_json: Path = FIREBASE_JSON) -> list[tuple[re.Pattern, dict[str, str]]]:
+    """Hosting's `headers` rules: a glob and the headers a response to a path it matches gets."""
+    config = json.loads(firebase_json.read_text())
+    return [
+        (glob_to_regex(rule["source"]), {header["key"]: header["value"] for header in rule["headers"]})
+        for rule in config.get("hosting", {}).get("headers", [])
+    ]
 
-    def __init__(self, apps: dict, routes: list[tuple[re.Pattern, str]]) -> None:
+
+class Gateway:
+    """Dispatches by path: a hosting rewrite first, then `/{function name}[/...]`. Every
+    answer gets the headers of the rules its path matches (a later rule's value for the
+    same header wins, as on Hosting); a header the answer sets itself is kept (the SADAD
+    checkout page's own Content-Security-Policy)."""
+
+    def __init__(
+        self, apps: dict, routes: list[tuple[re.Pattern, str]], added: Sequence[tuple[re.Pattern, dict[str, str]]] = ()
+    ) -> None:
         from werkzeug.middleware.shared_data import SharedDataMiddleware
 
         self.apps = apps
         self.routes = routes
+        self.added = list(added)
         self._static = SharedDataMiddleware(_not_found, {"/admin": str(PUBLIC / "admin")}, cache=False)
         missing = sorted({name for _, name in routes} - set(apps))
         if missing:
@@ -57,6 +74,19 @@ class Gateway:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO") or "/"
+        added: dict[str, str] = {}
+        for pattern, values in self.added:
+            if pattern.match(path):
+                added.update(values)
+
+        def respond(status, response_headers, exc_info=None):
+            own = {name.lower() for name, _ in response_headers}
+            extra = [(name, value) for name, value in added.items() if name.lower() not in own]
+            return start_response(status, [*response_headers, *extra], exc_info)
+
+        return self.dispatch(path, environ, respond)
+
+    def dispatch(self, path, environ, start_response):
         if path == "/_local/token":
             return local_token(environ, start_response)
         if path == "/admin":
@@ -128,4 +158,4 @@ def build() -> Gateway:
     from functions_framework import create_app
 
     apps = {name: create_app(target=name, source=str(SOURCE)) for name in function_names()}
-    return Gateway(apps, rewrites())
+    return Gateway(apps, rewrites(), headers())

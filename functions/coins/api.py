@@ -208,9 +208,15 @@ def endpoint(
                 uid=caller.uid if caller else None,
                 error_code=response.body.get("error", {}).get("code") if response.status >= 400 else None,
             )
-            if pages and response.status >= 400:
-                return _page(response, ", ".join(methods))
-            return to_flask(response, ", ".join(methods))
+            answer = (
+                _page(response, ", ".join(methods))
+                if pages and response.status >= 400
+                else to_flask(response, ", ".join(methods))
+            )
+            if access in (Access.USER, Access.ADMIN):
+                # A person's wallet, withdrawals, identity: no browser or proxy keeps a copy.
+                answer.headers["Cache-Control"] = "no-store"
+            return answer
 
         spec = Spec(name, methods, access, path, body, query, response, status, idempotent, raw_body, pages, html, raises)
         kind = registry.Kind.PRIVATE if access is Access.SERVICE else registry.Kind.PUBLIC

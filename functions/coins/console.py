@@ -1,19 +1,60 @@
-"""What the operators' console reads: one user at a glance, and the vault. Read-only."""
+"""What the operators' console reads: how many wait in each queue, the users, one user
+at a glance, and the vault. Read-only."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from . import catalog, effects, escrow, ledger, limits, purchases, store, wallets, withdrawals
+from . import catalog, effects, escrow, kyc, ledger, limits, purchases, store, wallets, withdrawals
 from .auth import Caller
 from .domain import EntryType, KycStatus, VaultClass, new_wallet
-from .kyc import render_submission
-from .store import Store
+from .purchases import review
+from .store import Store, Where
 from .times import moment, rfc3339
 
 RECENT = 20  # items of each kind on a user's page
 DAYS = 90  # the vault's daily series
+# Above every character an id may hold: `prefix <= uid < prefix + PREFIX_END` are the
+# uids that begin with `prefix`.
+PREFIX_END = "\uf8ff"
+
+
+def queues(db: Store) -> dict[str, int]:
+    """How many wait in each of the admins' queues: count aggregations over the queues'
+    own filters (the documents are not read)."""
+    return {
+        "withdrawals": db.count(store.WITHDRAWALS, withdrawals.QUEUE),
+        "kyc": db.count(store.WALLETS, kyc.QUEUE),
+        "disputes": db.count(store.ESCROWS, escrow.DISPUTE_QUEUE),
+        "purchases": db.count(store.PURCHASES, review.QUEUE),
+    }
+
+
+def users(db: Store, *, prefix: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+    """Wallets: the most recently changed first, or, given a prefix, those whose uid
+    begins with it, in the order of their uids."""
+    if prefix:
+        return db.page(
+            store.WALLETS,
+            (Where("user_id", ">=", prefix), Where("user_id", "<", prefix + PREFIX_END)),
+            limit=limit,
+            cursor=cursor,
+            owns=lambda wallet: wallet["user_id"].startswith(prefix),
+            render=wallets.render_wallet,
+            newest_first=False,
+            order_by="user_id",
+        )
+    # Every wallet is on this list: a cursor may name any of them.
+    return db.page(
+        store.WALLETS,
+        (),
+        limit=limit,
+        cursor=cursor,
+        owns=lambda wallet: True,
+        render=wallets.render_wallet,
+        order_by="updated_at",
+    )
 
 
 def user(db: Store, uid: str) -> dict[str, Any]:
@@ -38,7 +79,7 @@ def user(db: Store, uid: str) -> dict[str, Any]:
         "purchases": purchases.list_for(db, as_user, user_id=None, limit=RECENT, cursor=None)["items"],
         "kyc": {
             "status": wallet.get("kyc_status", KycStatus.NONE),
-            "submission": render_submission(submission) if submission else None,
+            "submission": kyc.render_submission(submission) if submission else None,
             "history": [
                 _dated(change) for change in db.subcollection(store.wallet(uid), store.KYC_HISTORY, order_by="at", limit=RECENT)
             ],

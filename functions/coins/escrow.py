@@ -360,14 +360,19 @@ def list_for(
     return db.page(store.ESCROWS, where, limit=limit, cursor=cursor, owns=owns, render=render)
 
 
+# The admins' queue: disputes waiting for a resolution (the console counts it too).
+DISPUTE_QUEUE = (Where("status", "==", DISPUTED),)
+
+
 def list_disputes(db: Store, *, limit: int, cursor: str | None) -> dict[str, Any]:
-    """The admin's queue: disputed escrows, oldest dispute first, with both sides."""
+    """The admin's queue: disputed escrows, oldest dispute first, with both sides. The
+    cursor may name a dispute resolved since the page was read: its place still holds."""
     return db.page(
         store.ESCROWS,
-        (Where("status", "==", DISPUTED),),
+        DISPUTE_QUEUE,
         limit=limit,
         cursor=cursor,
-        owns=lambda escrow: escrow.get("status") == DISPUTED,
+        owns=lambda escrow: "disputed_at" in escrow,
         render=render,
         newest_first=False,
         order_by="disputed_at",

@@ -105,6 +105,10 @@ def decide(db: Store, admin: Caller, *, user_id: str, status: KycStatus, note: s
     return ledger.execute(db, operation, actor=admin.uid).body
 
 
+# The admins' queue: submissions waiting for a decision (the console counts it too).
+QUEUE = (Where("kyc_status", "==", KycStatus.PENDING),)
+
+
 def list_pending(db: Store, *, limit: int, cursor: str | None) -> dict[str, Any]:
     """The admins' queue: submissions waiting, oldest first, with the documents and the
     full QID (admins only)."""
@@ -114,10 +118,11 @@ def list_pending(db: Store, *, limit: int, cursor: str | None) -> dict[str, Any]
 
     return db.page(
         store.WALLETS,
-        (Where("kyc_status", "==", KycStatus.PENDING),),
+        QUEUE,
         limit=limit,
         cursor=cursor,
-        owns=lambda wallet: wallet.get("kyc_status") == KycStatus.PENDING,
+        # A submission decided since the page was read still marks where the next begins.
+        owns=lambda wallet: "kyc_submitted_at" in wallet,
         render=render,
         newest_first=False,
         order_by="kyc_submitted_at",

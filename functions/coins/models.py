@@ -85,6 +85,11 @@ class TransactionsPage(Page):
     type: EntryType | None = None
 
 
+class UsersPage(Page):
+    # The beginning of a uid: the characters an id may hold, as many as it may have.
+    prefix: Annotated[str, StringConstraints(pattern=ID_PATTERN)] | None = None
+
+
 def _known_pack(pack_id: str) -> str:
     if pack_id not in catalog.PACK_BY_ID:
         raise ValueError(f"unknown pack; packs are {list(catalog.PACK_BY_ID)}")

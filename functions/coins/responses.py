@@ -299,6 +299,15 @@ class Reconciliation(Model):
     pending_outbox: Pending
 
 
+class Queues(Model):
+    """How many wait in each of the admins' queues."""
+
+    withdrawals: int
+    kyc: int
+    disputes: int
+    purchases: int
+
+
 # The error envelope every 4xx and 5xx carries.
 
 

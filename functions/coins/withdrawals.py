@@ -164,14 +164,20 @@ def list_own(db: Store, caller: Caller, *, limit: int, cursor: str | None) -> di
     )
 
 
+# The admins' queue: what waits for them (the console counts it too).
+QUEUE = (Where("status", "in", list(OPEN)),)
+
+
 def list_pending(db: Store, *, limit: int, cursor: str | None) -> dict[str, Any]:
-    """The admin queue: requested and approved, oldest first, destinations masked."""
+    """The admin queue: requested and approved, oldest first, destinations masked. The
+    cursor may name a withdrawal that has left the queue since (an admin paid the last
+    one shown): its place in the order still says where the next page starts."""
     return db.page(
         store.WITHDRAWALS,
-        (Where("status", "in", list(OPEN)),),
+        QUEUE,
         limit=limit,
         cursor=cursor,
-        owns=lambda d: d.get("status") in OPEN,
+        owns=lambda d: "created_at" in d,
         render=render,
         newest_first=False,
     )

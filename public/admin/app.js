@@ -4,12 +4,16 @@
 // the project's web config; the account needs the `admin` claim); on the local stack,
 // which has no such file, a local sign-in that mints a local token (/_local/token).
 // Every action sends an Idempotency-Key made once per request (the same request clicked
-// twice sends the same key, so the work is done once) and shows the API's message when
-// it is refused. Everything from the API is shown as text, never as HTML.
+// twice sends the same key, so the work is done once), says what it did when it is done
+// and shows the API's message, and the fields it names, when it is refused. Queues and
+// lists are read page by page through next_cursor. Everything from the API is shown as
+// text, never as HTML. Amounts are QAR with two decimals; times are Qatar's, and say so.
 "use strict";
 
 const state = { token: null, uid: null, mode: null, firebaseAuth: null };
 const pendingKeys = new Map();
+const PAGE_SIZE = 100; // the API's largest page
+const USERS_PAGE_SIZE = 50;
 
 // Small helpers.
 
@@ -24,21 +28,49 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-const qar = (dirhams) => (dirhams / 100).toLocaleString("en", { minimumFractionDigits: 0, maximumFractionDigits: 2 }) + " QAR";
+const qar = (dirhams) => (dirhams / 100).toLocaleString("en", { minimumFractionDigits: 2, maximumFractionDigits: 2 }) + " QAR";
 const coins = (map) => Object.entries(map || {}).map(([tier, n]) => `${n}×${tier}`).join(" ") || "–";
-const when = (text) => (text ? new Date(text).toLocaleString("en-GB", { timeZone: "Asia/Qatar" }) : "–");
 
-function showError(message) {
-  const box = document.getElementById("error");
-  box.textContent = message || "";
-  box.hidden = !message;
+const QATAR = new Intl.DateTimeFormat("en-GB", {
+  timeZone: "Asia/Qatar", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+});
+
+// "2026-12-01 15:04 Asia/Qatar": the API's UTC times in the zone the admins work in, named.
+function when(text) {
+  if (!text) return "–";
+  const part = Object.fromEntries(QATAR.formatToParts(new Date(text)).map(({ type, value }) => [type, value]));
+  return `${part.year}-${part.month}-${part.day} ${part.hour}:${part.minute} Asia/Qatar`;
 }
+
+const userLink = (uid) => el("a", { href: `#users/${encodeURIComponent(uid)}`, class: "user", text: uid });
+
+// An input with its visible label: what it asks for, and in which unit.
+const labelled = (text, input) => el("label", { class: "field" }, el("span", { text }), input);
 
 class ApiError extends Error {
   constructor(status, code, message, details) {
     super(message);
     Object.assign(this, { status, code, details });
   }
+}
+
+// A refusal: the API's message, and for invalid fields which field and why.
+function showError(error) {
+  const box = document.getElementById("error");
+  box.replaceChildren();
+  box.hidden = !error;
+  if (!error) return;
+  if (!(error instanceof ApiError)) return box.append(error instanceof Error ? error.message : String(error));
+  box.append(`${error.message} (${error.code || error.status})`);
+  const fields = error.details.fields || [];
+  if (fields.length) box.append(el("ul", {}, fields.map((f) => el("li", {}, el("b", { text: f.field }), `: ${f.message}`))));
+}
+
+// What an action did, until the next action or page.
+function showNotice(message) {
+  const box = document.getElementById("notice");
+  box.textContent = message || "";
+  box.hidden = !message;
 }
 
 async function api(method, path, body) {
@@ -64,31 +96,84 @@ async function api(method, path, body) {
   return payload;
 }
 
-// Runs an action from a button: disabled while it runs, the API's message on refusal.
+// Runs an action from a button: disabled while it runs; `work` answers what it did, which
+// is shown (and stays while `after` runs); a refusal shows instead.
 async function act(button, work, after) {
   if (button.disabled) return;
   button.disabled = true;
   showError("");
+  showNotice("");
   try {
-    await work();
+    showNotice(await work());
     if (after) await after();
   } catch (error) {
-    showError(error instanceof ApiError ? `${error.message} (${error.code || error.status})` : String(error));
+    showError(error);
   } finally {
     button.disabled = false;
   }
 }
 
-function actionButton(label, work, { kind = "", after = route } = {}) {
+// A button that acts; with `confirm`, a first click only asks (in the page), and the
+// action runs on "Yes".
+function actionButton(label, work, { kind = "", after = counts, confirm = null } = {}) {
   const button = el("button", { type: "button", class: kind, text: label });
-  button.addEventListener("click", () => act(button, work, after));
-  return button;
+  if (!confirm) {
+    button.addEventListener("click", () => act(button, work, after));
+    return button;
+  }
+  const yes = el("button", { type: "button", class: kind, text: `Yes, ${label.toLowerCase()}` });
+  const no = el("button", { type: "button", text: "Cancel" });
+  const ask = el("span", { class: "confirm", role: "group", hidden: true }, el("span", { text: confirm }), yes, no);
+  const asking = (shown) => { ask.hidden = !shown; button.hidden = shown; };
+  button.addEventListener("click", () => asking(true));
+  no.addEventListener("click", () => asking(false));
+  yes.addEventListener("click", () => act(yes, work, async () => { asking(false); if (after) await after(); }));
+  return el("span", { class: "actions" }, button, ask);
 }
 
 function table(headings, rows) {
   if (!rows.length) return el("p", { class: "empty", text: "Nothing here." });
   return el("table", {}, el("thead", {}, el("tr", {}, headings.map((h) => el("th", { text: h })))), el("tbody", {}, rows));
 }
+
+// A queue or list read page by page: the first page, then "More" reads the next through
+// next_cursor and adds its rows below. `path` has its query already (limit=...).
+async function paged(path, rowOf, headings) {
+  const body = el("tbody");
+  const more = el("button", { type: "button", class: "more", text: "More" });
+  let cursor = null;
+  const load = async () => {
+    const page = await api("GET", cursor ? `${path}&cursor=${encodeURIComponent(cursor)}` : path);
+    body.append(...page.items.map(rowOf));
+    cursor = page.next_cursor;
+    more.hidden = !cursor;
+  };
+  more.addEventListener("click", () => act(more, load, null));
+  await load();
+  if (!body.children.length) return el("p", { class: "empty", text: "Nothing here." });
+  return el("div", {}, el("table", {}, el("thead", {}, el("tr", {}, headings.map((h) => el("th", { text: h })))), body), more);
+}
+
+// How many wait in each queue: in the nav and beside each queue's title.
+let waiting = {};
+
+async function counts() {
+  try {
+    waiting = await api("GET", "/api/admin/coins/queues");
+  } catch (ignored) {
+    return; // the counts are a help: a page works without them
+  }
+  paintCounts();
+}
+
+function paintCounts() {
+  for (const tag of document.querySelectorAll("[data-queue]")) {
+    const n = waiting[tag.dataset.queue];
+    tag.textContent = n === undefined ? "" : tag.classList.contains("waiting") ? `${n} waiting` : String(n);
+  }
+}
+
+const title = (text, queue) => el("h2", {}, text, " ", el("span", { class: "waiting", "data-queue": queue }));
 
 // Signing in.
 
@@ -184,136 +269,185 @@ let routed = 0; // which navigation is the latest: a slower, older page must not
 async function route() {
   if (!state.token || claims(state.token).admin !== true) return;
   const mine = ++routed;
-  const name = (location.hash || "#withdrawals").slice(1).split("/")[0];
+  const name = (location.hash || "#withdrawals").slice(1).split(/[/?]/)[0];
   for (const link of document.querySelectorAll("nav a")) link.classList.toggle("active", link.getAttribute("href") === `#${name}`);
   const page = document.getElementById("page");
+  counts();
   try {
     const content = await (PAGES[name] || withdrawals)();
-    if (mine === routed) page.replaceChildren(content);
+    if (mine !== routed) return;
+    page.replaceChildren(content);
+    paintCounts();
   } catch (error) {
     if (mine !== routed) return;
     page.replaceChildren();
-    showError(error instanceof ApiError ? `${error.message} (${error.code || error.status})` : String(error));
+    showError(error);
   }
 }
 
 async function withdrawals() {
-  const { items } = await api("GET", "/api/coins/withdrawals/pending?limit=100");
-  const rows = items.map((w) => {
-    const destination = el("span", { text: Object.values(w.destination).join(" · ") });
-    const reference = el("input", { placeholder: "transfer reference", "aria-label": "transfer reference" });
-    const reason = el("input", { placeholder: "reason", "aria-label": "reason" });
-    return el("tr", { "data-id": w.id },
-      el("td", {}, el("div", { text: when(w.created_at) }), el("div", { class: "hint", text: w.user_id })),
-      el("td", { class: "num" }, qar(w.amount_dirhams), w.large ? el("div", {}, el("span", { class: "tag large", text: "large" })) : null),
-      el("td", {}, el("div", { text: w.method }), destination,
-        el("div", {}, actionButton("Show destination", async () => {
-          const full = await api("GET", `/api/coins/withdrawal/${w.id}`);
-          destination.textContent = Object.entries(full.destination).map(([k, v]) => `${k}: ${v}`).join(" · ");
-        }, { after: null }))),
-      el("td", { text: w.status }),
-      el("td", {}, el("div", { class: "actions" },
-        w.status === "requested" ? actionButton("Approve", () => api("POST", `/api/coins/withdrawal/${w.id}/approve`, {}), { kind: "primary" }) : null,
-        w.status === "approved" ? [reference, actionButton("Mark paid", () => {
-          if (!reference.value.trim()) throw new Error("Give the bank transfer's reference.");
-          return api("POST", `/api/coins/withdrawal/${w.id}/paid`, { payment_reference: reference.value.trim() });
-        }, { kind: "primary" })] : null,
-        reason, actionButton("Reject", () => {
-          if (!reason.value.trim()) throw new Error("Give a reason: the user is told.");
-          return api("POST", `/api/coins/withdrawal/${w.id}/reject`, { reason: reason.value.trim() });
-        }, { kind: "danger" }))));
-  });
-  return el("section", {}, el("h2", { text: "Withdrawals to approve and pay" }),
+  return el("section", {}, title("Withdrawals to approve and pay", "withdrawals"),
     el("p", { class: "hint", text: "Oldest first. Approve, make the bank transfer, then mark it paid with its reference." }),
-    table(["Requested", "Amount", "Destination", "Status", ""], rows));
+    await paged(`/api/coins/withdrawals/pending?limit=${PAGE_SIZE}`, withdrawalRow, ["Requested", "Amount", "Destination", "Status", ""]));
+}
+
+function withdrawalRow(w) {
+  const amount = qar(w.amount_dirhams);
+  const destination = el("span", { text: Object.values(w.destination).join(" · ") });
+  const reference = el("input", { name: "reference" });
+  const reason = el("input", { name: "reason" });
+  // The withdrawal as the API answered: while it is open its row stays, up to date.
+  const settle = (updated) => (["requested", "approved"].includes(updated.status) ? row.replaceWith(withdrawalRow(updated)) : row.remove());
+  const approve = actionButton("Approve", async () => {
+    settle(await api("POST", `/api/coins/withdrawal/${w.id}/approve`, {}));
+    return `Approved ${w.user_id}'s withdrawal of ${amount}: make the transfer, then mark it paid.`;
+  }, { kind: "primary", confirm: w.large ? `${amount} is at or above the large mark. Approve it?` : null });
+  const pay = actionButton("Mark paid", async () => {
+    const paymentReference = reference.value.trim();
+    if (!paymentReference) throw new Error("Give the bank transfer's reference.");
+    settle(await api("POST", `/api/coins/withdrawal/${w.id}/paid`, { payment_reference: paymentReference }));
+    return `Paid ${w.user_id} ${amount}, reference ${paymentReference}.`;
+  }, { kind: "primary" });
+  const reject = actionButton("Reject", async () => {
+    const why = reason.value.trim();
+    if (!why) throw new Error("Give a reason: the user is told.");
+    settle(await api("POST", `/api/coins/withdrawal/${w.id}/reject`, { reason: why }));
+    return `Rejected ${w.user_id}'s withdrawal of ${amount} (${why}); the coins are back in their wallet.`;
+  }, { kind: "danger" });
+  const row = el("tr", { "data-id": w.id },
+    el("td", {}, el("div", { text: when(w.created_at) }), el("div", { class: "hint" }, userLink(w.user_id))),
+    el("td", { class: "num" }, amount, w.large ? el("div", {}, el("span", { class: "tag large", text: "large" })) : null),
+    el("td", {}, el("div", { text: w.method }), destination,
+      el("div", {}, actionButton("Show destination", async () => {
+        const full = await api("GET", `/api/coins/withdrawal/${w.id}`);
+        destination.textContent = Object.entries(full.destination).map(([k, v]) => `${k}: ${v}`).join(" · ");
+      }, { after: null }))),
+    el("td", { text: w.status }),
+    el("td", {}, el("div", { class: "actions" },
+      w.status === "requested" ? approve : null,
+      w.status === "approved" ? [labelled("Transfer reference", reference), pay] : null,
+      labelled("Reason for rejecting", reason), reject)));
+  return row;
 }
 
 async function kyc() {
-  const { items } = await api("GET", "/api/admin/coins/kyc/pending?limit=100");
-  const rows = items.map((s) => {
-    const note = el("input", { placeholder: "note to the user", "aria-label": "note" });
-    const decide = (status) => () => api("POST", `/api/admin/coins/kyc/${s.user_id}`, { status, note: note.value.trim() || null });
-    return el("tr", { "data-id": s.user_id },
-      el("td", {}, el("div", { text: s.full_name || "–" }), el("div", { class: "hint", text: s.user_id })),
-      el("td", { text: s.qid_number || "–" }),
-      el("td", {}, (s.document_urls || []).map((url, i) =>
-        el("div", {}, el("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: `document ${i + 1}` })))),
-      el("td", { text: when(s.submitted_at) }),
-      el("td", {}, el("div", { class: "actions" }, note,
-        actionButton("Verify", decide("verified"), { kind: "primary" }),
-        actionButton("Reject", () => {
-          if (!note.value.trim()) throw new Error("Say why, so the user can submit again.");
-          return decide("rejected")();
-        }, { kind: "danger" }))));
-  });
-  return el("section", {}, el("h2", { text: "Identities to verify" }), table(["User", "QID", "Documents", "Submitted", ""], rows));
+  return el("section", {}, title("Identities to verify", "kyc"),
+    await paged(`/api/admin/coins/kyc/pending?limit=${PAGE_SIZE}`, kycRow, ["User", "QID", "Documents", "Submitted", ""]));
+}
+
+function kycRow(s) {
+  const note = el("input", { name: "note" });
+  const decide = async (status) => {
+    await api("POST", `/api/admin/coins/kyc/${s.user_id}`, { status, note: note.value.trim() || null });
+    row.remove();
+  };
+  const row = el("tr", { "data-id": s.user_id },
+    el("td", {}, el("div", { text: s.full_name || "–" }), el("div", { class: "hint" }, userLink(s.user_id))),
+    el("td", { text: s.qid_number || "–" }),
+    el("td", {}, (s.document_urls || []).map((url, i) =>
+      el("div", {}, el("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: `document ${i + 1}` })))),
+    el("td", { text: when(s.submitted_at) }),
+    el("td", {}, el("div", { class: "actions" }, labelled("Note to the user", note),
+      actionButton("Verify", async () => {
+        await decide("verified");
+        return `Verified ${s.user_id}'s identity.`;
+      }, { kind: "primary" }),
+      actionButton("Reject", async () => {
+        if (!note.value.trim()) throw new Error("Say why, so the user can submit again.");
+        await decide("rejected");
+        return `Rejected ${s.user_id}'s identity documents; they are told why.`;
+      }, { kind: "danger" }))));
+  return row;
 }
 
 async function disputes() {
-  const { items } = await api("GET", "/api/admin/coins/disputes?limit=100");
-  const rows = items.map((e) => {
-    const share = el("input", { type: "number", min: "0", step: "5", max: String(e.held_dirhams / 100), placeholder: "QAR",
-      "aria-label": "freelancer's share in QAR" });
-    const note = el("input", { placeholder: "note", "aria-label": "note" });
-    return el("tr", { "data-id": e.id },
-      el("td", {}, el("div", { text: `${e.job_id} · ${e.milestone}` }), el("div", { class: "hint", text: `since ${when(e.disputed_at)}` })),
-      el("td", { class: "num", text: qar(e.held_dirhams) }),
-      el("td", {}, el("div", { text: `Client ${e.client_id}` }), e.refund_reason ? el("div", { class: "hint", text: `asked a refund: ${e.refund_reason}` }) : null,
-        el("div", { text: `Freelancer ${e.freelancer_id}` }), e.submission_note ? el("div", { class: "hint", text: `submitted: ${e.submission_note}` }) : null),
-      el("td", {}, el("div", { text: `${e.dispute.role} ${e.dispute.by}: ${e.dispute.reason}` }),
-        (e.dispute.evidence_urls || []).map((url, i) => el("div", {}, el("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: `evidence ${i + 1}` })))),
-      el("td", {}, el("div", { class: "actions" }, share, note, actionButton("Resolve", () => {
+  return el("section", {}, title("Disputes", "disputes"),
+    el("p", { class: "hint", text: "Oldest first. The freelancer's share is paid minus its fee; the rest goes back to the client." }),
+    await paged(`/api/admin/coins/disputes?limit=${PAGE_SIZE}`, disputeRow, ["Job · milestone", "Held", "Parties", "Dispute", ""]));
+}
+
+function disputeRow(e) {
+  const share = el("input", { type: "number", min: "0", step: "5", max: String(e.held_dirhams / 100), name: "share" });
+  const note = el("input", { name: "note" });
+  const row = el("tr", { "data-id": e.id },
+    el("td", {}, el("div", { text: `${e.job_id} · ${e.milestone}` }), el("div", { class: "hint", text: `since ${when(e.disputed_at)}` })),
+    el("td", { class: "num", text: qar(e.held_dirhams) }),
+    el("td", {}, el("div", {}, "Client ", userLink(e.client_id)), e.refund_reason ? el("div", { class: "hint", text: `asked a refund: ${e.refund_reason}` }) : null,
+      el("div", {}, "Freelancer ", userLink(e.freelancer_id)), e.submission_note ? el("div", { class: "hint", text: `submitted: ${e.submission_note}` }) : null),
+    el("td", {}, el("div", {}, `${e.dispute.role} `, userLink(e.dispute.by), `: ${e.dispute.reason}`),
+      (e.dispute.evidence_urls || []).map((url, i) => el("div", {}, el("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: `evidence ${i + 1}` })))),
+    el("td", {}, el("div", { class: "actions" }, labelled("Freelancer's share (QAR)", share), labelled("Note to both parties", note),
+      actionButton("Resolve", async () => {
         const qarShare = Number(share.value);
         if (share.value === "" || !Number.isInteger(qarShare * 100)) throw new Error("Give the freelancer's share in QAR (0 refunds all).");
         if (!note.value.trim()) throw new Error("Give a note: both parties are told.");
-        return api("POST", `/api/admin/coins/escrow/${e.id}/resolve`, { freelancer_dirhams: Math.round(qarShare * 100), note: note.value.trim() });
+        const resolved = await api("POST", `/api/admin/coins/escrow/${e.id}/resolve`, { freelancer_dirhams: Math.round(qarShare * 100), note: note.value.trim() });
+        row.remove();
+        return `Resolved the dispute on ${e.job_id} · ${e.milestone}: ${qar(resolved.released_dirhams)} to ${e.freelancer_id} (before the fee), ` +
+          `${qar(resolved.refunded_dirhams)} back to ${e.client_id}.`;
       }, { kind: "primary" }))));
-  });
-  return el("section", {}, el("h2", { text: "Disputes" }),
-    el("p", { class: "hint", text: "Oldest first. The freelancer's share is paid minus its fee; the rest goes back to the client." }),
-    table(["Job · milestone", "Held", "Parties", "Dispute", ""], rows));
+  return row;
 }
 
 const GATEWAYS = { fatora: "Fatora", sadad: "SADAD" };
 
 async function purchases() {
-  const { items } = await api("GET", "/api/admin/coins/purchases/review?limit=100");
-  const rows = items.map((p) => {
-    const note = el("input", { placeholder: "note", "aria-label": "note" });
-    const decide = (action) => () => {
-      if (!note.value.trim()) throw new Error("Give a note for the record.");
-      return api("POST", `/api/admin/coins/purchase/${p.id}/resolve`, { action, note: note.value.trim() });
-    };
-    // A refund SADAD cannot make by API: the admin makes it in SADAD's panel, then records it.
-    const byHand = p.refund && p.refund.status === "manual";
-    const gateway = GATEWAYS[p.gateway] || p.gateway;
-    return el("tr", { "data-id": p.id },
-      el("td", {}, el("div", { text: p.id }), el("div", { class: "hint", text: p.user_id })),
-      el("td", {}, el("div", { text: gateway }), el("div", { class: "hint mono", text: p.gateway_reference || "no reference yet" })),
-      el("td", { class: "num", text: `${qar(p.price_dirhams)} for ${coins(p.coins)}` }),
-      el("td", { text: `${p.status}: ${p.review_reason || ""}` }),
-      el("td", {}, el("div", { class: "actions" }, note,
-        ...(byHand
-          ? [actionButton(`Refunded in ${gateway}`, decide("dismiss"), { kind: "primary" })]
-          : [actionButton("Issue", decide("issue"), { kind: "primary" }), actionButton("Refund", decide("refund"), { kind: "danger" }),
-            actionButton("Dismiss", decide("dismiss"))]))));
-  });
-  return el("section", {}, el("h2", { text: "Purchases in review" }),
-    table(["Purchase", "Gateway · reference", "Price", "Why", ""], rows));
+  return el("section", {}, title("Purchases in review", "purchases"),
+    await paged(`/api/admin/coins/purchases/review?limit=${PAGE_SIZE}`, purchaseRow, ["Purchase", "Gateway · reference", "Price", "Why", ""]));
+}
+
+function purchaseRow(p) {
+  const note = el("input", { name: "note" });
+  const gateway = GATEWAYS[p.gateway] || p.gateway;
+  const price = qar(p.price_dirhams);
+  const decide = (action, done) => async () => {
+    if (!note.value.trim()) throw new Error("Give a note for the record.");
+    const updated = await api("POST", `/api/admin/coins/purchase/${p.id}/resolve`, { action, note: note.value.trim() });
+    if (updated.needs_review) row.replaceWith(purchaseRow(updated));
+    else row.remove();
+    return updated.needs_review ? `${gateway} refunds this purchase by hand: refund ${price} in its panel, then record it here.` : done;
+  };
+  // A refund SADAD cannot make by API: the admin makes it in SADAD's panel, then records it.
+  const byHand = p.refund && p.refund.status === "manual";
+  const row = el("tr", { "data-id": p.id },
+    el("td", {}, el("div", { text: p.id }), el("div", { class: "hint" }, userLink(p.user_id))),
+    el("td", {}, el("div", { text: gateway }), el("div", { class: "hint mono", text: p.gateway_reference || "no reference yet" })),
+    el("td", { class: "num", text: `${price} for ${coins(p.coins)}` }),
+    el("td", { text: `${p.status}: ${p.review_reason || ""}` }),
+    el("td", {}, el("div", { class: "actions" }, labelled("Note for the record", note),
+      ...(byHand
+        ? [actionButton(`Refunded in ${gateway}`, decide("dismiss", `Recorded the refund of ${price} to ${p.user_id} made in ${gateway}.`), { kind: "primary" })]
+        : [actionButton("Issue", decide("issue", `Issued ${coins(p.coins)} to ${p.user_id} for purchase ${p.id}.`), { kind: "primary" }),
+          actionButton("Refund", decide("refund", `Refunded ${price} to ${p.user_id} for purchase ${p.id}.`), { kind: "danger" }),
+          actionButton("Dismiss", decide("dismiss", `Dismissed purchase ${p.id} of ${p.user_id}.`))]))));
+  return row;
 }
 
 async function users() {
-  const uid = decodeURIComponent((location.hash.split("/")[1] || ""));
-  const input = el("input", { value: uid, placeholder: "uid", "aria-label": "uid" });
-  const form = el("form", { class: "actions", on: { submit: (event) => { event.preventDefault(); location.hash = `#users/${encodeURIComponent(input.value.trim())}`; } } },
-    input, el("button", { type: "submit", class: "primary", text: "Look up" }));
-  const section = el("section", {}, el("h2", { text: "User lookup" }), form);
-  if (!uid) return section;
+  const [where, query = ""] = location.hash.split("?");
+  const uid = decodeURIComponent(where.split("/")[1] || "");
+  const prefix = new URLSearchParams(query).get("prefix") || "";
+  const input = el("input", { value: prefix || uid, name: "prefix", autocomplete: "off" });
+  const form = el("form", { class: "actions", on: { submit: (event) => {
+    event.preventDefault();
+    const wanted = input.value.trim();
+    location.hash = wanted ? `#users?prefix=${encodeURIComponent(wanted)}` : "#users";
+  } } }, labelled("uid, or how it begins", input), el("button", { type: "submit", class: "primary", text: "Search" }));
+  const section = el("section", {}, el("h2", { text: "Users" }), form);
+  if (!uid) {
+    const path = `/api/admin/coins/users?limit=${USERS_PAGE_SIZE}` + (prefix ? `&prefix=${encodeURIComponent(prefix)}` : "");
+    section.append(el("h3", { text: prefix ? `Users whose uid begins with ${prefix}` : "Recently active" }),
+      await paged(path, (w) => el("tr", { "data-id": w.user_id }, el("td", {}, userLink(w.user_id)),
+        el("td", { class: "num", text: qar(w.balance_dirhams) }), el("td", { class: "num", text: qar(w.held_dirhams) }),
+        el("td", { text: w.kyc_status }), el("td", { text: when(w.updated_at) })), ["User", "Balance", "Held", "KYC", "Last change"]));
+    return section;
+  }
   const user = await api("GET", `/api/admin/coins/users/${encodeURIComponent(uid)}`);
   const w = user.wallet;
-  const hours = el("input", { type: "number", min: "1", max: "720", value: "24", "aria-label": "hours" });
-  const reason = el("input", { placeholder: "reason", "aria-label": "reason" });
+  const hours = el("input", { type: "number", min: "1", max: "720", value: "24", name: "hours" });
+  const reason = el("input", { name: "reason" });
   section.append(
+    el("h3", { text: uid }),
     el("div", { class: "cards" },
       el("div", { class: "card" }, "Balance", el("b", { text: qar(w.balance_dirhams) }), el("span", { class: "hint", text: coins(w.coins) })),
       el("div", { class: "card" }, "Held in withdrawals", el("b", { text: qar(w.held_dirhams) })),
@@ -323,9 +457,13 @@ async function users() {
     table(["Kind", "Used", "Limit"], Object.entries(user.limits).filter(([k]) => k !== "lifted_until").map(([kind, u]) =>
       el("tr", {}, el("td", { text: kind }), el("td", { text: `${u.used_count} · ${qar(u.used_dirhams)}` }),
         el("td", { text: `${u.count_max}${u.amount_max_dirhams ? " · " + qar(u.amount_max_dirhams) : ""} per ${u.window_seconds / 3600} h` })))),
-    el("div", { class: "actions" }, el("span", { class: "hint", text: `lifted until ${when(user.limits.lifted_until)}` }), hours, reason,
-      actionButton("Lift limits", () => api("POST", `/api/admin/coins/users/${encodeURIComponent(uid)}/limits`,
-        { lift_hours: Number(hours.value), reason: reason.value.trim() }))),
+    el("div", { class: "actions" }, el("span", { class: "hint", text: `lifted until ${when(user.limits.lifted_until)}` }),
+      labelled("Lift for (hours, 1 to 720)", hours), labelled("Reason, for the audit", reason),
+      actionButton("Lift limits", async () => {
+        const lifted = await api("POST", `/api/admin/coins/users/${encodeURIComponent(uid)}/limits`,
+          { lift_hours: Number(hours.value), reason: reason.value.trim() });
+        return `Lifted ${uid}'s limits until ${when(lifted.lifted_until)}.`;
+      }, { after: route })),
     el("h3", { text: "Open holds" }),
     table(["Kind", "Id", "Amount", "Status"], [
       ...user.open_holds.withdrawals.map((x) => el("tr", {}, el("td", { text: "withdrawal" }), el("td", { text: x.id }), el("td", { class: "num", text: qar(x.amount_dirhams) }), el("td", { text: x.status }))),
@@ -336,12 +474,14 @@ async function users() {
       el("tr", {}, el("td", { text: when(h.created_at) }), el("td", { text: h.type }), el("td", { class: "num", text: qar(h.amount_dirhams) }),
         el("td", { class: "num", text: qar(h.balance_after_dirhams) })))),
     el("h3", { text: "Escrows" }),
-    table(["Id", "Job · milestone", "Role", "Amount", "Status"], user.escrows.map((e) =>
-      el("tr", {}, el("td", { text: e.id }), el("td", { text: `${e.job_id} · ${e.milestone}` }), el("td", { text: e.client_id === uid ? "client" : "freelancer" }),
-        el("td", { class: "num", text: qar(e.amount_dirhams) }), el("td", { text: e.status })))),
+    table(["Id", "Job · milestone", "Role", "Other party", "Amount", "Status"], user.escrows.map((e) => {
+      const asClient = e.client_id === uid;
+      return el("tr", {}, el("td", { text: e.id }), el("td", { text: `${e.job_id} · ${e.milestone}` }), el("td", { text: asClient ? "client" : "freelancer" }),
+        el("td", {}, userLink(asClient ? e.freelancer_id : e.client_id)), el("td", { class: "num", text: qar(e.amount_dirhams) }), el("td", { text: e.status }));
+    })),
     el("h3", { text: "KYC history" }),
     table(["When", "Status", "By", "Note"], user.kyc.history.map((k) =>
-      el("tr", {}, el("td", { text: when(k.at) }), el("td", { text: k.status }), el("td", { text: k.by || "" }), el("td", { text: k.note || "" })))));
+      el("tr", {}, el("td", { text: when(k.at) }), el("td", { text: k.status }), el("td", {}, k.by ? userLink(k.by) : ""), el("td", { text: k.note || "" })))));
   return section;
 }
 
@@ -359,7 +499,8 @@ async function vault() {
       el("div", { class: "card" }, "Bought", el("b", { text: qar(v.issued_dirhams) })),
       el("div", { class: "card" }, "Adjusted by admins", el("b", { text: qar(v.adjusted_dirhams) })),
       el("div", { class: "card" }, "Cashed out or refunded", el("b", { text: qar(v.retired_dirhams) }))),
-    el("h3", { text: "Last 90 days" }), canvas,
+    el("p", { class: "hint", text: `As of ${when(v.as_of)}.` }),
+    el("h3", { text: "Last 90 days (days in UTC)" }), canvas,
     el("h3", { text: "Reconciliation" }), report,
     actionButton("Run reconciliation", async () => {
       const r = await api("GET", "/api/admin/coins/reconciliation");
@@ -379,6 +520,7 @@ async function vault() {
         labels: v.daily.map((d) => d.day.slice(5)),
         datasets: [
           { label: "issued (QAR)", data: v.daily.map((d) => d.issued_dirhams / 100), borderColor: "#1b7f3b" },
+          { label: "adjusted by admins (QAR)", data: v.daily.map((d) => d.adjusted_dirhams / 100), borderColor: "#b8860b" },
           { label: "retired (QAR)", data: v.daily.map((d) => d.retired_dirhams / 100), borderColor: "#a4161a" },
           { label: "fees (QAR)", data: v.daily.map((d) => d.fees_dirhams / 100), borderColor: "#14213d" },
         ],
@@ -389,5 +531,9 @@ async function vault() {
   return section;
 }
 
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => {
+  showError("");
+  showNotice("");
+  route();
+});
 start();

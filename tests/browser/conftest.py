@@ -49,14 +49,22 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, request):
+def refused():
+    """What the page's Content-Security-Policy refused (Chromium says so in the console)."""
+    return []
+
+
+@pytest.fixture
+def page(browser, request, refused):
     context = browser.new_context(viewport={"width": 1366, "height": 860})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    page.on("console", lambda message: "Content Security Policy" in message.text and refused.append(message.text))
     yield page
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+    assert refused == [], "the console's own policy refused something it does"
 
 
 def sign_in(page, stack, uid="ops", admin=True):

@@ -1,11 +1,17 @@
 """An admin runs the money from the console: withdrawals approved and paid (the full
-destination visible only there), a KYC rejected, a dispute split, the vault and a
-reconciliation; a non-admin is refused; a double click pays once; a refusal shows the
-API's message. Every result is checked through the API, not the page."""
+destination visible only there, a large one asked about first), a KYC rejected, a
+dispute split, a queue of more than a page worked through, users listed and found, the
+vault and a reconciliation; a non-admin is refused; a double click pays once; a refusal
+shows the API's message and the field it names; each action says what it did. Every
+result is checked through the API, not the page. The console runs under the
+Content-Security-Policy firebase.json gives it (conftest fails a test it refuses anything)."""
 
 import subprocess
 import sys
 import uuid
+
+import requests
+from playwright.sync_api import expect
 
 from tests.browser.conftest import sign_in
 from tests.conftest import ROOT
@@ -21,7 +27,7 @@ def key():
     return uuid.uuid4().hex
 
 
-def verified_user_with_withdrawal(stack, amount=10_000):
+def verified_user_with_withdrawal(stack, amount=10_000, coins=None):
     uid = fresh("u")
     assert (
         stack.call("POST", f"/api/admin/coins/kyc/{uid}", "seed-admin", admin=True, body={"status": "verified"}).status_code
@@ -34,7 +40,7 @@ def verified_user_with_withdrawal(stack, amount=10_000):
             "seed-admin",
             admin=True,
             key=key(),
-            body={"user_id": uid, "coins": {"GPC": 2}, "reason": "seed"},
+            body={"user_id": uid, "coins": coins or {"GPC": 2}, "reason": "seed"},
         ).status_code
         == 200
     )
@@ -61,10 +67,13 @@ def test_an_admin_approves_and_pays_a_withdrawal_seeing_the_full_destination_onl
     line.get_by_role("button", name="Show destination").click()
     page.wait_for_function(f"document.querySelector(\"tr[data-id='{withdrawal_id}']\").innerText.includes('{IBAN}')")
     line.get_by_role("button", name="Approve").click()
-    page.wait_for_selector(f"tr[data-id='{withdrawal_id}'] input[aria-label='transfer reference']")
-    row(page, withdrawal_id).locator("input[aria-label='transfer reference']").fill("QNB-TRX-7781")
-    row(page, withdrawal_id).get_by_role("button", name="Mark paid").click()
+    expect(page.locator("#notice")).to_have_text(
+        f"Approved {uid}'s withdrawal of 100.00 QAR: make the transfer, then mark it paid."
+    )
+    line.get_by_label("Transfer reference").fill("QNB-TRX-7781")
+    line.get_by_role("button", name="Mark paid").click()
     page.wait_for_selector(f"tr[data-id='{withdrawal_id}']", state="detached")
+    expect(page.locator("#notice")).to_have_text(f"Paid {uid} 100.00 QAR, reference QNB-TRX-7781.")
     paid = stack.call("GET", f"/api/coins/withdrawal/{withdrawal_id}", uid).json()
     assert (paid["status"], paid["payment_reference"]) == ("paid", "QNB-TRX-7781")
     assert stack.call("GET", "/api/coins/wallet", uid).json()["held_dirhams"] == 0
@@ -79,7 +88,7 @@ def test_a_double_click_on_mark_paid_pays_once(page, stack):
         == 200
     )
     sign_in(page, stack)
-    row(page, withdrawal_id).locator("input[aria-label='transfer reference']").fill("QNB-TRX-1")
+    row(page, withdrawal_id).get_by_label("Transfer reference").fill("QNB-TRX-1")
     row(page, withdrawal_id).get_by_role("button", name="Mark paid").dblclick()
     page.wait_for_selector(f"tr[data-id='{withdrawal_id}']", state="detached")
     history = stack.call("GET", "/api/coins/transactions", uid).json()["items"]
@@ -108,9 +117,10 @@ def test_an_admin_rejects_a_kyc_with_a_note(page, stack):
     )
     line.get_by_role("button", name="Reject").click()
     assert "Say why" in page.locator("#error").inner_text(), "a refusal is shown, nothing sent"
-    line.locator("input[aria-label='note']").fill("the photo is blurred")
+    line.get_by_label("Note to the user").fill("the photo is blurred")
     line.get_by_role("button", name="Reject").click()
     page.wait_for_selector(f"tr[data-id='{uid}']", state="detached")
+    expect(page.locator("#notice")).to_have_text(f"Rejected {uid}'s identity documents; they are told why.")
     wallet = stack.call("GET", "/api/coins/wallet", uid).json()
     assert wallet["kyc_status"] == "rejected"
 
@@ -148,10 +158,13 @@ def test_an_admin_resolves_a_dispute_with_a_split(page, stack):
     page.click("nav a[href='#disputes']")
     line = row(page, escrow["id"])
     assert "only half delivered" in line.inner_text()
-    line.locator('input[aria-label="freelancer\'s share in QAR"]').fill("60")
-    line.locator("input[aria-label='note']").fill("half of the work was delivered")
+    line.get_by_label("Freelancer's share (QAR)").fill("60")
+    line.get_by_label("Note to both parties").fill("half of the work was delivered")
     line.get_by_role("button", name="Resolve").click()
     page.wait_for_selector(f"tr[data-id='{escrow['id']}']", state="detached")
+    expect(page.locator("#notice")).to_have_text(
+        f"Resolved the dispute on {job} · 1: 60.00 QAR to {freelancer} (before the fee), 40.00 QAR back to {client}."
+    )
     resolved = stack.call("GET", f"/api/coins/escrow/{escrow['id']}", client).json()
     assert (resolved["status"], resolved["released_dirhams"], resolved["refunded_dirhams"]) == ("split", 6_000, 4_000)
     assert stack.call("GET", "/api/coins/wallet", freelancer).json()["balance_dirhams"] == 5_500
@@ -180,7 +193,7 @@ def test_a_sadad_refund_made_by_hand_shows_its_gateway_and_reference_and_is_reco
     line = row(page, purchase["id"])
     assert "SADAD" in line.inner_text() and reference in line.inner_text()
     assert line.get_by_role("button", name="Issue").count() == 0, "nothing to issue: only the refund to record"
-    line.locator("input[aria-label='note']").fill("refunded in SADAD's panel")
+    line.get_by_label("Note for the record").fill("refunded in SADAD's panel")
     line.get_by_role("button", name="Refunded in SADAD").click()
     page.wait_for_selector(f"tr[data-id='{purchase['id']}']", state="detached")
     after = stack.call("GET", f"/api/coins/purchase/{purchase['id']}", buyer).json()
@@ -215,15 +228,27 @@ def test_the_vault_and_a_reconciliation(page, stack):
     assert "null" not in text and "undefined" not in text
 
 
-def test_a_user_lookup(page, stack):
+def test_a_user_found_by_the_beginning_of_their_uid(page, stack):
     uid, withdrawal_id = verified_user_with_withdrawal(stack)
     sign_in(page, stack)
     page.click("nav a[href='#users']")
-    page.fill("input[aria-label='uid']", uid)
-    page.get_by_role("button", name="Look up").click()
+    page.wait_for_selector("text=Recently active")
+    assert page.locator(f"tr[data-id='{uid}']").count() == 1, "the newest wallets are listed"
+    page.get_by_label("uid, or how it begins").fill(uid[:8])
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_selector(f"text=Users whose uid begins with {uid[:8]}")
+    row(page, uid).get_by_role("link", name=uid).click()
     page.wait_for_selector("text=Open holds")
     text = page.locator("#page").inner_text()
-    assert withdrawal_id in text and "verified" in text and "200 QAR" in text
+    assert withdrawal_id in text and "verified" in text and "100.00 QAR" in text
+
+
+def test_user_ids_in_a_queue_link_to_the_user_s_page(page, stack):
+    uid, withdrawal_id = verified_user_with_withdrawal(stack)
+    sign_in(page, stack)
+    row(page, withdrawal_id).get_by_role("link", name=uid).click()
+    page.wait_for_selector("text=Open holds")
+    assert page.url.endswith(f"#users/{uid}") and withdrawal_id in page.locator("#page").inner_text()
 
 
 def test_a_slow_page_does_not_replace_the_one_navigated_to_since(page, stack):
@@ -234,10 +259,77 @@ def test_a_slow_page_does_not_replace_the_one_navigated_to_since(page, stack):
     sign_in(page, stack)
     page.wait_for_function("() => document.querySelector('nav:not([hidden])')")
     page.click("nav a[href='#users']")
-    page.wait_for_selector("input[aria-label='uid']")
+    page.wait_for_selector("text=Recently active")
     assert held, "the withdrawals queue was asked for first"
     for route in held:
         route.continue_()
     page.wait_for_load_state("networkidle")
-    assert page.locator("input[aria-label='uid']").count() == 1
+    assert page.get_by_label("uid, or how it begins").count() == 1
     assert page.locator("nav a.active").get_attribute("href") == "#users"
+
+
+def test_a_queue_longer_than_a_page_is_worked_through_to_its_101st(page, stack):
+    before = stack.call("GET", "/api/admin/coins/queues", "ops", admin=True).json()["kyc"]
+    seeded = [f"q{n:03d}{uuid.uuid4().hex[:8]}" for n in range(101)]
+    body = {"full_name": "Queue Example", "qid_number": "28412345678", "document_urls": ["https://uploads.example/id.jpg"]}
+    for uid in seeded:
+        assert stack.call("POST", "/api/coins/kyc", uid, body=body).status_code == 200
+    waiting = before + 101
+    sign_in(page, stack)
+    page.click("nav a[href='#kyc']")
+    page.wait_for_selector(f"text={waiting} waiting")
+    assert page.locator("nav a[href='#kyc'] .count").inner_text() == str(waiting)
+    assert page.locator("tbody tr").count() == 100 and row(page, seeded[-1]).count() == 0, "oldest first, a page of 100"
+    page.get_by_role("button", name="More").click()
+    row(page, seeded[-1]).wait_for()
+    assert page.locator("tbody tr").count() == waiting and page.get_by_role("button", name="More").is_hidden()
+    row(page, seeded[-1]).get_by_role("button", name="Verify").click()
+    page.wait_for_selector(f"tr[data-id='{seeded[-1]}']", state="detached")
+    expect(page.locator("#notice")).to_have_text(f"Verified {seeded[-1]}'s identity.")
+    page.wait_for_selector(f"text={waiting - 1} waiting")
+    assert stack.call("GET", "/api/coins/wallet", seeded[-1]).json()["kyc_status"] == "verified"
+
+
+def test_a_large_withdrawal_is_approved_only_once_the_admin_says_yes(page, stack):
+    uid, withdrawal_id = verified_user_with_withdrawal(stack, amount=1_000_000, coins={"GRC": 20})
+    sign_in(page, stack)
+    line = row(page, withdrawal_id)
+    assert "10,000.00 QAR" in line.inner_text() and "large" in line.inner_text()
+    line.get_by_role("button", name="Approve").click()
+    assert "10,000.00 QAR is at or above the large mark" in line.get_by_role("group").inner_text()
+    line.get_by_role("button", name="Cancel").click()
+    assert stack.call("GET", f"/api/coins/withdrawal/{withdrawal_id}", uid).json()["status"] == "requested", "nothing sent"
+    line.get_by_role("button", name="Approve").click()
+    line.get_by_role("button", name="Yes, approve").click()
+    page.wait_for_selector(f"tr[data-id='{withdrawal_id}'] input[name=reference]")
+    assert stack.call("GET", f"/api/coins/withdrawal/{withdrawal_id}", uid).json()["status"] == "approved"
+    expect(page.locator("#notice")).to_contain_text(f"Approved {uid}'s withdrawal of 10,000.00 QAR")
+
+
+def test_a_refused_action_shows_the_field_and_why(page, stack):
+    uid = fresh("u")
+    sign_in(page, stack)
+    page.goto(f"{stack.base}/admin/#users/{uid}")
+    page.get_by_label("Lift for (hours, 1 to 720)").fill("1000")
+    page.get_by_label("Reason, for the audit").fill("support ticket 12")
+    page.get_by_role("button", name="Lift limits").click()
+    page.wait_for_selector("#error:not([hidden])")
+    error = page.locator("#error")
+    assert "Some fields are invalid" in error.inner_text()
+    assert error.locator("li").inner_text() == "lift_hours: Input should be less than or equal to 720"
+
+
+def test_the_console_runs_under_firebase_json_s_policy(page, stack, refused):
+    response = requests.get(stack.base + "/admin/", timeout=30)
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self' https://apis.google.com;" in policy and "frame-ancestors 'none'" in policy
+    assert (response.headers["X-Content-Type-Options"], response.headers["Referrer-Policy"]) == ("nosniff", "no-referrer")
+    assert stack.call("GET", "/api/admin/coins/queues", "ops", admin=True).headers["Cache-Control"] == "no-store"
+    sign_in(page, stack)
+    for name in ("withdrawals", "kyc", "disputes", "purchases", "users", "vault"):
+        page.click(f"nav a[href='#{name}']")
+        page.wait_for_selector(f"nav a.active[href='#{name}']")
+        page.wait_for_load_state("networkidle")
+    page.wait_for_selector("canvas#daily")
+    assert "adjusted by admins" in page.evaluate("Chart.getChart('daily').data.datasets.map((d) => d.label).join()")
+    assert refused == [], "nothing the console does is refused by its own policy"

@@ -116,6 +116,8 @@ MATRIX = [
     ),
     ("coins_withdrawal_reject", "POST", "/api/coins/withdrawal/{withdrawal}/reject", {"reason": "r"}, (401, 401, 403, 403, 200)),
     ("admin_reconciliation", "GET", None, None, (401, 401, 403, 403, 200)),
+    ("admin_queues", "GET", None, None, (401, 401, 403, 403, 200)),
+    ("admin_users_list", "GET", None, None, (401, 401, 403, 403, 200)),
     ("admin_user_get", "GET", "/api/admin/coins/users/{owner}", None, (401, 401, 403, 403, 200)),
     ("admin_vault", "GET", None, None, (401, 401, 403, 403, 200)),
     ("admin_purchases_review", "GET", None, None, (401, 401, 403, 403, 200)),

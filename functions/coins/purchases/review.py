@@ -15,15 +15,19 @@ from ..store import Store, Where, existing
 from . import refunds
 from .states import PAID, REFUND_OPEN, Step, gateway_of, may, moved, reference_of, render
 
+# The admins' queue: purchases waiting for a decision (the console counts it too).
+QUEUE = (Where("needs_review", "==", True),)
+
 
 def list_review(db: Store, *, limit: int, cursor: str | None) -> dict[str, Any]:
-    """Purchases waiting for an admin, oldest first."""
+    """Purchases waiting for an admin, oldest first. The cursor may name a purchase
+    decided since the page was read: its place in the order still holds."""
     return db.page(
         store.PURCHASES,
-        (Where("needs_review", "==", True),),
+        QUEUE,
         limit=limit,
         cursor=cursor,
-        owns=lambda purchase: purchase.get("needs_review") is True,
+        owns=lambda purchase: "review_at" in purchase,
         render=render,
         newest_first=False,
         order_by="review_at",

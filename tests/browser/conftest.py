@@ -50,7 +50,9 @@ def browser():
 
 @pytest.fixture
 def refused():
-    """What the page's Content-Security-Policy refused (Chromium says so in the console)."""
+    """What the page's Content-Security-Policy refused (Chromium says so in the console).
+    The policy binds the tests too: Playwright's waits that evaluate a string in the page
+    (wait_for_function) are eval, which it refuses; wait on locators instead."""
     return []
 
 

@@ -65,7 +65,7 @@ def test_an_admin_approves_and_pays_a_withdrawal_seeing_the_full_destination_onl
     line = row(page, withdrawal_id)
     assert "DEFG" in line.inner_text() and IBAN not in line.inner_text(), "masked in the queue"
     line.get_by_role("button", name="Show destination").click()
-    page.wait_for_function(f"document.querySelector(\"tr[data-id='{withdrawal_id}']\").innerText.includes('{IBAN}')")
+    expect(line).to_contain_text(IBAN)
     line.get_by_role("button", name="Approve").click()
     expect(page.locator("#notice")).to_have_text(
         f"Approved {uid}'s withdrawal of 100.00 QAR: make the transfer, then mark it paid."
@@ -257,7 +257,7 @@ def test_a_slow_page_does_not_replace_the_one_navigated_to_since(page, stack):
     held = []
     page.route("**/api/coins/withdrawals/pending*", lambda route: held.append(route))
     sign_in(page, stack)
-    page.wait_for_function("() => document.querySelector('nav:not([hidden])')")
+    page.wait_for_selector("nav:not([hidden])")
     page.click("nav a[href='#users']")
     page.wait_for_selector("text=Recently active")
     assert held, "the withdrawals queue was asked for first"

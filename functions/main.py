@@ -12,6 +12,7 @@ from coins import (
     effects,
     errors,
     escrow,
+    export,
     kyc,
     models,
     notify,
@@ -25,7 +26,7 @@ from coins import (
 )
 from coins.api import Access, Call, endpoint
 from coins.gateways import Name
-from coins.registry import Resources, daily_at, every
+from coins.registry import Resources, daily_at, every, monthly_at
 
 # The sweepers and the repair (Cloud Scheduler, every 15 minutes, config.REPAIR_INTERVAL_SECONDS
 # for the repair) handle batches with gateway calls and transactions: up to Cloud
@@ -655,10 +656,60 @@ def admin_vault(call: Call):
     resources=Resources("1Gi", 300),
 )
 def admin_reconciliation(call: Call):
-    return reconciliation.run(call.db)
+    """Reconcile now: incremental, what is new since the checkpoint."""
+    return reconciliation.incremental(call.db)
+
+
+@functions_framework.http
+@endpoint(
+    "POST",
+    access=Access.ADMIN,
+    path="/api/admin/coins/reconciliation/full",
+    response=responses.ReconciliationRun,
+    status=202,
+    raises=(errors.InvalidState,),
+)
+def admin_reconciliation_full(call: Call):
+    """Starts a full replay in chunks; its progress is at .../reconciliation/runs/{id}."""
+    return api.Response(202, reconciliation.start_full(call.db, clients.scheduler("reconcile_full_step"), by=call.uid))
+
+
+@functions_framework.http
+@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/reconciliation/runs/{id}", response=responses.ReconciliationRun)
+def admin_reconciliation_run(call: Call):
+    return reconciliation.get_run(call.db, call.params["id"])
+
+
+@functions_framework.http
+@endpoint(
+    "GET",
+    access=Access.ADMIN,
+    path="/api/admin/coins/ledger/export",
+    query=models.LedgerExport,
+    produces="text/csv",
+    resources=Resources("512Mi", 540),
+)
+def admin_ledger_export(call: Call):
+    """The ledger of a period as CSV, one row per posting (coins.export)."""
+    period = call.query
+    return api.Stream("text/csv", export.ledger_csv(call.db, period.start, period.end), export.filename(period.start, period.end))
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.SERVICE, body=models.FullStep, resources=Resources("1Gi", 540))
+def reconcile_full_step(call: Call):
+    """A chunk of a full replay (Cloud Tasks), which schedules the next."""
+    return reconciliation.full_step(call.db, clients.scheduler("reconcile_full_step"), call.body.run_id)
 
 
 @functions_framework.http
 @endpoint("POST", access=Access.SERVICE, schedule=daily_at("02:30"), resources=Resources("1Gi", 540))
 def reconcile_daily(call: Call):
     return reconciliation.run_daily(call.db)
+
+
+@functions_framework.http
+@endpoint("POST", access=Access.SERVICE, schedule=monthly_at(1, "03:00"), resources=Resources("512Mi", 60))
+def reconcile_monthly(call: Call):
+    """The monthly full replay: started here, run in chunks by reconcile_full_step."""
+    return reconciliation.start_full(call.db, clients.scheduler("reconcile_full_step"), by="scheduler")

@@ -11,7 +11,7 @@ import traceback
 import typing
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import flask
 import pydantic
@@ -88,7 +88,16 @@ class Html:
     headers: Mapping[str, str]
 
 
-Handler = Callable[[Call], "dict[str, Any] | Response | Redirect | Html"]
+@dataclass(frozen=True)
+class Stream:
+    """An answer written as it is made (a CSV export), with its type and file name."""
+
+    content_type: str
+    chunks: Iterator[str]
+    filename: str
+
+
+Handler = Callable[[Call], "dict[str, Any] | Response | Redirect | Html | Stream"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,7 @@ class Spec:
     raw_body: bool
     pages: bool
     html: bool
+    produces: str
     raises: tuple[type[errors.CoinsError], ...]
 
 
@@ -125,6 +135,7 @@ def endpoint(
     raw_body: bool = False,
     pages: bool = False,
     html: bool = False,
+    produces: str = "application/json",
     schedule: registry.Schedule | None = None,
     resources: registry.Resources = registry.Resources(),
 ) -> Callable[[Handler], Callable[[flask.Request], flask.Response]]:
@@ -137,7 +148,8 @@ def endpoint(
     follow from the rest). `raw_body` hands the handler the bytes, unparsed, and the query
     string as sent. `pages`: the caller is a browser, so errors are small HTML pages
     rather than the JSON envelope; `html`: its answer is a page of ours (coins.api.Html),
-    not a 303. `schedule`: Cloud Scheduler calls it (a private function); `resources`:
+    not a 303. `produces`: the success answer's type where it is not JSON (a Stream).
+    `schedule`: Cloud Scheduler calls it (a private function); `resources`:
     what an instance gets. Recorded in coins.registry."""
     assert schedule is None or access is Access.SERVICE, "Cloud Scheduler calls private functions only"
     assert pages or not html, "a page of ours is for a browser"
@@ -180,6 +192,12 @@ def endpoint(
                     args=_query_args(request) if raw_body else {},
                 )
                 result = handler(call)
+                if isinstance(result, Stream):
+                    logs.info(f"{request.method} {name} 200", function=name, status=200, uid=caller.uid if caller else None)
+                    streamed = flask.Response(flask.stream_with_context(result.chunks), 200, mimetype=result.content_type)
+                    streamed.headers["Content-Disposition"] = f'attachment; filename="{result.filename}"'
+                    streamed.headers["Cache-Control"] = "no-store"
+                    return streamed
                 if isinstance(result, Redirect | Html):
                     status = 303 if isinstance(result, Redirect) else 200
                     logs.info(
@@ -218,7 +236,9 @@ def endpoint(
                 answer.headers["Cache-Control"] = "no-store"
             return answer
 
-        spec = Spec(name, methods, access, path, body, query, response, status, idempotent, raw_body, pages, html, raises)
+        spec = Spec(
+            name, methods, access, path, body, query, response, status, idempotent, raw_body, pages, html, produces, raises
+        )
         kind = registry.Kind.PRIVATE if access is Access.SERVICE else registry.Kind.PUBLIC
         registry.record(registry.Function(name, kind, spec=spec, schedule=schedule, resources=resources))
         return entry

@@ -69,6 +69,9 @@ RECONCILE_LAG_SECONDS = 10 * 60
 # The checkpoint's balances are spread over this many documents (1 MiB each holds some
 # 10,000 accounts).
 CHECKPOINT_SHARDS = 16
+# Fraud signals (coins.signals): they flag and tell, they never block.
+SIGNAL_ENTRIES_PER_DAY_MAX = 50
+SIGNAL_WITHDRAWN_DIRHAMS_PER_WEEK_MAX = 10_000 * 100
 # The accountant's export reads at most this long a period per request (a year and a
 # day: a calendar year, whatever its length).
 EXPORT_DAYS_MAX = 366

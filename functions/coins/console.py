@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from . import catalog, effects, escrow, kyc, ledger, limits, purchases, store, wallets, withdrawals
+from . import catalog, effects, escrow, kyc, ledger, limits, purchases, signals, store, wallets, withdrawals
 from .auth import Caller
 from .domain import EntryType, KycStatus, VaultClass, new_wallet
 from .purchases import review
@@ -88,6 +88,8 @@ def user(db: Store, uid: str) -> dict[str, Any]:
             "lifted_until": moment(recent_limits, "lifted_until"),
             **{kind: _usage(recent_limits, kind, now) for kind in limits.Kind},
         },
+        # The fraud signals still within their window: why, and since when.
+        "signals": signals.render(signals.active(wallet.get("signals"), now)),
     }
 
 

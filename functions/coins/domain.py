@@ -51,6 +51,7 @@ class EventKind(StrEnum):
     RECONCILIATION_PROBLEM = "reconciliation_problem"
     KYC_SUBMITTED = "kyc_submitted"
     KYC_DECIDED = "kyc_decided"
+    FRAUD_SIGNAL = "fraud_signal"
 
 
 class EscrowStatus(StrEnum):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from . import backoff, catalog, config, errors, logs, postings, store
+from . import backoff, catalog, config, errors, logs, postings, signals, store
 from . import idempotency as keys
 from .domain import AccountKind, EventKind
 from .idempotency import Claim, Idempotency, Response
@@ -284,6 +284,7 @@ def _writes(reader: Reader, plan: Plan, actor: str, now: datetime) -> tuple[dict
             seq = before.get("seq", 0) + 1
             # Merged with what the plan itself writes on the wallet (a withdrawal's hold marker).
             extra = writes[doc].data if doc in writes else {}
+            entry_counts, entries_today = signals.count_entry(before.get("entry_counts"), now)
             wallet = {
                 **before,
                 **extra,
@@ -292,7 +293,16 @@ def _writes(reader: Reader, plan: Plan, actor: str, now: datetime) -> tuple[dict
                 "seq": seq,
                 "updated_at": now,
                 "coins_at": _coins_at(before, now),
+                "entry_counts": entry_counts,
             }
+            why = signals.entries_signal(entries_today)
+            if why is not None:
+                wallet["signals"], tell = signals.raised(wallet.get("signals"), signals.Signal.MANY_ENTRIES, why, now)
+                if tell:
+                    event_id = f"{reader.entry_id}-signal-{uid}"
+                    facts = {"user_id": uid, "signal": signals.Signal.MANY_ENTRIES, "level": "medium", "why": why}
+                    signal = Event(EventKind.FRAUD_SIGNAL, facts)
+                    writes[store.outbox(event_id)] = Write(signal.document(event_id, actor=actor, now=now), merge=False)
             wallets_after[uid] = wallet
             writes[doc] = Write(wallet, merge=False)
             users[uid] = {

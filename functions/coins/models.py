@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from . import catalog, config
 from .domain import ID_LENGTH_MAX, EntryType, EscrowStatus, KycStatus, is_valid_id
@@ -239,6 +239,28 @@ class EscrowsPage(Page):
     role: Literal["client", "freelancer"] | None = None
     status: EscrowStatus | None = None
     job_id: DocumentId | None = None
+
+
+class LedgerExport(Query):
+    """A period of the ledger: `from` (included) to `to` (excluded), RFC 3339 with a
+    zone, at most EXPORT_DAYS_MAX days."""
+
+    start: AwareDatetime = Field(alias="from")
+    end: AwareDatetime = Field(alias="to")
+
+    @model_validator(mode="after")
+    def _a_period(self) -> "LedgerExport":
+        if self.end <= self.start:
+            raise ValueError("`to` must be after `from`")
+        if (self.end - self.start).days > config.EXPORT_DAYS_MAX:
+            raise ValueError(f"at most {config.EXPORT_DAYS_MAX} days at a time")
+        return self
+
+
+class FullStep(Body):
+    """A task of the full replay: which run to take a step further."""
+
+    run_id: DocumentId
 
 
 class WindowTimer(Body):

@@ -324,6 +324,23 @@ def _reconciliation(facts, admins, base):
     return [Notice(uid, PAYMENT, URGENT, texts, None, {"kind": EventKind.RECONCILIATION_PROBLEM, "day": day}) for uid in admins]
 
 
+def _fraud_signal(facts, admins, base):
+    """The admins hear of a fraud signal once per user per window (coins.signals)."""
+    uid, high = facts["user_id"], facts["level"] == "high"
+    texts = {
+        "en": ("Unusual activity", f"User {uid}: {facts['why']}. Nothing is blocked; have a look."),
+        "ar": ("نشاط غير معتاد", f"المستخدم {uid}: {_why_ar(facts)}. لم يُمنع أي شيء؛ يُرجى المراجعة."),
+    }
+    meta = {"kind": EventKind.FRAUD_SIGNAL, "userId": uid, "signal": facts["signal"]}
+    return [Notice(admin, SYSTEM, HIGH if high else MEDIUM, texts, None, meta) for admin in admins]
+
+
+def _why_ar(facts) -> str:
+    if facts["signal"] == "many_entries":
+        return "عدد كبير من القيود في 24 ساعة"
+    return "مبالغ سحب كبيرة مطلوبة خلال 7 أيام"
+
+
 def _kyc(kind: EventKind):
     def build(facts, admins, base):
         if kind is EventKind.KYC_SUBMITTED:
@@ -361,4 +378,5 @@ _BUILDERS = {
     EventKind.WITHDRAWAL_PAID: _withdrawal(EventKind.WITHDRAWAL_PAID),
     EventKind.WITHDRAWAL_REJECTED: _withdrawal(EventKind.WITHDRAWAL_REJECTED),
     EventKind.RECONCILIATION_PROBLEM: _reconciliation,
+    EventKind.FRAUD_SIGNAL: _fraud_signal,
 }

@@ -162,8 +162,11 @@ def _responses(spec: Spec, ref) -> dict[str, Any]:
         for status in sorted(error_codes(spec)):
             answers[str(status)] = {"description": "An error page.", "content": {"text/html": {"schema": {"type": "string"}}}}
         return answers
-    success = ref(spec.response, "serialization") if spec.response is not None else {"type": "object"}
-    answers[str(spec.status)] = {"description": "Done.", "content": {"application/json": {"schema": success}}}
+    if spec.produces != "application/json":
+        answers[str(spec.status)] = {"description": "Done.", "content": {spec.produces: {"schema": {"type": "string"}}}}
+    else:
+        success = ref(spec.response, "serialization") if spec.response is not None else {"type": "object"}
+        answers[str(spec.status)] = {"description": "Done.", "content": {"application/json": {"schema": success}}}
     for status, codes in sorted(error_codes(spec).items()):
         schema = {
             "allOf": [ref(responses.Error, "serialization")],

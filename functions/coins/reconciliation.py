@@ -236,8 +236,9 @@ CURRENT = "current"
 def incremental(db: Store, *, now: datetime | None = None) -> dict[str, Any]:
     """Verifies what is new since the checkpoint: every entry after its watermark (the
     invariant over all accounts, the checkpoint's and theirs), each account they touched
-    against its document, each purchase they issued against its purchase, and what the
-    triggers derive; then moves the checkpoint to RECONCILE_LAG_SECONDS ago. Without a
+    against its document, each purchase they issued against its purchase, each purchase
+    changed since (`updated_at`) against the entry it names, and what the triggers
+    derive; then moves the checkpoint to RECONCILE_LAG_SECONDS ago. Without a
     checkpoint it starts from the beginning (the first run reads the whole ledger once).
     The report is `run`'s, with `checked.history_entries`: how many entries the
     checkpoint now stands for."""
@@ -266,11 +267,17 @@ def incremental(db: Store, *, now: datetime | None = None) -> dict[str, Any]:
     found = db.get_many(store.purchase(entry["refs"].get("purchase_id") or "-") for entry in issues)
     for entry in issues:
         problems.extend(issue_problems(entry, found[store.purchase(entry["refs"].get("purchase_id") or "-")]))
+    # The purchases changed since: each one that says it was issued names its entry.
+    changed = list(db.query(store.PURCHASES, (Where("updated_at", ">", watermark),)))
+    named = db.get_many(store.entry(purchase["entry_id"]) for purchase in changed if purchase.get("entry_id"))
+    for purchase in changed:
+        issue = named.get(store.entry(purchase["entry_id"])) if purchase.get("entry_id") else None
+        problems.extend(purchase_problems(purchase, issue))
     trigger_problems, report = triggers(db, balances, now)
     problems.extend(trigger_problems)
     history = (state["entries"] if state else 0) + folded
     save_balances(db, CURRENT, kept, watermark=max(watermark, horizon), entries=history, previous=state)
-    checked = {"entries": new, "accounts": len(changes), "purchases": len(issues), "history_entries": history}
+    checked = {"entries": new, "accounts": len(changes), "purchases": len(issues) + len(changed), "history_entries": history}
     return {"ok": not problems, "checked": checked, "problems": problems, **report}
 
 

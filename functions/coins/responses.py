@@ -199,7 +199,17 @@ class Purchase(Model):
 # Withdrawals.
 
 
+class Signal(Model):
+    """A fraud signal: it informs, it blocks nothing."""
+
+    level: Literal["medium", "high"]
+    why: str
+    since: str
+
+
 class Withdrawal(Model):
+    # The fraud signals the user had when asking: for admins only (null for the user).
+    signals: dict[str, Signal] | None
     id: str
     user_id: str
     status: WithdrawalStatus
@@ -282,6 +292,7 @@ class UserView(Model):
     purchases: list[Purchase]
     kyc: KycView
     limits: Limits
+    signals: dict[str, Signal]
 
 
 class Pending(Model):
@@ -306,6 +317,23 @@ class Queues(Model):
     kyc: int
     disputes: int
     purchases: int
+
+
+class ReconciliationRun(Model):
+    """A full replay in chunks: how far it got, and what it found so far."""
+
+    id: str
+    status: Literal["running", "done"]
+    phase: Literal["ledger", "documents"] | None
+    ok: bool | None
+    steps: int
+    entries: int
+    documents: int
+    problem_count: int
+    problems: list[dict[str, Any]]
+    horizon: str
+    started_at: str
+    finished_at: str | None
 
 
 # The error envelope every 4xx and 5xx carries.

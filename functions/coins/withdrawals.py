@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from . import audit, catalog, config, errors, ledger, limits, postings, store
+from . import audit, catalog, config, errors, ledger, limits, postings, signals, store
 from .auth import Caller
 from .domain import TREASURY, Account, EntryType, EventKind, KycStatus, WithdrawalStatus
 from .store import Store, Where
@@ -68,8 +68,11 @@ def mask(destination: Mapping[str, str]) -> dict[str, str]:
     return {key: "•••• " + value[-4:] for key, value in destination.items()}
 
 
-def render(withdrawal: Mapping[str, Any], destination: Mapping[str, str] | None = None) -> dict[str, Any]:
+def render(withdrawal: Mapping[str, Any], destination: Mapping[str, str] | None = None, *, admin: bool = False) -> dict[str, Any]:
+    """`admin`: with the fraud signals the user had when asking (for the queue; never
+    shown to the user)."""
     return {
+        "signals": signals.render(withdrawal.get("signals")) if admin else None,
         "id": withdrawal["id"],
         "user_id": withdrawal["user_id"],
         "status": withdrawal["status"],
@@ -114,8 +117,24 @@ def create(
             assert amount_dirhams is not None, "the request gives coins or an amount"
             moved, _ = postings.pay(source, hold, wallet["coins"], amount_dirhams)
             amount = amount_dirhams
-        counted = limits.admit(reader.limits(caller.uid), limits.Kind.WITHDRAWAL, amount, withdrawal_id, reader.now)
+        before_limits = reader.limits(caller.uid)
+        counted = limits.admit(before_limits, limits.Kind.WITHDRAWAL, amount, withdrawal_id, reader.now)
+        # A signal informs; the velocity limits above are what block.
+        week = [
+            event
+            for event in (before_limits or {}).get(limits.Kind.WITHDRAWAL, [])
+            if event["at"] > reader.now - signals.WINDOW[signals.Signal.LARGE_WITHDRAWALS]
+        ]
+        why = signals.withdrawals_signal(week, amount)
+        on_wallet: dict[str, Any] = {"open_withdrawal_id": withdrawal_id, "held_dirhams": amount}
+        told: tuple[ledger.Event, ...] = ()
+        if why is not None:
+            on_wallet["signals"], tell = signals.raised(wallet.get("signals"), signals.Signal.LARGE_WITHDRAWALS, why, reader.now)
+            if tell:
+                facts_of = {"user_id": caller.uid, "signal": signals.Signal.LARGE_WITHDRAWALS, "level": "high", "why": why}
+                told = (ledger.Event(EventKind.FRAUD_SIGNAL, facts_of),)
         withdrawal = {
+            "signals": signals.active(on_wallet.get("signals", wallet.get("signals")), reader.now),
             "id": withdrawal_id,
             "user_id": caller.uid,
             "status": REQUESTED,
@@ -131,10 +150,10 @@ def create(
             documents={
                 store.withdrawal(withdrawal_id): withdrawal,
                 store.withdrawal_destination(withdrawal_id): {"method": method, **destination},
-                store.wallet(caller.uid): {"open_withdrawal_id": withdrawal_id, "held_dirhams": amount},
+                store.wallet(caller.uid): on_wallet,
                 store.limits(caller.uid): counted,
             },
-            events=(ledger.Event(EventKind.WITHDRAWAL_REQUESTED, facts(withdrawal)),),
+            events=(ledger.Event(EventKind.WITHDRAWAL_REQUESTED, facts(withdrawal)), *told),
             respond=lambda outcome: ledger.Response(201, render({**withdrawal, "coins": postings.received(moved, hold)})),
         )
 
@@ -150,7 +169,7 @@ def get(db: Store, caller: Caller, withdrawal_id: str) -> dict[str, Any]:
     if caller.admin:
         private = db.get(store.withdrawal_destination(withdrawal_id)) or {}
         destination = {k: v for k, v in private.items() if k != "method"}
-    return render(withdrawal, destination)
+    return render(withdrawal, destination, admin=caller.admin)
 
 
 def list_own(db: Store, caller: Caller, *, limit: int, cursor: str | None) -> dict[str, Any]:
@@ -178,7 +197,7 @@ def list_pending(db: Store, *, limit: int, cursor: str | None) -> dict[str, Any]
         limit=limit,
         cursor=cursor,
         owns=lambda d: "created_at" in d,
-        render=render,
+        render=lambda withdrawal: render(withdrawal, admin=True),
         newest_first=False,
     )
 

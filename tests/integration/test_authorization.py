@@ -116,6 +116,17 @@ MATRIX = [
     ),
     ("coins_withdrawal_reject", "POST", "/api/coins/withdrawal/{withdrawal}/reject", {"reason": "r"}, (401, 401, 403, 403, 200)),
     ("admin_reconciliation", "GET", None, None, (401, 401, 403, 403, 200)),
+    # A full replay: started by an admin (202, its first step a task), read back by id.
+    ("admin_reconciliation_full", "POST", None, None, (401, 401, 403, 403, 202)),
+    ("admin_reconciliation_run", "GET", "/api/admin/coins/reconciliation/runs/no-such-run", None, (401, 401, 403, 403, 404)),
+    # The accountant's export: admins only.
+    (
+        "admin_ledger_export",
+        "GET",
+        "/api/admin/coins/ledger/export?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z",
+        None,
+        (401, 401, 403, 403, 200),
+    ),
     ("admin_queues", "GET", None, None, (401, 401, 403, 403, 200)),
     ("admin_users_list", "GET", None, None, (401, 401, 403, 403, 200)),
     ("admin_user_get", "GET", "/api/admin/coins/users/{owner}", None, (401, 401, 403, 403, 200)),
@@ -138,7 +149,35 @@ MATRIX = [
         (401, 401, 403, 403, 409),
     ),
     ("reconcile_daily", "POST", None, None, (401, 401, 401, 401, 401)),
+    ("reconcile_monthly", "POST", None, None, (401, 401, 401, 401, 401)),
+    ("reconcile_full_step", "POST", None, {"run_id": "r1"}, (401, 401, 401, 401, 401)),
 ]
+
+
+@pytest.fixture(autouse=True)
+def recorded_steps():
+    """The full replay's tasks, recorded, not delivered: this table is about who may call."""
+
+    class Recorder:
+        def __init__(self):
+            self.tasks = []
+
+        def schedule(self, task_id, at, payload):
+            self.tasks.append((task_id, payload))
+
+        def cancel(self, task_id):
+            pass
+
+    from coins import clients
+
+    recorder = Recorder()
+    saved = clients._installed_schedulers.get("reconcile_full_step")
+    clients.install_scheduler(recorder, "reconcile_full_step")
+    yield recorder
+    if saved is None:
+        clients._installed_schedulers.pop("reconcile_full_step", None)
+    else:
+        clients.install_scheduler(saved, "reconcile_full_step")
 
 
 @pytest.fixture

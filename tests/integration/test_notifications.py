@@ -6,7 +6,7 @@ twice."""
 
 import pytest
 
-from coins import catalog, clients, notify, reconciliation, store
+from coins import catalog, clients, ledger, notify, reconciliation, store
 from tests import factories
 from tests.conftest import ADMIN_UIDS
 from tests.money import document_event, fresh_id, wait_for
@@ -213,7 +213,8 @@ def test_a_paid_purchase_tells_the_buyer_coins_were_added(api, db, expo, fatora)
 
 
 def test_a_reconciliation_problem_reaches_the_admins_once_a_day(api, db, expo):
-    db.collection("purchases").document("p1").set({"id": "p1", "status": "paid", "user_id": "x"})
+    # Paid, says a purchase changed just now, with no issue entry.
+    db.collection("purchases").document("p1").set({"id": "p1", "status": "paid", "user_id": "x", "updated_at": ledger.now_utc()})
     reconciliation.run_daily(db, "2026-11-27")
     reconciliation.run_daily(db, "2026-11-27")
     deliver_all(db)

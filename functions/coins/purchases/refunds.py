@@ -102,6 +102,7 @@ def _hold(db: Store, admin: Caller, purchase_id: str, reason: str, claim) -> Non
                 store.purchase_refund(purchase_id): record,
                 store.purchase(purchase_id): {
                     "status": refunding,
+                    "updated_at": reader.now,
                     "refund": {"status": HELD, "reason": reason, "by": admin.uid, "at": reader.now},
                 },
                 **audit.record(
@@ -247,6 +248,7 @@ def finish(db: Store, purchase_id: str, *, refunded: bool, detail: str, actor: s
         changes: dict[str, Any] = {
             "needs_review": False,
             "refund": {**(purchase.get("refund") or {}), "status": status, "detail": detail},
+            "updated_at": reader.now,
         }
         if refunded:
             changes.update(status=moved(purchase, Step.REFUND_UNISSUED if unissued else Step.REFUND), refunded_at=reader.now)

@@ -144,6 +144,7 @@ def _issue_in_review(db: Store, admin: Caller, purchase_id: str, note: str, idem
             "paid_at": reader.now,
             "entry_id": reader.entry_id,
             "resolution": resolution,
+            "updated_at": reader.now,
         }
         entry = postings.Entry(
             EntryType.PURCHASE_ISSUE,

@@ -57,6 +57,10 @@ MILESTONE_ID_HEX_DIGITS = 40
 # Pages of a full scan (reconciliation, replay): memory stays flat however large the
 # collection grows, and a page stays well under Firestore's response limits.
 SCAN_PAGE_SIZE = 500
+# A range read (the ledger by time) in pages this large: each page is one query, and a
+# query's cost has a part that does not depend on how much it returns (measured on the
+# emulator, which answers every query by scanning the collection: 0.4 s at 65,000 entries).
+RANGE_PAGE_SIZE = 5000
 
 
 @dataclass(frozen=True)
@@ -451,7 +455,7 @@ class Store:
         read = 0
         last = self.client.collection(collection).document(start).get() if start is not None else None
         while limit is None or read < limit:
-            size = SCAN_PAGE_SIZE if limit is None else min(SCAN_PAGE_SIZE, limit - read)
+            size = RANGE_PAGE_SIZE if limit is None else min(RANGE_PAGE_SIZE, limit - read)
             page = list((query.start_after(last) if last is not None else query).limit(size).stream())
             for snapshot in page:
                 yield snapshot.to_dict()

@@ -315,7 +315,8 @@ function withdrawalRow(w) {
     return `Rejected ${w.user_id}'s withdrawal of ${amount} (${why}); the coins are back in their wallet.`;
   }, { kind: "danger" });
   const row = el("tr", { "data-id": w.id },
-    el("td", {}, el("div", { text: when(w.created_at) }), el("div", { class: "hint" }, userLink(w.user_id))),
+    el("td", {}, el("div", { text: when(w.created_at) }), el("div", { class: "hint" }, userLink(w.user_id)),
+      ...Object.values(w.signals || {}).map((s) => el("div", { class: "signal" }, el("span", { class: `tag ${s.level}`, text: s.level }), ` ${s.why}, since ${when(s.since)}`))),
     el("td", { class: "num" }, amount, w.large ? el("div", {}, el("span", { class: "tag large", text: "large" })) : null),
     el("td", {}, el("div", { text: w.method }), destination,
       el("div", {}, actionButton("Show destination", async () => {
@@ -453,6 +454,10 @@ async function users() {
       el("div", { class: "card" }, "Held in withdrawals", el("b", { text: qar(w.held_dirhams) })),
       el("div", { class: "card" }, "KYC", el("b", { text: user.kyc.status }),
         el("span", { class: "hint", text: user.kyc.submission ? `${user.kyc.submission.full_name} · ${user.kyc.submission.qid_number}` : "" }))),
+    Object.keys(user.signals).length
+      ? el("div", { class: "signals" }, el("h3", { text: "Unusual activity (informs, blocks nothing)" }),
+        ...Object.values(user.signals).map((s) => el("p", {}, el("span", { class: `tag ${s.level}`, text: s.level }), ` ${s.why}, since ${when(s.since)}`)))
+      : null,
     el("h3", { text: "Limits" }),
     table(["Kind", "Used", "Limit"], Object.entries(user.limits).filter(([k]) => k !== "lifted_until").map(([kind, u]) =>
       el("tr", {}, el("td", { text: kind }), el("td", { text: `${u.used_count} · ${qar(u.used_dirhams)}` }),
@@ -488,7 +493,10 @@ async function users() {
 async function vault() {
   const v = await api("GET", "/api/admin/coins/vault");
   const canvas = el("canvas", { id: "daily", height: "90" });
-  const report = el("div", {}, el("p", { class: "hint", text: "Reconciliation replays the whole ledger; it takes a few seconds per 10,000 entries." }));
+  const report = el("div", {}, el("p", { class: "hint", text: "Reconcile now checks what is new since the last run (seconds, whatever the history). The full replay goes through the whole ledger and every document, in chunks, in the background." }));
+  const progress = el("div", { id: "full-replay" });
+  const from = el("input", { type: "date", name: "from" });
+  const to = el("input", { type: "date", name: "to" });
   const section = el("section", {}, el("h2", { text: "Vault" }),
     el("div", { class: "cards" },
       el("div", { class: "card" }, "Coins outstanding", el("b", { text: qar(v.outstanding.dirhams) }), el("span", { class: "hint", text: coins(v.outstanding.coins) })),
@@ -502,16 +510,26 @@ async function vault() {
     el("p", { class: "hint", text: `As of ${when(v.as_of)}.` }),
     el("h3", { text: "Last 90 days (days in UTC)" }), canvas,
     el("h3", { text: "Reconciliation" }), report,
-    actionButton("Run reconciliation", async () => {
+    el("div", { class: "actions" }, actionButton("Reconcile now", async () => {
       const r = await api("GET", "/api/admin/coins/reconciliation");
       const effects = r.pending_effects, outbox = r.pending_outbox;
       report.replaceChildren(...[
         el("p", { class: r.ok ? "ok" : "bad", text: r.ok ? "OK: every coin accounted for." : `${r.problems.length} problem(s)` }),
-        el("p", { class: "hint", text: `${r.checked.entries} entries checked; ${effects.count} with effects still on their way (oldest ${effects.oldest_age_seconds} s).` }),
+        el("p", { class: "hint", text: `${r.checked.entries} new entries and ${r.checked.accounts} accounts checked, on a checkpoint of ${r.checked.history_entries} entries; ${effects.count} with effects still on their way (oldest ${effects.oldest_age_seconds} s).` }),
         el("p", { class: "hint", text: `${outbox.count} events not yet delivered to the app (oldest ${outbox.oldest_age_seconds} s); the repair delivers what no trigger did after 10 minutes.` }),
         r.ok ? null : el("pre", { text: JSON.stringify(r.problems.slice(0, 50), null, 2) }),
       ].filter(Boolean));
-    }, { after: null }));
+      return r.ok ? "Reconciled: nothing wrong in what is new." : `Reconciled: ${r.problems.length} problem(s), listed below.`;
+    }, { after: null }),
+    actionButton("Full replay", async () => {
+      const run = await api("POST", "/api/admin/coins/reconciliation/full", {});
+      follow(run.id, progress);
+      return `Full replay ${run.id} started; its progress is below.`;
+    }, { after: null })), progress,
+    el("h3", { text: "Export for the accountant" }),
+    el("form", { class: "actions", on: { submit: (event) => { event.preventDefault(); exportLedger(from.value, to.value); } } },
+      labelled("From (Asia/Qatar, included)", from), labelled("To (excluded)", to),
+      el("button", { type: "submit", class: "primary", text: "Download CSV" })));
   requestAnimationFrame(() => {
     if (!window.Chart) return;
     new Chart(canvas, {
@@ -529,6 +547,43 @@ async function vault() {
     });
   });
   return section;
+}
+
+// A full replay's progress, asked every two seconds until it is done.
+async function follow(runId, box) {
+  for (;;) {
+    const run = await api("GET", `/api/admin/coins/reconciliation/runs/${runId}`);
+    box.replaceChildren(
+      el("p", { class: run.status === "running" ? "hint" : run.ok ? "ok" : "bad",
+        text: run.status === "running"
+          ? `Full replay ${run.id}: ${run.phase}, ${run.entries} entries and ${run.documents} documents so far (${run.steps} steps).`
+          : `Full replay ${run.id} done: ${run.entries} entries, ${run.documents} documents, ${run.problem_count} problem(s); finished ${when(run.finished_at)}.` }),
+      run.problem_count ? el("pre", { text: JSON.stringify(run.problems.slice(0, 50), null, 2) }) : "");
+    if (run.status !== "running" || !box.isConnected) return;
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
+// The ledger of a period as CSV: fetched with the admin's token, then saved as a file.
+async function exportLedger(fromDay, toDay) {
+  showError("");
+  try {
+    if (!fromDay || !toDay) throw new Error("Give both days.");
+    const bound = (day) => `${day}T00:00:00+03:00`;
+    const query = new URLSearchParams({ from: bound(fromDay), to: bound(toDay) });
+    const response = await fetch(`/api/admin/coins/ledger/export?${query}`, { headers: { Authorization: `Bearer ${state.token}` } });
+    if (!response.ok) {
+      const error = (await response.json().catch(() => ({}))).error || {};
+      throw new ApiError(response.status, error.code, error.message || `HTTP ${response.status}`, error.details || {});
+    }
+    const link = el("a", { href: URL.createObjectURL(await response.blob()), download: `guild-coins-ledger-${fromDay}-${toDay}.csv` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    showNotice(`Exported the ledger from ${fromDay} to ${toDay} (Asia/Qatar).`);
+  } catch (error) {
+    showError(error);
+  }
 }
 
 window.addEventListener("hashchange", () => {

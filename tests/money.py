@@ -150,3 +150,17 @@ def document_event(collection: str, document_id: str, database: str = "guild-coi
         DocumentEventData.serialize(DocumentEventData(value={"name": name})),
     )
     return to_binary(event)
+
+
+class RecordedTasks:
+    """A TaskScheduler that records the tasks it is given and delivers none: the test
+    runs them, or only looks at them."""
+
+    def __init__(self) -> None:
+        self.tasks: list[tuple[str, dict]] = []
+
+    def schedule(self, task_id: str, at, payload: dict) -> None:
+        self.tasks.append((task_id, payload))
+
+    def cancel(self, task_id: str) -> None:
+        pass

@@ -158,19 +158,10 @@ MATRIX = [
 def recorded_steps():
     """The full replay's tasks, recorded, not delivered: this table is about who may call."""
 
-    class Recorder:
-        def __init__(self):
-            self.tasks = []
-
-        def schedule(self, task_id, at, payload):
-            self.tasks.append((task_id, payload))
-
-        def cancel(self, task_id):
-            pass
-
     from coins import clients
+    from tests.money import RecordedTasks
 
-    recorder = Recorder()
+    recorder = RecordedTasks()
     saved = clients._installed_schedulers.get("reconcile_full_step")
     clients.install_scheduler(recorder, "reconcile_full_step")
     yield recorder

@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 
 from coins import config, effects, ledger, reconciliation
-from tests.money import fresh_id
+from tests.money import RecordedTasks, fresh_id
 
 
 def burst(api, n):
@@ -156,18 +156,9 @@ def test_a_document_is_compared_as_of_its_own_last_entry(api, db):
 # The full replay in chunks.
 
 
-class Steps:
-    """Cloud Tasks for the chain, run one after the other here (the HTTP chain is in
-    test_full_replay_over_http)."""
-
-    def __init__(self):
-        self.tasks = []
-
-    def schedule(self, task_id, at, payload):
-        self.tasks.append((task_id, payload))
-
-    def cancel(self, task_id):
-        pass
+# Cloud Tasks for the chain, run one after the other here (the HTTP chain is in
+# test_full_replay_over_http_through_the_local_task_queue).
+Steps = RecordedTasks
 
 
 def test_a_full_replay_runs_in_chunks_and_becomes_the_checkpoint(api, db, monkeypatch):

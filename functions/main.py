@@ -1,31 +1,37 @@
 """Cloud Functions entry points. Each one only declares its method, access and input,
 then calls one function of the `coins` package; coins.api does the HTTP glue."""
 
+import typing
+
 import functions_framework
 
-from coins import (
-    api,
-    catalog,
-    clients,
-    config,
-    console,
-    effects,
-    errors,
-    escrow,
-    export,
-    kyc,
-    models,
-    notify,
-    openapi,
-    purchases,
-    reconciliation,
-    repair,
-    responses,
-    wallets,
-    withdrawals,
-)
+from coins import api, clients, config, errors, models
+from coins.lazy import lazy
+
+# The modules the functions call, imported when a function first calls one: an instance
+# serves one function, and loads only what that function runs (its cold start).
+if typing.TYPE_CHECKING:
+    from coins import (
+        catalog,
+        console,
+        effects,
+        escrow,
+        export,
+        gateways,
+        kyc,
+        notify,
+        openapi,
+        purchases,
+        reconciliation,
+        repair,
+        wallets,
+        withdrawals,
+    )
+else:
+    catalog, console, effects, escrow, export = lazy("catalog"), lazy("console"), lazy("effects"), lazy("escrow"), lazy("export")
+    gateways, kyc, notify, openapi, purchases = lazy("gateways"), lazy("kyc"), lazy("notify"), lazy("openapi"), lazy("purchases")
+    reconciliation, repair, wallets, withdrawals = lazy("reconciliation"), lazy("repair"), lazy("wallets"), lazy("withdrawals")
 from coins.api import Access, Call, endpoint
-from coins.gateways import Name
 from coins.registry import Resources, daily_at, every, monthly_at
 
 # The sweepers and the repair (Cloud Scheduler, every 15 minutes, config.REPAIR_INTERVAL_SECONDS
@@ -39,7 +45,7 @@ api.answer_framework_errors_in_json()
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.PUBLIC, path="/api/coins/catalog", response=responses.Catalog)
+@endpoint("GET", access=Access.PUBLIC, path="/api/coins/catalog", response="Catalog")
 def coins_catalog(call: Call):
     return catalog.describe(clients.offered_gateways(), config.settings().purchase_gateway_default)
 
@@ -51,7 +57,7 @@ def coins_openapi(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.USER, path="/api/coins/wallet", response=responses.Wallet)
+@endpoint("GET", access=Access.USER, path="/api/coins/wallet", response="Wallet")
 def coins_wallet(call: Call):
     return wallets.get_wallet(call.db, call.uid)
 
@@ -62,7 +68,7 @@ def coins_wallet(call: Call):
     access=Access.USER,
     path="/api/coins/transactions",
     query=models.TransactionsPage,
-    response=responses.Page[responses.Transaction],
+    response="Page[Transaction]",
 )
 def coins_transactions(call: Call):
     page = call.query
@@ -75,7 +81,7 @@ def coins_transactions(call: Call):
     access=Access.USER,
     path="/api/coins/check-balance",
     body=models.CheckBalance,
-    response=responses.BalanceCheck,
+    response="BalanceCheck",
 )
 def coins_check_balance(call: Call):
     return wallets.check_balance(call.db, call.uid, call.body.amount_dirhams)
@@ -88,7 +94,7 @@ def coins_check_balance(call: Call):
     path="/api/admin/coins/adjust-balance",
     body=models.AdjustBalance,
     idempotent=True,
-    response=responses.Adjustment,
+    response="Adjustment",
     raises=(errors.InsufficientFunds,),
 )
 def admin_adjust_balance(call: Call):
@@ -105,7 +111,7 @@ def admin_adjust_balance(call: Call):
     path="/api/coins/purchase",
     body=models.PurchaseCreate,
     idempotent=True,
-    response=responses.Purchase,
+    response="Purchase",
     status=201,
     raises=(errors.RateLimited, errors.GatewayError),
 )
@@ -127,7 +133,7 @@ def coins_purchase_create(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.USER, path="/api/coins/purchase/{id}", response=responses.Purchase)
+@endpoint("GET", access=Access.USER, path="/api/coins/purchase/{id}", response="Purchase")
 def coins_purchase_get(call: Call):
     return purchases.get(call.db, call.caller, call.params["id"])
 
@@ -138,7 +144,7 @@ def coins_purchase_get(call: Call):
     access=Access.USER,
     path="/api/coins/purchases",
     query=models.PurchasesPage,
-    response=responses.Page[responses.Purchase],
+    response="Page[Purchase]",
 )
 def coins_purchases_list(call: Call):
     page = call.query
@@ -161,7 +167,7 @@ def _as_sent(call: Call) -> dict:
 )
 def coins_purchase_return(call: Call):
     """Fatora's success_url and failure_url: the payer's browser, sent on to the app."""
-    return api.Redirect(purchases.receive_browser(call.db, clients.gateway, Name.FATORA, **_as_sent(call)))
+    return api.Redirect(purchases.receive_browser(call.db, clients.gateway, gateways.Name.FATORA, **_as_sent(call)))
 
 
 @functions_framework.http
@@ -175,7 +181,7 @@ def coins_purchase_return(call: Call):
 )
 def coins_sadad_callback(call: Call):
     """SADAD's CALLBACK_URL: the payer's browser posts SADAD's signed form; sent on to the app."""
-    return api.Redirect(purchases.receive_browser(call.db, clients.gateway, Name.SADAD, **_as_sent(call)))
+    return api.Redirect(purchases.receive_browser(call.db, clients.gateway, gateways.Name.SADAD, **_as_sent(call)))
 
 
 @functions_framework.http
@@ -195,7 +201,7 @@ def coins_purchase_checkout(call: Call):
     raises=(errors.Unauthenticated, errors.InvalidRequest),
 )
 def coins_fatora_webhook(call: Call):
-    return purchases.receive_webhook(call.db, clients.gateway, Name.FATORA, **_as_sent(call))
+    return purchases.receive_webhook(call.db, clients.gateway, gateways.Name.FATORA, **_as_sent(call))
 
 
 @functions_framework.http
@@ -208,7 +214,7 @@ def coins_fatora_webhook(call: Call):
 )
 def coins_sadad_webhook(call: Call):
     """SADAD's webhook (set in its panel): JSON with a checksum."""
-    return purchases.receive_webhook(call.db, clients.gateway, Name.SADAD, **_as_sent(call))
+    return purchases.receive_webhook(call.db, clients.gateway, gateways.Name.SADAD, **_as_sent(call))
 
 
 @functions_framework.http
@@ -224,7 +230,7 @@ def purchases_reconcile(call: Call):
     path="/api/admin/coins/purchase/{id}/refund",
     body=models.PurchaseRefund,
     idempotent=True,
-    response=responses.Purchase,
+    response="Purchase",
     raises=(errors.InvalidState, errors.InsufficientFunds, errors.GatewayError),
 )
 def admin_purchase_refund(call: Call):
@@ -239,7 +245,7 @@ def admin_purchase_refund(call: Call):
     access=Access.ADMIN,
     path="/api/admin/coins/purchases/review",
     query=models.Page,
-    response=responses.Page[responses.Purchase],
+    response="Page[Purchase]",
 )
 def admin_purchases_review(call: Call):
     return purchases.list_review(call.db, limit=call.query.limit, cursor=call.query.cursor)
@@ -252,7 +258,7 @@ def admin_purchases_review(call: Call):
     path="/api/admin/coins/purchase/{id}/resolve",
     body=models.PurchaseResolve,
     idempotent=True,
-    response=responses.Purchase,
+    response="Purchase",
     raises=(errors.InvalidState, errors.InsufficientFunds, errors.GatewayError),
 )
 def admin_purchase_resolve(call: Call):
@@ -274,7 +280,7 @@ def admin_purchase_resolve(call: Call):
     path="/api/coins/job-payment",
     body=models.JobPayment,
     idempotent=True,
-    response=responses.Escrow,
+    response="Escrow",
     status=201,
     raises=(errors.JobNotFound, errors.InvalidState, errors.InsufficientFunds, errors.RateLimited),
 )
@@ -298,7 +304,7 @@ def coins_job_payment(call: Call):
     access=Access.USER,
     path="/api/coins/escrows",
     query=models.EscrowsPage,
-    response=responses.Page[responses.Escrow],
+    response="Page[Escrow]",
 )
 def coins_escrows_list(call: Call):
     page = call.query
@@ -308,7 +314,7 @@ def coins_escrows_list(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.USER, path="/api/coins/escrow/{id}", response=responses.Escrow)
+@endpoint("GET", access=Access.USER, path="/api/coins/escrow/{id}", response="Escrow")
 def coins_escrow_get(call: Call):
     return escrow.get(call.db, call.caller, call.params["id"])
 
@@ -319,7 +325,7 @@ def coins_escrow_get(call: Call):
     access=Access.USER,
     path="/api/coins/escrow/{id}/submit",
     body=models.Submit,
-    response=responses.Escrow,
+    response="Escrow",
     raises=(errors.InvalidState,),
 )
 def coins_escrow_submit(call: Call):
@@ -332,7 +338,7 @@ def coins_escrow_submit(call: Call):
     access=Access.USER,
     path="/api/coins/escrow/{id}/request-changes",
     body=models.RequestChanges,
-    response=responses.Escrow,
+    response="Escrow",
     raises=(errors.InvalidState,),
 )
 def coins_escrow_request_changes(call: Call):
@@ -346,7 +352,7 @@ def coins_escrow_request_changes(call: Call):
     path="/api/coins/escrow/{id}/release",
     body=models.Release,
     idempotent=True,
-    response=responses.Escrow,
+    response="Escrow",
     raises=(errors.InvalidState,),
 )
 def coins_escrow_release(call: Call):
@@ -361,7 +367,7 @@ def coins_escrow_release(call: Call):
     access=Access.USER,
     path="/api/coins/escrow/{id}/request-refund",
     body=models.RequestRefund,
-    response=responses.Escrow,
+    response="Escrow",
     raises=(errors.InvalidState,),
 )
 def coins_escrow_request_refund(call: Call):
@@ -374,7 +380,7 @@ def coins_escrow_request_refund(call: Call):
     access=Access.USER,
     path="/api/coins/escrow/{id}/refund",
     idempotent=True,
-    response=responses.Escrow,
+    response="Escrow",
     raises=(errors.InvalidState,),
 )
 def coins_escrow_refund(call: Call):
@@ -387,7 +393,7 @@ def coins_escrow_refund(call: Call):
     access=Access.USER,
     path="/api/coins/escrow/{id}/dispute",
     body=models.Dispute,
-    response=responses.Escrow,
+    response="Escrow",
     raises=(errors.InvalidState,),
 )
 def coins_escrow_dispute(call: Call):
@@ -401,7 +407,7 @@ def coins_escrow_dispute(call: Call):
     access=Access.ADMIN,
     path="/api/admin/coins/disputes",
     query=models.Page,
-    response=responses.Page[responses.Escrow],
+    response="Page[Escrow]",
 )
 def admin_disputes_list(call: Call):
     return escrow.list_disputes(call.db, limit=call.query.limit, cursor=call.query.cursor)
@@ -414,7 +420,7 @@ def admin_disputes_list(call: Call):
     path="/api/admin/coins/escrow/{id}/resolve",
     body=models.Resolve,
     idempotent=True,
-    response=responses.Escrow,
+    response="Escrow",
     raises=(errors.InvalidState,),
 )
 def admin_escrow_resolve(call: Call):
@@ -469,7 +475,7 @@ def outbox_on_create(cloud_event):
     access=Access.ADMIN,
     path="/api/admin/coins/kyc/{uid}",
     body=models.KycSet,
-    response=responses.Wallet,
+    response="Wallet",
     raises=(errors.InvalidState,),
 )
 def admin_kyc_set(call: Call):
@@ -482,7 +488,7 @@ def admin_kyc_set(call: Call):
     access=Access.USER,
     path="/api/coins/kyc",
     body=models.KycSubmit,
-    response=responses.Wallet,
+    response="Wallet",
     raises=(errors.InvalidState,),
 )
 def coins_kyc_submit(call: Call):
@@ -498,7 +504,7 @@ def coins_kyc_submit(call: Call):
     access=Access.ADMIN,
     path="/api/admin/coins/kyc/pending",
     query=models.Page,
-    response=responses.Page[responses.KycSubmission],
+    response="Page[KycSubmission]",
 )
 def admin_kyc_pending(call: Call):
     return kyc.list_pending(call.db, limit=call.query.limit, cursor=call.query.cursor)
@@ -510,7 +516,7 @@ def admin_kyc_pending(call: Call):
     access=Access.ADMIN,
     path="/api/admin/coins/users/{uid}/limits",
     body=models.LiftLimits,
-    response=responses.LimitsLifted,
+    response="LimitsLifted",
 )
 def admin_limits_lift(call: Call):
     return wallets.lift_limits(
@@ -525,7 +531,7 @@ def admin_limits_lift(call: Call):
     path="/api/coins/withdrawal",
     body=models.WithdrawalCreate,
     idempotent=True,
-    response=responses.Withdrawal,
+    response="Withdrawal",
     status=201,
     raises=(errors.KycRequired, errors.WithdrawalPending, errors.InsufficientFunds, errors.RateLimited),
 )
@@ -548,14 +554,14 @@ def coins_withdrawal_create(call: Call):
     access=Access.USER,
     path="/api/coins/withdrawals",
     query=models.Page,
-    response=responses.Page[responses.Withdrawal],
+    response="Page[Withdrawal]",
 )
 def coins_withdrawals_list(call: Call):
     return withdrawals.list_own(call.db, call.caller, limit=call.query.limit, cursor=call.query.cursor)
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.USER, path="/api/coins/withdrawal/{id}", response=responses.Withdrawal)
+@endpoint("GET", access=Access.USER, path="/api/coins/withdrawal/{id}", response="Withdrawal")
 def coins_withdrawal_get(call: Call):
     return withdrawals.get(call.db, call.caller, call.params["id"])
 
@@ -566,7 +572,7 @@ def coins_withdrawal_get(call: Call):
     access=Access.ADMIN,
     path="/api/coins/withdrawals/pending",
     query=models.Page,
-    response=responses.Page[responses.Withdrawal],
+    response="Page[Withdrawal]",
 )
 def coins_withdrawals_pending(call: Call):
     return withdrawals.list_pending(call.db, limit=call.query.limit, cursor=call.query.cursor)
@@ -579,7 +585,7 @@ def coins_withdrawals_pending(call: Call):
     path="/api/coins/withdrawal/{id}/approve",
     body=models.Approve,
     idempotent=True,
-    response=responses.Withdrawal,
+    response="Withdrawal",
     raises=(errors.InvalidState,),
 )
 def coins_withdrawal_approve(call: Call):
@@ -593,7 +599,7 @@ def coins_withdrawal_approve(call: Call):
     path="/api/coins/withdrawal/{id}/paid",
     body=models.Paid,
     idempotent=True,
-    response=responses.Withdrawal,
+    response="Withdrawal",
     raises=(errors.InvalidState,),
 )
 def coins_withdrawal_paid(call: Call):
@@ -609,7 +615,7 @@ def coins_withdrawal_paid(call: Call):
     path="/api/coins/withdrawal/{id}/reject",
     body=models.Reject,
     idempotent=True,
-    response=responses.Withdrawal,
+    response="Withdrawal",
     raises=(errors.InvalidState,),
 )
 def coins_withdrawal_reject(call: Call):
@@ -617,7 +623,7 @@ def coins_withdrawal_reject(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/queues", response=responses.Queues)
+@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/queues", response="Queues")
 def admin_queues(call: Call):
     return console.queues(call.db)
 
@@ -628,7 +634,7 @@ def admin_queues(call: Call):
     access=Access.ADMIN,
     path="/api/admin/coins/users",
     query=models.UsersPage,
-    response=responses.Page[responses.Wallet],
+    response="Page[Wallet]",
 )
 def admin_users_list(call: Call):
     page = call.query
@@ -636,13 +642,13 @@ def admin_users_list(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/users/{uid}", response=responses.UserView)
+@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/users/{uid}", response="UserView")
 def admin_user_get(call: Call):
     return console.user(call.db, call.params["uid"])
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/vault", response=responses.Vault)
+@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/vault", response="Vault")
 def admin_vault(call: Call):
     return console.vault(call.db)
 
@@ -652,7 +658,7 @@ def admin_vault(call: Call):
     "GET",
     access=Access.ADMIN,
     path="/api/admin/coins/reconciliation",
-    response=responses.Reconciliation,
+    response="Reconciliation",
     resources=Resources("1Gi", 300),
 )
 def admin_reconciliation(call: Call):
@@ -665,7 +671,7 @@ def admin_reconciliation(call: Call):
     "POST",
     access=Access.ADMIN,
     path="/api/admin/coins/reconciliation/full",
-    response=responses.ReconciliationRun,
+    response="ReconciliationRun",
     status=202,
     raises=(errors.InvalidState,),
 )
@@ -675,7 +681,7 @@ def admin_reconciliation_full(call: Call):
 
 
 @functions_framework.http
-@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/reconciliation/runs/{id}", response=responses.ReconciliationRun)
+@endpoint("GET", access=Access.ADMIN, path="/api/admin/coins/reconciliation/runs/{id}", response="ReconciliationRun")
 def admin_reconciliation_run(call: Call):
     return reconciliation.get_run(call.db, call.params["id"])
 

@@ -111,7 +111,9 @@ class Spec:
     path: str | None
     body: type[pydantic.BaseModel] | None
     query: type[pydantic.BaseModel] | None
-    response: type[pydantic.BaseModel] | None
+    # A model of coins.responses, by name ("Purchase", "Page[Withdrawal]"): imported only
+    # for the OpenAPI document (coins.openapi.response_model).
+    response: str | None
     status: int
     idempotent: bool
     raw_body: bool
@@ -129,7 +131,7 @@ def endpoint(
     query: type[pydantic.BaseModel] | None = None,
     idempotent: bool = False,
     path: str | None = None,
-    response: type[pydantic.BaseModel] | None = None,
+    response: str | None = None,
     status: int = 200,
     raises: tuple[type[errors.CoinsError], ...] = (),
     raw_body: bool = False,

@@ -12,12 +12,14 @@ from .domain import ID_LENGTH_MAX, EntryType, EscrowStatus, KycStatus, is_valid_
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # Each model's validator is built on its first use (defer_build): an instance serves
+    # one function, which validates only its own bodies and queries (its cold start).
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class Query(BaseModel):
     # Query strings are text: "20" must become 20 here, so these are not strict.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _on_grid(amount: int) -> int:

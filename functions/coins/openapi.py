@@ -67,13 +67,23 @@ def error_codes(spec: Spec) -> dict[int, set[str]]:
     return codes
 
 
+def response_model(name: str) -> type[BaseModel]:
+    """The model of coins.responses an endpoint names ("Purchase", "Page[Withdrawal]")."""
+    if name.startswith("Page[") and name.endswith("]"):
+        model: Any = responses.Page.__class_getitem__(getattr(responses, name[5:-1]))  # pydantic's generic model
+    else:
+        model = getattr(responses, name)
+    assert isinstance(model, type) and issubclass(model, BaseModel), name
+    return model
+
+
 def build() -> dict[str, Any]:
     """The document of every public entry point."""
     declared = specs()
     models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [(responses.Error, "serialization")]
     for spec in declared:
         models += [(model, "validation") for model in (spec.body, spec.query) if model is not None]
-        models += [(spec.response, "serialization")] if spec.response is not None else []
+        models += [(response_model(spec.response), "serialization")] if spec.response is not None else []
     refs, top = models_json_schema(models, ref_template=REF)
     schemas = top.get("$defs", {})
 
@@ -165,7 +175,7 @@ def _responses(spec: Spec, ref) -> dict[str, Any]:
     if spec.produces != "application/json":
         answers[str(spec.status)] = {"description": "Done.", "content": {spec.produces: {"schema": {"type": "string"}}}}
     else:
-        success = ref(spec.response, "serialization") if spec.response is not None else {"type": "object"}
+        success = ref(response_model(spec.response), "serialization") if spec.response is not None else {"type": "object"}
         answers[str(spec.status)] = {"description": "Done.", "content": {"application/json": {"schema": success}}}
     for status, codes in sorted(error_codes(spec).items()):
         schema = {

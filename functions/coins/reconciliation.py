@@ -40,6 +40,7 @@ from .escrow import OPEN as OPEN_ESCROW
 from .escrow import held_dirhams
 from .purchases import REFUND_OPEN
 from .store import Store, Where
+from .times import rfc3339
 from .withdrawals import OPEN as OPEN_WITHDRAWAL
 
 # A stored report keeps this many problems (a Firestore document holds at most 1 MiB);
@@ -254,8 +255,7 @@ def incremental(db: Store, *, now: datetime | None = None) -> dict[str, Any]:
     for entry in db.after(store.LEDGER, "created_at", watermark):
         new += 1
         postings.add_postings(balances, entry["postings"])
-        for account, delta in postings.add_postings({}, entry["postings"]).items():
-            changes.setdefault(account, []).append((entry["created_at"], delta))
+        _note_changes(changes, entry)
         if entry["created_at"] <= horizon:
             postings.add_postings(kept, entry["postings"])
             folded += 1
@@ -293,6 +293,12 @@ def _documents_problems(
         document = found[doc]
         problems.extend(account_problems(account, document, as_of(balances.get(account, {}), changes[account], document)))
     return problems
+
+
+def _note_changes(changes: dict[Account, list[tuple[datetime, dict[str, int]]]], entry: Mapping[str, Any]) -> None:
+    """Each account's change by `entry`, with when it was made (for `as_of`)."""
+    for account, delta in postings.add_postings({}, entry["postings"]).items():
+        changes.setdefault(account, []).append((entry["created_at"], delta))
 
 
 def as_of(balance: Mapping[str, int], changes: Iterable[tuple[datetime, dict[str, int]]], document) -> dict[str, int]:
@@ -481,15 +487,12 @@ def _after_horizon(db: Store, balances: postings.Balances, horizon: datetime):
     since: dict[Account, list[tuple[datetime, dict[str, int]]]] = {}
     for entry in db.after(store.LEDGER, "created_at", horizon):
         postings.add_postings(later, entry["postings"])
-        for account, delta in postings.add_postings({}, entry["postings"]).items():
-            since.setdefault(account, []).append((entry["created_at"], delta))
+        _note_changes(since, entry)
     return later, since
 
 
 def render_run(progress: Mapping[str, Any]) -> dict[str, Any]:
     """A full replay's progress, as the console shows it."""
-    from .times import rfc3339
-
     return {
         "id": progress["id"],
         "status": progress["status"],

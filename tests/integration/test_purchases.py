@@ -507,9 +507,9 @@ def test_a_refunded_purchase_never_issues_coins_again(api, db, fatora, paid, fun
     assert (
         purchases.settle(
             db,
+            clients.gateway("fatora"),  # the sandbox's mode, "test", is the required one here
             purchase_id,
             Verification(purchase_id, order.transaction_id, Status.PAID, 12100, "QAR", "test"),
-            required_mode="test",
             expire_unpaid=False,
             event=None,
         )

@@ -45,13 +45,13 @@ SETTLEMENT_LEASE_SCOPE = "settle-purchase"
 
 
 def settle(
-    db: Store, purchase_id: str, verification: Verification, *, required_mode: str, expire_unpaid: bool, event: dict | None
+    db: Store, gateway: Gateway, purchase_id: str, verification: Verification, *, expire_unpaid: bool, event: dict | None
 ) -> str:
-    """Applies a verification to a purchase and returns the Outcome."""
+    """Applies what `gateway` verified to a purchase and returns the Outcome."""
 
     def operation(reader: ledger.Reader) -> ledger.Plan:
         purchase = existing(reader.purchase(purchase_id))
-        outcome, entry, changes = decide(purchase, verification, expire_unpaid, reader, required_mode)
+        outcome, entry, changes = decide(purchase, verification, expire_unpaid, reader, gateway.required_mode)
         documents: dict[store.Doc, dict[str, Any]] = (
             {store.purchase(purchase_id): {**changes, "updated_at": reader.now}} if changes else {}
         )
@@ -78,13 +78,12 @@ def settle(
             entry=entry, documents=documents, events=events, respond=lambda o: ledger.Response(200, {"outcome": outcome})
         )
 
-    purchase = existing(db.get(store.purchase(purchase_id)))
-    outcome = ledger.execute(db, operation, actor=gateway_of(purchase)).body["outcome"]
+    outcome = ledger.execute(db, operation, actor=gateway.name).body["outcome"]
     if outcome == Outcome.NEEDS_REVIEW:
         logs.error(
             "payment cannot be honoured automatically; it waits for an admin",
             purchase_id=purchase_id,
-            gateway=gateway_of(purchase),
+            gateway=gateway.name,
             verified_amount_dirhams=verification.amount_dirhams,
             verified_currency=verification.currency,
             verified_mode=verification.mode,
@@ -231,7 +230,7 @@ def _verify_and_settle(db: Store, gateway: Gateway, notice: Notice, *, source: s
         if not taken:
             raise errors.RequestInProgress("This order is being settled.")
         if gateway.asks_by_reference and notice.reference:
-            _keep_hint(db, notice.order_id, notice.reference)
+            _keep_hint(db, gateway, notice.order_id, notice.reference)
         verification = verify(gateway, notice.order_id, notice.reference or reference_of(purchase))
         if not isinstance(verification, Verification):
             return verification
@@ -241,7 +240,7 @@ def _verify_and_settle(db: Store, gateway: Gateway, notice: Notice, *, source: s
             "payment_status": verification.status,
             "reference": notice.reference,
         }
-        return settle(db, notice.order_id, verification, required_mode=gateway.required_mode, expire_unpaid=False, event=event)
+        return settle(db, gateway, notice.order_id, verification, expire_unpaid=False, event=event)
 
 
 # References a notice named, kept for a gateway that is asked by reference (SADAD): the
@@ -249,7 +248,7 @@ def _verify_and_settle(db: Store, gateway: Gateway, notice: Notice, *, source: s
 HINTS_MAX = 5
 
 
-def _keep_hint(db: Store, purchase_id: str, reference: str) -> None:
+def _keep_hint(db: Store, gateway: Gateway, purchase_id: str, reference: str) -> None:
     """Keeps a reference a notice named (its checksum held) before it is verified: were
     SADAD's API down now and the webhook lost, it is the only way to ask again. It is
     only a question to ask: a reference is recorded as the payment's
@@ -263,7 +262,7 @@ def _keep_hint(db: Store, purchase_id: str, reference: str) -> None:
         documents = {store.purchase(purchase_id): {"reference_hints": [*hints, reference][-HINTS_MAX:]}}
         return ledger.Plan(entry=None, documents=documents, respond=lambda outcome: ledger.Response(200, {}))
 
-    ledger.execute(db, operation, actor=gateway_of(existing(db.get(store.purchase(purchase_id)))))
+    ledger.execute(db, operation, actor=gateway.name)
 
 
 def _asked_by(purchase: Mapping[str, Any], gateway: Gateway) -> list[str | None]:
@@ -380,4 +379,4 @@ def _sweep(db: Store, gateway_for: Callable[[str], Gateway], purchase: Mapping[s
             else config.PURCHASE_EXPIRE_AFTER_SECONDS
         )
         expire = purchase["created_at"] <= now - timedelta(seconds=expires_after)
-        return settle(db, purchase["id"], verification, required_mode=gateway.required_mode, expire_unpaid=expire, event=None)
+        return settle(db, gateway, purchase["id"], verification, expire_unpaid=expire, event=None)

@@ -16,5 +16,9 @@ class QuietHandler(WSGIRequestHandler):
 def in_background(app, port: int, name: str, handler: type[WSGIRequestHandler] = QuietHandler) -> BaseWSGIServer:
     """Serves `app` on 127.0.0.1:`port` (0: a free one) until `server.shutdown()`."""
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=handler)
+    # `shutdown()` must not wait for the requests still running (socketserver joins every
+    # handler thread on close by default): under load one may wait out a contention
+    # queue, and a stopping stack would then outlast its caller's patience.
+    server.block_on_close = False
     threading.Thread(target=server.serve_forever, daemon=True, name=name).start()
     return server

@@ -5,7 +5,7 @@ import typing
 
 import functions_framework
 
-from coins import api, clients, config, errors, models
+from coins import api, clients, config, errors
 from coins.lazy import lazy
 
 # The modules the functions call, imported when a function first calls one: an instance
@@ -67,7 +67,7 @@ def coins_wallet(call: Call):
     "GET",
     access=Access.USER,
     path="/api/coins/transactions",
-    query=models.TransactionsPage,
+    query="TransactionsPage",
     response="Page[Transaction]",
 )
 def coins_transactions(call: Call):
@@ -80,7 +80,7 @@ def coins_transactions(call: Call):
     "POST",
     access=Access.USER,
     path="/api/coins/check-balance",
-    body=models.CheckBalance,
+    body="CheckBalance",
     response="BalanceCheck",
 )
 def coins_check_balance(call: Call):
@@ -92,7 +92,7 @@ def coins_check_balance(call: Call):
     "POST",
     access=Access.ADMIN,
     path="/api/admin/coins/adjust-balance",
-    body=models.AdjustBalance,
+    body="AdjustBalance",
     idempotent=True,
     response="Adjustment",
     raises=(errors.InsufficientFunds,),
@@ -109,7 +109,7 @@ def admin_adjust_balance(call: Call):
     "POST",
     access=Access.USER,
     path="/api/coins/purchase",
-    body=models.PurchaseCreate,
+    body="PurchaseCreate",
     idempotent=True,
     response="Purchase",
     status=201,
@@ -143,7 +143,7 @@ def coins_purchase_get(call: Call):
     "GET",
     access=Access.USER,
     path="/api/coins/purchases",
-    query=models.PurchasesPage,
+    query="PurchasesPage",
     response="Page[Purchase]",
 )
 def coins_purchases_list(call: Call):
@@ -228,7 +228,7 @@ def purchases_reconcile(call: Call):
     "POST",
     access=Access.ADMIN,
     path="/api/admin/coins/purchase/{id}/refund",
-    body=models.PurchaseRefund,
+    body="PurchaseRefund",
     idempotent=True,
     response="Purchase",
     raises=(errors.InvalidState, errors.InsufficientFunds, errors.GatewayError),
@@ -244,7 +244,7 @@ def admin_purchase_refund(call: Call):
     "GET",
     access=Access.ADMIN,
     path="/api/admin/coins/purchases/review",
-    query=models.Page,
+    query="Page",
     response="Page[Purchase]",
 )
 def admin_purchases_review(call: Call):
@@ -256,7 +256,7 @@ def admin_purchases_review(call: Call):
     "POST",
     access=Access.ADMIN,
     path="/api/admin/coins/purchase/{id}/resolve",
-    body=models.PurchaseResolve,
+    body="PurchaseResolve",
     idempotent=True,
     response="Purchase",
     raises=(errors.InvalidState, errors.InsufficientFunds, errors.GatewayError),
@@ -278,7 +278,7 @@ def admin_purchase_resolve(call: Call):
     "POST",
     access=Access.USER,
     path="/api/coins/job-payment",
-    body=models.JobPayment,
+    body="JobPayment",
     idempotent=True,
     response="Escrow",
     status=201,
@@ -303,7 +303,7 @@ def coins_job_payment(call: Call):
     "GET",
     access=Access.USER,
     path="/api/coins/escrows",
-    query=models.EscrowsPage,
+    query="EscrowsPage",
     response="Page[Escrow]",
 )
 def coins_escrows_list(call: Call):
@@ -324,7 +324,7 @@ def coins_escrow_get(call: Call):
     "POST",
     access=Access.USER,
     path="/api/coins/escrow/{id}/submit",
-    body=models.Submit,
+    body="Submit",
     response="Escrow",
     raises=(errors.InvalidState,),
 )
@@ -337,7 +337,7 @@ def coins_escrow_submit(call: Call):
     "POST",
     access=Access.USER,
     path="/api/coins/escrow/{id}/request-changes",
-    body=models.RequestChanges,
+    body="RequestChanges",
     response="Escrow",
     raises=(errors.InvalidState,),
 )
@@ -350,7 +350,7 @@ def coins_escrow_request_changes(call: Call):
     "POST",
     access=Access.USER,
     path="/api/coins/escrow/{id}/release",
-    body=models.Release,
+    body="Release",
     idempotent=True,
     response="Escrow",
     raises=(errors.InvalidState,),
@@ -366,7 +366,7 @@ def coins_escrow_release(call: Call):
     "POST",
     access=Access.USER,
     path="/api/coins/escrow/{id}/request-refund",
-    body=models.RequestRefund,
+    body="RequestRefund",
     response="Escrow",
     raises=(errors.InvalidState,),
 )
@@ -392,7 +392,7 @@ def coins_escrow_refund(call: Call):
     "POST",
     access=Access.USER,
     path="/api/coins/escrow/{id}/dispute",
-    body=models.Dispute,
+    body="Dispute",
     response="Escrow",
     raises=(errors.InvalidState,),
 )
@@ -406,7 +406,7 @@ def coins_escrow_dispute(call: Call):
     "GET",
     access=Access.ADMIN,
     path="/api/admin/coins/disputes",
-    query=models.Page,
+    query="Page",
     response="Page[Escrow]",
 )
 def admin_disputes_list(call: Call):
@@ -418,7 +418,7 @@ def admin_disputes_list(call: Call):
     "POST",
     access=Access.ADMIN,
     path="/api/admin/coins/escrow/{id}/resolve",
-    body=models.Resolve,
+    body="Resolve",
     idempotent=True,
     response="Escrow",
     raises=(errors.InvalidState,),
@@ -436,7 +436,7 @@ def admin_escrow_resolve(call: Call):
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.SERVICE, body=models.WindowTimer)
+@endpoint("POST", access=Access.SERVICE, body="WindowTimer")
 def escrow_timer(call: Call):
     """The Cloud Tasks target of the escrow timers (the review and refund-response windows)."""
     return {"outcome": escrow.when_window_ends(call.db, call.body.escrow_id, call.body.version)}
@@ -474,7 +474,7 @@ def outbox_on_create(cloud_event):
     "POST",
     access=Access.ADMIN,
     path="/api/admin/coins/kyc/{uid}",
-    body=models.KycSet,
+    body="KycSet",
     response="Wallet",
     raises=(errors.InvalidState,),
 )
@@ -487,7 +487,7 @@ def admin_kyc_set(call: Call):
     "POST",
     access=Access.USER,
     path="/api/coins/kyc",
-    body=models.KycSubmit,
+    body="KycSubmit",
     response="Wallet",
     raises=(errors.InvalidState,),
 )
@@ -503,7 +503,7 @@ def coins_kyc_submit(call: Call):
     "GET",
     access=Access.ADMIN,
     path="/api/admin/coins/kyc/pending",
-    query=models.Page,
+    query="Page",
     response="Page[KycSubmission]",
 )
 def admin_kyc_pending(call: Call):
@@ -515,7 +515,7 @@ def admin_kyc_pending(call: Call):
     "POST",
     access=Access.ADMIN,
     path="/api/admin/coins/users/{uid}/limits",
-    body=models.LiftLimits,
+    body="LiftLimits",
     response="LimitsLifted",
 )
 def admin_limits_lift(call: Call):
@@ -529,7 +529,7 @@ def admin_limits_lift(call: Call):
     "POST",
     access=Access.USER,
     path="/api/coins/withdrawal",
-    body=models.WithdrawalCreate,
+    body="WithdrawalCreate",
     idempotent=True,
     response="Withdrawal",
     status=201,
@@ -553,7 +553,7 @@ def coins_withdrawal_create(call: Call):
     "GET",
     access=Access.USER,
     path="/api/coins/withdrawals",
-    query=models.Page,
+    query="Page",
     response="Page[Withdrawal]",
 )
 def coins_withdrawals_list(call: Call):
@@ -571,7 +571,7 @@ def coins_withdrawal_get(call: Call):
     "GET",
     access=Access.ADMIN,
     path="/api/coins/withdrawals/pending",
-    query=models.Page,
+    query="Page",
     response="Page[Withdrawal]",
 )
 def coins_withdrawals_pending(call: Call):
@@ -583,7 +583,7 @@ def coins_withdrawals_pending(call: Call):
     "POST",
     access=Access.ADMIN,
     path="/api/coins/withdrawal/{id}/approve",
-    body=models.Approve,
+    body="Approve",
     idempotent=True,
     response="Withdrawal",
     raises=(errors.InvalidState,),
@@ -597,7 +597,7 @@ def coins_withdrawal_approve(call: Call):
     "POST",
     access=Access.ADMIN,
     path="/api/coins/withdrawal/{id}/paid",
-    body=models.Paid,
+    body="Paid",
     idempotent=True,
     response="Withdrawal",
     raises=(errors.InvalidState,),
@@ -613,7 +613,7 @@ def coins_withdrawal_paid(call: Call):
     "POST",
     access=Access.ADMIN,
     path="/api/coins/withdrawal/{id}/reject",
-    body=models.Reject,
+    body="Reject",
     idempotent=True,
     response="Withdrawal",
     raises=(errors.InvalidState,),
@@ -633,7 +633,7 @@ def admin_queues(call: Call):
     "GET",
     access=Access.ADMIN,
     path="/api/admin/coins/users",
-    query=models.UsersPage,
+    query="UsersPage",
     response="Page[Wallet]",
 )
 def admin_users_list(call: Call):
@@ -691,7 +691,7 @@ def admin_reconciliation_run(call: Call):
     "GET",
     access=Access.ADMIN,
     path="/api/admin/coins/ledger/export",
-    query=models.LedgerExport,
+    query="LedgerExport",
     produces="text/csv",
     resources=Resources("512Mi", 540),
 )
@@ -702,7 +702,7 @@ def admin_ledger_export(call: Call):
 
 
 @functions_framework.http
-@endpoint("POST", access=Access.SERVICE, body=models.FullStep, resources=Resources("1Gi", 540))
+@endpoint("POST", access=Access.SERVICE, body="FullStep", resources=Resources("1Gi", 540))
 def reconcile_full_step(call: Call):
     """A chunk of a full replay (Cloud Tasks), which schedules the next."""
     return reconciliation.full_step(call.db, clients.scheduler("reconcile_full_step"), call.body.run_id)

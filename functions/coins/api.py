@@ -109,8 +109,10 @@ class Spec:
     methods: tuple[str, ...]
     access: Access
     path: str | None
-    body: type[pydantic.BaseModel] | None
-    query: type[pydantic.BaseModel] | None
+    # Models of coins.models, by name ("PurchaseCreate"), imported when a request first
+    # needs one (request_model): a function without a body does not load them at all.
+    body: str | None
+    query: str | None
     # A model of coins.responses, by name ("Purchase", "Page[Withdrawal]"): imported only
     # for the OpenAPI document (coins.openapi.response_model).
     response: str | None
@@ -127,8 +129,8 @@ def endpoint(
     method: str | tuple[str, ...],
     *,
     access: Access,
-    body: type[pydantic.BaseModel] | None = None,
-    query: type[pydantic.BaseModel] | None = None,
+    body: str | None = None,
+    query: str | None = None,
     idempotent: bool = False,
     path: str | None = None,
     response: str | None = None,
@@ -141,7 +143,8 @@ def endpoint(
     schedule: registry.Schedule | None = None,
     resources: registry.Resources = registry.Resources(),
 ) -> Callable[[Handler], Callable[[flask.Request], flask.Response]]:
-    """Wraps a handler into an HTTP function. `idempotent` means the request moves money
+    """Wraps a handler into an HTTP function. `body` and `query` name their models in
+    coins.models ("PurchaseCreate"). `idempotent` means the request moves money
     and needs an Idempotency-Key. `path` is the public path (firebase.json's rewrite to
     the function) with its ids named as API.md writes them (`/api/coins/purchase/{id}`);
     under the function's own name the ids follow it (`/coins_purchase_get/{id}`).
@@ -182,11 +185,11 @@ def endpoint(
                     )
                     if access is Access.ADMIN and not caller.admin:
                         raise errors.Forbidden("This needs an admin.")
-                raw = _json_body(request, may_be_empty=_all_optional(body)) if body is not None else None
+                raw = _json_body(request, may_be_empty=_all_optional(request_model(body))) if body is not None else None
                 call = Call(
                     authenticated=caller,
-                    body=_validate(body, raw) if body is not None and raw is not None else None,
-                    query=_validate(query, _query_args(request)) if query is not None else None,
+                    body=_validate(request_model(body), raw) if body is not None and raw is not None else None,
+                    query=_validate(request_model(query), _query_args(request)) if query is not None else None,
                     key=_idempotency(request, caller, name, {"params": params, "body": raw}) if idempotent else None,
                     params=params,
                     headers=request.headers,
@@ -307,6 +310,15 @@ def _read_body(request: flask.Request) -> bytes:
     if len(data) > config.BODY_BYTES_MAX:
         raise errors.BodyTooLarge(limit_bytes=config.BODY_BYTES_MAX)
     return data
+
+
+def request_model(name: str) -> type[pydantic.BaseModel]:
+    """The model of coins.models an endpoint names for its body or query."""
+    from . import models  # on first use: see Spec.body
+
+    model = getattr(models, name)
+    assert isinstance(model, type) and issubclass(model, pydantic.BaseModel), name
+    return model
 
 
 def _all_optional(model: type[pydantic.BaseModel]) -> bool:

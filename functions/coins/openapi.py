@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from . import config, errors, registry, responses
-from .api import Access, Spec
+from .api import Access, Spec, request_model
 from .models import ID_PATTERN
 
 VERSION = "1.0.0"
@@ -82,7 +82,7 @@ def build() -> dict[str, Any]:
     declared = specs()
     models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [(responses.Error, "serialization")]
     for spec in declared:
-        models += [(model, "validation") for model in (spec.body, spec.query) if model is not None]
+        models += [(request_model(name), "validation") for name in (spec.body, spec.query) if name is not None]
         models += [(response_model(spec.response), "serialization")] if spec.response is not None else []
     refs, top = models_json_schema(models, ref_template=REF)
     schemas = top.get("$defs", {})
@@ -143,7 +143,7 @@ def _operation(spec: Spec, method: str, ref, schemas: dict[str, Any]) -> dict[st
             }
         )
     if spec.query is not None:
-        query = schemas[ref(spec.query, "validation")["$ref"].rsplit("/", 1)[1]]
+        query = schemas[ref(request_model(spec.query), "validation")["$ref"].rsplit("/", 1)[1]]
         for name, schema in query["properties"].items():
             parameters.append({"name": name, "in": "query", "required": name in query.get("required", ()), "schema": schema})
     if spec.raw_body:
@@ -151,9 +151,10 @@ def _operation(spec: Spec, method: str, ref, schemas: dict[str, Any]) -> dict[st
     if parameters:
         operation["parameters"] = parameters
     if spec.body is not None:
+        body = request_model(spec.body)
         operation["requestBody"] = {
-            "required": any(field.is_required() for field in spec.body.model_fields.values()),
-            "content": {"application/json": {"schema": ref(spec.body, "validation")}},
+            "required": any(field.is_required() for field in body.model_fields.values()),
+            "content": {"application/json": {"schema": ref(body, "validation")}},
         }
     operation["responses"] = _responses(spec, ref)
     return operation

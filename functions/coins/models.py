@@ -3,9 +3,20 @@ types are strict: "500" is not an amount and neither is 500.0 nor true."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from . import catalog, config
 from .domain import ID_LENGTH_MAX, EntryType, EscrowStatus, KycStatus, is_valid_id
@@ -250,13 +261,15 @@ class LedgerExport(Query):
     start: AwareDatetime = Field(alias="from")
     end: AwareDatetime = Field(alias="to")
 
-    @model_validator(mode="after")
-    def _a_period(self) -> "LedgerExport":
-        if self.end <= self.start:
-            raise ValueError("`to` must be after `from`")
-        if (self.end - self.start).days > config.EXPORT_DAYS_MAX:
-            raise ValueError(f"at most {config.EXPORT_DAYS_MAX} days at a time")
-        return self
+    @field_validator("end")
+    @classmethod
+    def _a_period(cls, end: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")  # absent when `from` itself was refused
+        if start is not None and end <= start:
+            raise ValueError("must be after `from`")
+        if start is not None and (end - start).days > config.EXPORT_DAYS_MAX:
+            raise ValueError(f"at most {config.EXPORT_DAYS_MAX} days after `from`")
+        return end
 
 
 class FullStep(Body):

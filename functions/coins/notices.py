@@ -3,7 +3,27 @@
 An outbox event (`ledger.Event`) records what happened; `for_event` turns it into one
 notice per person concerned (the parties, and the configured admins for what needs an
 operator), each ready to be written in the app's notification schema in the reader's
-language. Amounts are shown in QAR, as the app shows them.
+language.
+
+Amounts are shown in QAR, as the app shows them: in the texts with Western digits and the
+currency after the number ("1,000.50 QAR", "1,000.50 ر.ق"), never with a sign (a minus
+flips in right-to-left text, so a notice says the direction in words); in
+`metadata.amount` as a JSON number of QAR (110, 1000.5). The Arabic says things in the
+GUILD app's words, chosen once in `AR_TERMS`.
+
+Whatever a notice quotes rather than writes (a note or reason someone typed, a milestone's
+name, an id, a day) is wrapped in Unicode isolates (FIRST STRONG ISOLATE ... POP
+DIRECTIONAL ISOLATE), so a note in one script cannot reorder the sentence of the other
+around it. That is done in both languages: an Arabic note in an English notice has the
+same problem mirrored, and the isolates are invisible either way. Labels ("Reason:",
+"السبب:") introduce what is quoted, and are left out with it when it is empty.
+
+`actionUrl` is the app's deep link (`guild://...`). The notices of what has a receipt (a
+paid purchase, a paid withdrawal, an escrow release, for both parties) also carry
+`metadata.receiptUrl`: the API path of that receipt (`/api/coins/purchase/{id}/receipt`,
+`/api/coins/withdrawal/{id}/receipt`, `/api/coins/escrow/{id}/receipt`), relative to the
+API's origin; the app joins it to its base URL and fetches it with the user's Firebase ID
+token.
 """
 
 from __future__ import annotations
@@ -16,6 +36,35 @@ from .domain import EventKind
 
 PAYMENT, DISPUTE, SYSTEM = "payment", "dispute", "system"  # the app's notification types used here
 MEDIUM, HIGH, URGENT = "medium", "high", "urgent"
+
+# The GUILD app's Arabic words for what the notices name, so each is said one way only.
+# Escrow is حساب الضمان, named wherever the English says escrow. Release is صرف (paid
+# out); تحرير reads as "edit". A job is a وظيفة, as the app's screens say, not مهمة.
+# سحب is the app's word for a withdrawal (a cash-out) and for nothing else: a refund is
+# استرداد, and the coins a refund takes back are استُرجعت, never سُحبت.
+AR_TERMS: Mapping[str, str] = {
+    "escrow": "حساب الضمان",
+    "release": "صرف",  # the verbal noun: تم صرف الدفعة
+    "was released": "صُرف",
+    "will be released": "سيُصرف",
+    "the job": "الوظيفة",
+    "for this job": "لهذه الوظيفة",
+    "withdrawal": "سحب",
+    "the withdrawal": "السحب",
+    "refund": "استرداد",
+    "the refund": "الاسترداد",
+    "were taken back": "استُرجعت",
+    "before the deadline": "قبل انتهاء المهلة",
+    "reason": "السبب",
+    "note": "ملاحظة",
+    "QAR": "ر.ق",
+}
+EN_LABELS: Mapping[str, str] = {"reason": "Reason", "note": "Note"}
+
+FIRST_STRONG_ISOLATE, POP_DIRECTIONAL_ISOLATE = "\u2068", "\u2069"
+# Embeddings, overrides and isolates inside quoted text would escape or unbalance the
+# isolate around it (a stray POP DIRECTIONAL ISOLATE ends it early), so they are dropped.
+_BIDI_CONTROLS = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 
 
 @dataclass(frozen=True)
@@ -42,16 +91,32 @@ class Notice:
 
 
 def qar(dirhams: int) -> str:
-    """100050 -> "1,000.50"; 10000 -> "100"."""
+    """100050 -> "1,000.50"; 10000 -> "100"; -500 -> "5": the size of an amount, whose
+    direction the sentence says in words."""
     whole, cents = divmod(abs(dirhams), 100)
-    text = f"{whole:,}" + (f".{cents:02d}" if cents else "")
-    return ("-" if dirhams < 0 else "") + text
+    return f"{whole:,}" + (f".{cents:02d}" if cents else "")
 
 
-def qar_value(dirhams: int) -> int | str:
-    """An amount for `metadata.amount`: whole QAR as a number (every coin value and
-    escrow amount is), otherwise exact text; never a float."""
-    return dirhams // 100 if dirhams % 100 == 0 else qar(dirhams)
+def qar_value(dirhams: int) -> int | float:
+    """An amount for `metadata.amount` (and the job's escrow summary): QAR as a JSON
+    number, an int when whole (every coin value and escrow amount is), otherwise the float
+    of its two decimals (100050 -> 1000.5), which JSON writes as those decimals."""
+    return dirhams // 100 if dirhams % 100 == 0 else round(dirhams / 100, 2)
+
+
+def problem_count_ar(n: int) -> str:
+    """The Arabic of "n problems", the noun agreeing with the number: one and two are said by
+    the noun (مشكلة واحدة, مشكلتان), 3 to 10 take the plural (and so do 103 to 110: the last
+    two digits decide), everything else the singular (11 مشكلة, 100 مشكلة)."""
+    if n == 1:
+        return "مشكلة واحدة"
+    if n == 2:
+        return "مشكلتان"
+    return f"{n} مشكلات" if 3 <= n % 100 <= 10 else f"{n} مشكلة"
+
+
+def problem_count_en(n: int) -> str:
+    return "1 problem" if n == 1 else f"{n} problems"
 
 
 def for_event(event: Mapping[str, Any], *, admins: tuple[str, ...], link_base: str) -> list[Notice]:
@@ -61,45 +126,90 @@ def for_event(event: Mapping[str, Any], *, admins: tuple[str, ...], link_base: s
     return build(facts, admins, link_base) if build else []
 
 
-def _metadata(facts: Mapping[str, Any], amount_dirhams: int | None, kind: EventKind) -> dict[str, Any]:
+def _isolated(text: Any) -> str:
+    """Quoted text (a note, a reason, an id) kept to its own direction inside a sentence."""
+    return FIRST_STRONG_ISOLATE + str(text).translate(_BIDI_CONTROLS) + POP_DIRECTIONAL_ISOLATE
+
+
+def _labelled(language: str, label: str, text: str | None) -> str:
+    """The label and the quoted text ("Reason: ..." / "السبب: ..."), or nothing when there is no text."""
+    if not text or not text.strip():
+        return ""
+    name = AR_TERMS[label] if language == "ar" else EN_LABELS[label]
+    return f"{name}: {_isolated(text.strip())}"
+
+
+def _sentences(*parts: str) -> str:
+    return " ".join(part for part in parts if part)
+
+
+def _en(dirhams: int) -> str:
+    return f"{qar(dirhams)} QAR"
+
+
+def _ar(dirhams: int) -> str:
+    return f"{qar(dirhams)} {AR_TERMS['QAR']}"
+
+
+def _metadata(
+    facts: Mapping[str, Any], amount_dirhams: int | None, kind: EventKind, receipt: str | None = None
+) -> dict[str, Any]:
     names = {"job_id": "jobId", "escrow_id": "escrowId", "purchase_id": "purchaseId", "withdrawal_id": "withdrawalId"}
     metadata: dict[str, Any] = {"kind": kind, **{app_name: facts[ours] for ours, app_name in names.items() if facts.get(ours)}}
     if amount_dirhams is not None:
         metadata["amount"] = qar_value(amount_dirhams)
         metadata["currency"] = "QAR"
+    if receipt is not None:
+        metadata["receiptUrl"] = receipt
     return metadata
+
+
+def _receipt(what: str, id_: str) -> str:
+    """The API path of a receipt, relative to the API's origin (coins' receipt endpoints)."""
+    return f"/api/coins/{what}/{id_}/receipt"
 
 
 def _purchase(kind: EventKind):
     def build(facts, admins, base):
-        amount = facts.get("value_dirhams")
-        link = f"{base}coins/purchase/{facts['purchase_id']}"
-        meta = _metadata(facts, amount, kind)
+        amount, purchase_id = facts.get("value_dirhams"), facts["purchase_id"]
+        link = f"{base}coins/purchase/{purchase_id}"
         if kind is EventKind.COINS_ISSUED:
             texts = {
-                "en": ("Coins added", f"GUILD Coins worth {qar(amount)} QAR are in your wallet."),
-                "ar": ("تمت إضافة العملات", f"أُضيفت إلى محفظتك عملات GUILD بقيمة {qar(amount)} ر.ق."),
+                "en": ("Coins added", f"GUILD Coins worth {_en(amount)} are in your wallet."),
+                "ar": ("تمت إضافة العملات", f"أُضيفت إلى محفظتك عملات GUILD بقيمة {_ar(amount)}."),
             }
+            meta = _metadata(facts, amount, kind, _receipt("purchase", purchase_id))
             return [Notice(facts["user_id"], PAYMENT, MEDIUM, texts, link, meta)]
+        meta = _metadata(facts, amount, kind)
         if kind is EventKind.PURCHASE_REFUNDED:
             texts = {
-                "en": ("Purchase refunded", f"Your payment is refunded; the coins worth {qar(amount)} QAR were taken back."),
-                "ar": ("تم استرداد المبلغ", f"تم استرداد دفعتك، وسُحبت العملات بقيمة {qar(amount)} ر.ق."),
+                "en": ("Purchase refunded", f"Your payment was refunded; the coins worth {_en(amount)} were taken back."),
+                "ar": (
+                    f"تم {AR_TERMS['refund']} المبلغ",
+                    f"تم {AR_TERMS['refund']} دفعتك، و{AR_TERMS['were taken back']} العملات بقيمة {_ar(amount)}.",
+                ),
             }
             return [Notice(facts["user_id"], PAYMENT, HIGH, texts, link, meta)]
         if kind is EventKind.PURCHASE_FAILED:
             texts = {
                 "en": ("Payment not completed", "Your coin purchase was not completed; no coins were added."),
-                "ar": ("لم يكتمل الدفع", "لم تكتمل عملية شراء العملات، ولم تُضف أي عملات."),
+                "ar": ("لم يكتمل الدفع", "لم تكتمل عملية شراء العملات، ولم تُضَف أي عملات إلى محفظتك."),
             }
             return [Notice(facts["user_id"], PAYMENT, MEDIUM, texts, link, meta)]
         texts = {
             "en": ("Payment under review", "We are checking your payment; your coins follow once it is confirmed."),
             "ar": ("الدفعة قيد المراجعة", "نتحقق من دفعتك، وستصلك العملات بعد تأكيدها."),
         }
+        reason = facts.get("reason")
         admin = {
-            "en": ("Purchase needs review", f"Purchase {facts['purchase_id']}: {facts.get('reason', '')}"),
-            "ar": ("عملية شراء تحتاج مراجعة", f"عملية الشراء {facts['purchase_id']}: {facts.get('reason', '')}"),
+            "en": (
+                "Purchase needs review",
+                _sentences(f"Purchase {_isolated(purchase_id)}.", _labelled("en", "reason", reason)),
+            ),
+            "ar": (
+                "عملية شراء بحاجة إلى مراجعة",
+                _sentences(f"عملية الشراء {_isolated(purchase_id)}.", _labelled("ar", "reason", reason)),
+            ),
         }
         return [Notice(facts["user_id"], PAYMENT, MEDIUM, texts, link, meta)] + [
             Notice(uid, PAYMENT, HIGH, admin, link, meta) for uid in admins
@@ -109,10 +219,17 @@ def _purchase(kind: EventKind):
 
 
 def _adjusted(facts, admins, base):
-    amount = facts["amount_dirhams"]
+    """An admin's correction, in the direction it went: added to or taken from the balance."""
+    amount, reason = facts["amount_dirhams"], facts.get("reason")
+    if amount > 0:
+        en, ar = f"{_en(amount)} was added to your balance.", f"أُضيف {_ar(amount)} إلى رصيدك."
+    elif amount < 0:
+        en, ar = f"{_en(amount)} was taken from your balance.", f"خُصم {_ar(amount)} من رصيدك."
+    else:
+        en, ar = "Your coins were exchanged; your balance is unchanged.", "تم تعديل عملاتك، ولم يتغير رصيدك."
     texts = {
-        "en": ("Balance adjusted", f"{qar(amount)} QAR: {facts.get('reason', '')}"),
-        "ar": ("تم تعديل الرصيد", f"{qar(amount)} ر.ق: {facts.get('reason', '')}"),
+        "en": ("Balance adjusted", _sentences(en, _labelled("en", "reason", reason))),
+        "ar": ("تم تعديل الرصيد", _sentences(ar, _labelled("ar", "reason", reason))),
     }
     return [
         Notice(
@@ -128,8 +245,14 @@ def _escrow(kind: EventKind):
     def build(facts, admins, base):
         link, meta = f"{base}coins/escrow/{facts['escrow_id']}", _metadata(facts, facts["amount_dirhams"], kind)
         client, freelancer = facts["client_id"], facts["freelancer_id"]
-        a, m = qar(facts["amount_dirhams"]), facts.get("milestone", "1")
-        note = facts.get("note") or facts.get("reason") or ""
+        amount, m = facts["amount_dirhams"], _isolated(facts.get("milestone") or "1")
+        escrow, job = AR_TERMS["escrow"], AR_TERMS["the job"]
+
+        def with_note(language: str, sentence: str) -> str:
+            return _sentences(
+                sentence, _labelled(language, "reason", facts.get("reason")), _labelled(language, "note", facts.get("note"))
+            )
+
         if kind is EventKind.ESCROW_FUNDED:
             return [
                 Notice(
@@ -137,8 +260,8 @@ def _escrow(kind: EventKind):
                     PAYMENT,
                     MEDIUM,
                     {
-                        "en": ("Payment held in escrow", f"{a} QAR is held until the work is done."),
-                        "ar": ("تم حجز الدفعة", f"تم حجز {a} ر.ق حتى اكتمال العمل."),
+                        "en": ("Payment held in escrow", f"{_en(amount)} is held in escrow until the work is done."),
+                        "ar": (f"الدفعة محجوزة في {escrow}", f"تم حجز {_ar(amount)} في {escrow} حتى اكتمال العمل."),
                     },
                     link,
                     meta,
@@ -148,8 +271,8 @@ def _escrow(kind: EventKind):
                     PAYMENT,
                     HIGH,
                     {
-                        "en": ("Job funded", f"{a} QAR is held in escrow for your work."),
-                        "ar": ("تم تمويل المهمة", f"تم حجز {a} ر.ق لعملك."),
+                        "en": ("Job funded", f"{_en(amount)} is held in escrow for your work."),
+                        "ar": (f"تم تمويل {job}", f"تم حجز {_ar(amount)} في {escrow} مقابل عملك."),
                     },
                     link,
                     meta,
@@ -164,9 +287,20 @@ def _escrow(kind: EventKind):
                     {
                         "en": (
                             "Work submitted",
-                            f"Milestone {m} is ready for your review; {a} QAR is released if you do not respond in time.",
+                            with_note(
+                                "en",
+                                f"Milestone {m} is ready for your review; {_en(amount)} will be released to the freelancer "
+                                "if you do not respond before the deadline.",
+                            ),
                         ),
-                        "ar": ("تم تسليم العمل", f"المرحلة {m} جاهزة لمراجعتك، وسيُحرَّر {a} ر.ق إن لم ترد في الوقت المحدد."),
+                        "ar": (
+                            "تم تسليم العمل",
+                            with_note(
+                                "ar",
+                                f"المرحلة {m} جاهزة لمراجعتك، و{AR_TERMS['will be released']} {_ar(amount)} للمستقل "
+                                f"إن لم ترد {AR_TERMS['before the deadline']}.",
+                            ),
+                        ),
                     },
                     link,
                     meta,
@@ -178,36 +312,40 @@ def _escrow(kind: EventKind):
                     freelancer,
                     PAYMENT,
                     HIGH,
-                    {"en": ("Changes requested", f"Milestone {m}: {note}"), "ar": ("طُلبت تعديلات", f"المرحلة {m}: {note}")},
+                    {
+                        "en": ("Changes requested", with_note("en", f"The client asked for changes to milestone {m}.")),
+                        "ar": ("طُلبت تعديلات", with_note("ar", f"طلب العميل تعديلات على المرحلة {m}.")),
+                    },
                     link,
                     meta,
                 )
             ]
         if kind is EventKind.ESCROW_RELEASED:
-            net, fee, gross = qar(facts["paid_dirhams"]), qar(facts["fee_dirhams"]), qar(facts["released_dirhams"])
-            paid_meta = {**meta, "amount": qar_value(facts["paid_dirhams"])}
+            net, fee, gross = facts["paid_dirhams"], facts["fee_dirhams"], facts["released_dirhams"]
+            receipt = _receipt("escrow", facts["escrow_id"])
+            released = f"تم {AR_TERMS['release']} الدفعة"
             return [
                 Notice(
                     freelancer,
                     PAYMENT,
                     HIGH,
                     {
-                        "en": ("Payment released", f"{net} QAR is in your wallet ({fee} QAR platform fee)."),
-                        "ar": ("تم تحرير الدفعة", f"أُضيف {net} ر.ق إلى محفظتك (رسوم المنصة {fee} ر.ق)."),
+                        "en": ("Payment released", f"{_en(net)} is in your wallet ({_en(fee)} platform fee)."),
+                        "ar": (released, f"أُضيف {_ar(net)} إلى محفظتك (رسوم المنصة {_ar(fee)})."),
                     },
                     link,
-                    paid_meta,
+                    {**meta, "amount": qar_value(net), "receiptUrl": receipt},
                 ),
                 Notice(
                     client,
                     PAYMENT,
                     MEDIUM,
                     {
-                        "en": ("Payment released", f"{gross} QAR was released to the freelancer."),
-                        "ar": ("تم تحرير الدفعة", f"تم تحرير {gross} ر.ق للمستقل."),
+                        "en": ("Payment released", f"{_en(gross)} was released to the freelancer."),
+                        "ar": (released, f"تم {AR_TERMS['release']} {_ar(gross)} للمستقل."),
                     },
                     link,
-                    {**meta, "amount": qar_value(facts["released_dirhams"])},
+                    {**meta, "amount": qar_value(gross), "receiptUrl": receipt},
                 ),
             ]
         if kind is EventKind.ESCROW_REFUND_REQUESTED:
@@ -219,25 +357,35 @@ def _escrow(kind: EventKind):
                     {
                         "en": (
                             "Refund requested",
-                            f"The client asks for the {a} QAR back: {note}. Accept or dispute it in time.",
+                            with_note(
+                                "en", f"The client asks for the {_en(amount)} back; accept or dispute it before the deadline."
+                            ),
                         ),
-                        "ar": ("طُلب استرداد", f"يطلب العميل استرداد {a} ر.ق: {note}. اقبل الطلب أو اعترض عليه في الوقت المحدد."),
+                        "ar": (
+                            f"طُلب {AR_TERMS['refund']}",
+                            with_note(
+                                "ar",
+                                f"يطلب العميل {AR_TERMS['refund']} {_ar(amount)}، فاقبل الطلب أو اعترض عليه "
+                                f"{AR_TERMS['before the deadline']}.",
+                            ),
+                        ),
                     },
                     link,
                     meta,
                 )
             ]
         if kind is EventKind.ESCROW_REFUNDED:
-            back = qar(facts["refunded_dirhams"])
-            back_meta = {**meta, "amount": qar_value(facts["refunded_dirhams"])}
+            back = facts["refunded_dirhams"]
+            back_meta = {**meta, "amount": qar_value(back)}
+            title = f"أُعيد المبلغ من {escrow}"
             return [
                 Notice(
                     client,
                     PAYMENT,
                     HIGH,
                     {
-                        "en": ("Escrow refunded", f"{back} QAR is back in your wallet."),
-                        "ar": ("تم استرداد الدفعة", f"عاد {back} ر.ق إلى محفظتك."),
+                        "en": ("Escrow refunded", f"{_en(back)} is back in your wallet."),
+                        "ar": (title, f"عاد مبلغ {_ar(back)} إلى محفظتك."),
                     },
                     link,
                     back_meta,
@@ -247,36 +395,58 @@ def _escrow(kind: EventKind):
                     PAYMENT,
                     MEDIUM,
                     {
-                        "en": ("Escrow refunded", f"{back} QAR held for this job went back to the client."),
-                        "ar": ("تم استرداد الدفعة", f"عاد {back} ر.ق المحجوز لهذه المهمة إلى العميل."),
+                        "en": ("Escrow refunded", f"{_en(back)} held for this job went back to the client."),
+                        "ar": (title, f"عاد إلى العميل مبلغ {_ar(back)} الذي كان محجوزًا {AR_TERMS['for this job']}."),
                     },
                     link,
                     back_meta,
                 ),
             ]
         if kind is EventKind.ESCROW_RESOLVED:
-            share, back = qar(facts["paid_dirhams"]), qar(facts["client_dirhams"])
+            share, back = facts["paid_dirhams"], facts["client_dirhams"]
             texts = {
-                "en": ("Dispute resolved", f"{share} QAR to the freelancer (after fees), {back} QAR back to the client. {note}"),
-                "ar": ("تم حل النزاع", f"{share} ر.ق للمستقل (بعد الرسوم) و{back} ر.ق للعميل. {note}"),
+                "en": (
+                    "Dispute resolved",
+                    with_note(
+                        "en",
+                        _sentences(
+                            f"{_en(share)} was released to the freelancer (after fees)." if share else "",
+                            f"{_en(back)} went back to the client." if back else "",
+                        ),
+                    ),
+                ),
+                "ar": (
+                    "تم حل النزاع",
+                    with_note(
+                        "ar",
+                        _sentences(
+                            f"{AR_TERMS['was released']} {_ar(share)} للمستقل (بعد الرسوم)." if share else "",
+                            f"أُعيد {_ar(back)} إلى العميل." if back else "",
+                        ),
+                    ),
+                ),
             }
             return [Notice(uid, DISPUTE, HIGH, texts, link, meta) for uid in (client, freelancer)]
         other = freelancer if facts.get("disputed_by") == client else client
         title = (
-            ("Refund request declined", "رُفض طلب الاسترداد")
+            ("Refund request declined", f"رُفض طلب {AR_TERMS['the refund']}")
             if facts.get("declined_refund")
             else ("Payment disputed", "نزاع على الدفعة")
         )
+        escrow_id = _isolated(facts["escrow_id"])
         admin = {
-            "en": ("Dispute opened", f"Escrow {facts['escrow_id']} ({a} QAR): {note}"),
-            "ar": ("نزاع جديد", f"الضمان {facts['escrow_id']} ({a} ر.ق): {note}"),
+            "en": ("Dispute opened", with_note("en", f"Escrow {escrow_id} ({_en(amount)}).")),
+            "ar": ("نزاع جديد", with_note("ar", f"{escrow} {escrow_id} ({_ar(amount)}).")),
         }
         return [
             Notice(
                 other,
                 DISPUTE,
                 HIGH,
-                {"en": (title[0], f"A dispute was opened on {a} QAR: {note}"), "ar": (title[1], f"فُتح نزاع على {a} ر.ق: {note}")},
+                {
+                    "en": (title[0], with_note("en", f"A dispute was opened on {_en(amount)}.")),
+                    "ar": (title[1], with_note("ar", f"فُتح نزاع على مبلغ {_ar(amount)}.")),
+                },
                 link,
                 meta,
             )
@@ -287,27 +457,43 @@ def _escrow(kind: EventKind):
 
 def _withdrawal(kind: EventKind):
     def build(facts, admins, base):
-        amount = facts["amount_dirhams"]
-        a, link, meta = qar(amount), f"{base}coins/withdrawal/{facts['withdrawal_id']}", _metadata(facts, amount, kind)
+        amount, withdrawal_id = facts["amount_dirhams"], facts["withdrawal_id"]
+        link, meta = f"{base}coins/withdrawal/{withdrawal_id}", _metadata(facts, amount, kind)
+        withdrawal = AR_TERMS["withdrawal"]
         if kind is EventKind.WITHDRAWAL_REQUESTED:
             large = bool(facts.get("large"))
             texts = {
-                "en": ("Large withdrawal request" if large else "Withdrawal request", f"{a} QAR, to approve and pay."),
-                "ar": ("طلب سحب كبير" if large else "طلب سحب", f"{a} ر.ق بانتظار الموافقة والدفع."),
+                "en": ("Large withdrawal request" if large else "Withdrawal request", f"{_en(amount)}, to approve and pay."),
+                "ar": (
+                    f"طلب {withdrawal} كبير" if large else f"طلب {withdrawal}",
+                    f"مبلغ {_ar(amount)} بانتظار الموافقة والدفع.",
+                ),
             }
             return [Notice(uid, PAYMENT, URGENT if large else HIGH, texts, link, meta) for uid in admins]
+        if kind is EventKind.WITHDRAWAL_PAID:
+            meta = _metadata(facts, amount, kind, _receipt("withdrawal", withdrawal_id))
+        reason = facts.get("reason")
         texts = {
             EventKind.WITHDRAWAL_APPROVED: {
-                "en": ("Withdrawal approved", f"Your withdrawal of {a} QAR is approved and will be paid."),
-                "ar": ("تمت الموافقة على السحب", f"تمت الموافقة على سحب {a} ر.ق وسيتم الدفع."),
+                "en": ("Withdrawal approved", f"Your withdrawal of {_en(amount)} is approved and will be paid."),
+                "ar": (
+                    f"تمت الموافقة على {AR_TERMS['the withdrawal']}",
+                    f"تمت الموافقة على {withdrawal} {_ar(amount)}، وسيُحوَّل المبلغ إلى حسابك.",
+                ),
             },
             EventKind.WITHDRAWAL_PAID: {
-                "en": ("Withdrawal paid", f"{a} QAR was sent to your account."),
-                "ar": ("تم دفع السحب", f"أُرسل {a} ر.ق إلى حسابك."),
+                "en": ("Withdrawal paid", f"{_en(amount)} was sent to your account."),
+                "ar": (f"تم تحويل مبلغ {AR_TERMS['the withdrawal']}", f"تم تحويل {_ar(amount)} إلى حسابك."),
             },
             EventKind.WITHDRAWAL_REJECTED: {
-                "en": ("Withdrawal rejected", f"{a} QAR is back in your wallet. {facts.get('reason') or ''}".strip()),
-                "ar": ("تم رفض السحب", f"عاد {a} ر.ق إلى محفظتك. {facts.get('reason') or ''}".strip()),
+                "en": (
+                    "Withdrawal rejected",
+                    _sentences(f"{_en(amount)} is back in your wallet.", _labelled("en", "reason", reason)),
+                ),
+                "ar": (
+                    f"رُفض طلب {AR_TERMS['the withdrawal']}",
+                    _sentences(f"عاد مبلغ {_ar(amount)} إلى محفظتك.", _labelled("ar", "reason", reason)),
+                ),
             },
         }[kind]
         return [Notice(facts["user_id"], PAYMENT, HIGH, texts, link, meta)]
@@ -318,8 +504,8 @@ def _withdrawal(kind: EventKind):
 def _reconciliation(facts, admins, base):
     n, day = facts["problem_count"], facts["day"]
     texts = {
-        "en": ("Reconciliation found problems", f"{n} problem(s) in the reconciliation of {day}."),
-        "ar": ("مشكلات في المطابقة", f"{n} مشكلة في مطابقة {day}."),
+        "en": ("Reconciliation found problems", f"{problem_count_en(n)} in the reconciliation of {_isolated(day)}."),
+        "ar": ("مشكلات في المطابقة", f"{problem_count_ar(n)} في مطابقة {_isolated(day)}."),
     }
     return [Notice(uid, PAYMENT, URGENT, texts, None, {"kind": EventKind.RECONCILIATION_PROBLEM, "day": day}) for uid in admins]
 
@@ -328,8 +514,8 @@ def _fraud_signal(facts, admins, base):
     """The admins hear of a fraud signal once per user per window (coins.signals)."""
     uid, high = facts["user_id"], facts["level"] == "high"
     texts = {
-        "en": ("Unusual activity", f"User {uid}: {facts['why']}. Nothing is blocked; have a look."),
-        "ar": ("نشاط غير معتاد", f"المستخدم {uid}: {_why_ar(facts)}. لم يُمنع أي شيء؛ يُرجى المراجعة."),
+        "en": ("Unusual activity", f"User {_isolated(uid)}: {facts['why']}. Nothing is blocked; have a look."),
+        "ar": ("نشاط غير معتاد", f"المستخدم {_isolated(uid)}: {_why_ar(facts)}. لم يُمنع أي إجراء، يُرجى المراجعة."),
     }
     meta = {"kind": EventKind.FRAUD_SIGNAL, "userId": uid, "signal": facts["signal"]}
     return [Notice(admin, SYSTEM, HIGH if high else MEDIUM, texts, None, meta) for admin in admins]
@@ -337,29 +523,33 @@ def _fraud_signal(facts, admins, base):
 
 def _why_ar(facts) -> str:
     if facts["signal"] == "many_entries":
-        return "عدد كبير من القيود في 24 ساعة"
-    return "مبالغ سحب كبيرة مطلوبة خلال 7 أيام"
+        return "عدد كبير من القيود خلال 24 ساعة"
+    return f"طلبات {AR_TERMS['withdrawal']} بمبالغ كبيرة خلال 7 أيام"
 
 
 def _kyc(kind: EventKind):
     def build(facts, admins, base):
+        uid = facts["user_id"]
         if kind is EventKind.KYC_SUBMITTED:
             texts = {
-                "en": ("Identity to verify", f"User {facts['user_id']} submitted their ID."),
-                "ar": ("هوية بانتظار التحقق", f"أرسل المستخدم {facts['user_id']} هويته."),
+                "en": ("Identity to verify", f"User {_isolated(uid)} submitted their ID."),
+                "ar": ("هوية بانتظار التحقق", f"أرسل المستخدم {_isolated(uid)} هويته للتحقق."),
             }
-            return [Notice(uid, SYSTEM, MEDIUM, texts, None, {"kind": kind, "userId": facts["user_id"]}) for uid in admins]
+            return [Notice(admin, SYSTEM, MEDIUM, texts, None, {"kind": kind, "userId": uid}) for admin in admins]
         verified = facts["status"] == "verified"
-        note = facts.get("note") or ""
+        note = facts.get("note")
         texts = (
-            {"en": ("Identity verified", "You can now withdraw coins."), "ar": ("تم التحقق من هويتك", "يمكنك الآن سحب العملات.")}
+            {
+                "en": ("Identity verified", "You can now withdraw coins."),
+                "ar": ("تم التحقق من هويتك", f"يمكنك الآن {AR_TERMS['withdrawal']} العملات."),
+            }
             if verified
             else {
-                "en": ("Identity not verified", f"Please submit your ID again. {note}".strip()),
-                "ar": ("لم يتم التحقق من هويتك", f"يرجى إرسال هويتك مرة أخرى. {note}".strip()),
+                "en": ("Identity not verified", _sentences("Please submit your ID again.", _labelled("en", "note", note))),
+                "ar": ("تعذّر التحقق من هويتك", _sentences("يُرجى إرسال هويتك مرة أخرى.", _labelled("ar", "note", note))),
             }
         )
-        return [Notice(facts["user_id"], SYSTEM, HIGH, texts, f"{base}coins/kyc", {"kind": kind, "status": facts["status"]})]
+        return [Notice(uid, SYSTEM, HIGH, texts, f"{base}coins/kyc", {"kind": kind, "status": facts["status"]})]
 
     return build
 

@@ -71,7 +71,7 @@ def test_a_job_payment_tells_both_parties_in_their_language_and_pushes_to_the_fr
     client, freelancer, escrow = job_paid
     assert deliver_all(db) == ["balance_adjusted", "escrow_funded"]
     [funded] = [n for n in notifications_of(freelancer)]
-    assert funded["title"] == "تم تمويل المهمة" and "100" in funded["description"]
+    assert funded["title"] == "تم تمويل الوظيفة" and funded["description"] == "تم حجز 100 ر.ق في حساب الضمان مقابل عملك."
     assert {k: funded[k] for k in ("userId", "type", "isRead", "priority", "actionUrl")} == {
         "userId": freelancer,
         "type": "payment",
@@ -120,7 +120,10 @@ def test_the_job_shows_the_escrow_and_follows_it_to_its_release(api, db, expo, j
     assert job["coinEscrows"] == {escrow["id"]: {"escrowId": escrow["id"], **job["coinEscrow"]}}
     assert job["clientId"] == client and job["title"] == "Logo design", "the app's fields are untouched"
     released = notifications_of(freelancer)[-1]
-    assert released["metadata"]["amount"] == 90 and "رسوم المنصة 10" in released["description"]
+    assert released["title"] == "تم صرف الدفعة" and "رسوم المنصة 10" in released["description"]
+    assert released["metadata"]["amount"] == 90
+    assert released["metadata"]["receiptUrl"] == f"/api/coins/escrow/{escrow['id']}/receipt"
+    assert notifications_of(client)[-1]["metadata"]["receiptUrl"] == released["metadata"]["receiptUrl"], "both parties"
 
 
 def test_a_token_expo_no_longer_knows_is_marked_inactive_where_the_app_keeps_it(db, expo, api):
@@ -168,12 +171,15 @@ def test_the_owner_hears_of_each_step_of_a_withdrawal(api, db, expo):
         )
         assert response.status_code == 200
     deliver_all(db)
-    assert [n["title"] for n in notifications_of(alice)] == [
+    told = notifications_of(alice)
+    assert [n["title"] for n in told] == [
         "Identity verified",
         "Balance adjusted",
         "Withdrawal approved",
         "Withdrawal paid",
     ]
+    assert told[-1]["metadata"]["receiptUrl"] == f"/api/coins/withdrawal/{withdrawal['id']}/receipt"
+    assert [n for n in told if "receiptUrl" in n["metadata"]] == [told[-1]], "only a paid withdrawal has a receipt"
 
 
 def test_a_dispute_tells_the_other_party_and_the_admins(api, db, expo, job_paid):
@@ -185,7 +191,7 @@ def test_a_dispute_tells_the_other_party_and_the_admins(api, db, expo, job_paid)
     deliver_all(db)
     disputed = notifications_of(freelancer)[-1]
     assert (disputed["type"], disputed["priority"]) == ("dispute", "high")
-    assert "never delivered" in disputed["description"]
+    assert disputed["description"] == "فُتح نزاع على مبلغ 100 ر.ق. السبب: \u2068never delivered\u2069", "in Arabic"
     assert [n["type"] for n in notifications_of(client)] == ["payment", "payment"], "not told of its own dispute"
     for admin in ADMIN_UIDS:
         assert notifications_of(admin)[-1]["title"] == "Dispute opened"
@@ -210,6 +216,7 @@ def test_a_paid_purchase_tells_the_buyer_coins_were_added(api, db, expo, fatora)
     deliver_all(db)
     [added] = notifications_of(buyer)
     assert added["title"] == "Coins added" and added["metadata"]["amount"] == 5
+    assert added["metadata"]["receiptUrl"] == f"/api/coins/purchase/{purchase['id']}/receipt"
 
 
 def test_a_reconciliation_problem_reaches_the_admins_once_a_day(api, db, expo):

@@ -118,7 +118,7 @@ def admin_adjust_balance(call: Call):
 def coins_purchase_create(call: Call):
     body = call.body
     name = purchases.chosen(body.gateway, clients.offered_gateways())
-    language = "ar" if call.headers.get("Accept-Language", "").lower().startswith("ar") else "en"
+    language = call.language or "en"
     return purchases.create(
         call.db,
         clients.gateway,

@@ -3,6 +3,7 @@ key, logging, and the mapping of errors to responses. Entry points stay one call
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -16,7 +17,7 @@ from typing import Any, Callable, Iterator, Mapping
 import flask
 import pydantic
 
-from . import clients, config, errors, logs, registry
+from . import clients, config, errors, language, logs, registry
 from .auth import Caller, authenticate, authenticate_service
 from .domain import ID_LENGTH_MAX, is_valid_id
 from .idempotency import Idempotency, Response
@@ -65,6 +66,11 @@ class Call:
     @property
     def uid(self) -> str:
         return self.caller.uid
+
+    @property
+    def language(self) -> str | None:
+        """The one of our languages the request's Accept-Language prefers, if any."""
+        return language.from_header(self.headers.get("Accept-Language"))
 
     @property
     def idempotency(self) -> Idempotency:
@@ -185,6 +191,10 @@ def endpoint(
                     )
                     if access is Access.ADMIN and not caller.admin:
                         raise errors.Forbidden("This needs an admin.")
+                    if access is Access.USER:
+                        # What the user reads, remembered on their wallet by the operations that write it (coins.ledger).
+                        asked = language.from_header(request.headers.get("Accept-Language"))
+                        caller = dataclasses.replace(caller, language=asked)
                 raw = _json_body(request, may_be_empty=_all_optional(request_model(body))) if body is not None else None
                 call = Call(
                     authenticated=caller,

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 from . import errors
 from .domain import is_valid_id
+from .language import LANGUAGES
 
 JOBS = "jobs"
 USERS = "users"
@@ -28,7 +29,8 @@ NOTIFICATIONS = "notifications"
 # stores as ONE top-level field named "notificationTokens.<deviceId>" (only updateDoc
 # reads dots as a path); a nested map is read too, should the app ever write one.
 TOKENS_FIELD = "notificationTokens"
-LANGUAGES = ("en", "ar")
+# Where the app may keep the language the user chose, in this order ("ar-QA" means "ar").
+LANGUAGE_FIELDS = ("language", "preferredLanguage", "locale")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,9 @@ class PushToken:
 @dataclass(frozen=True)
 class AppUser:
     uid: str
-    language: str  # "en" or "ar"
+    # The language the user chose in the app ("en" or "ar"), None until the app writes
+    # one: coins.language.preferred decides what they read.
+    language: str | None
     push_tokens: tuple[PushToken, ...] = ()
 
 
@@ -99,10 +103,11 @@ def parse_job(job_id: str, data: Mapping[str, Any]) -> Job:
 
 
 def parse_user(uid: str, data: Mapping[str, Any] | None) -> AppUser:
-    """Language and active Expo push tokens; English and none when unknown."""
+    """The language the app keeps for the user (None when it keeps none of ours) and the
+    active Expo push tokens."""
     data = data or {}
-    language = "en"
-    for name in ("language", "preferredLanguage", "locale"):
+    language = None
+    for name in LANGUAGE_FIELDS:
         value = data.get(name)
         if isinstance(value, str) and value[:2].lower() in LANGUAGES:
             language = value[:2].lower()

@@ -24,6 +24,9 @@ class Caller:
     name: str | None = None
     email: str | None = None
     phone: str | None = None
+    # What a user's own request asked to read (Accept-Language, coins.language), set by
+    # coins.api for user endpoints only: an admin's language is not the user's.
+    language: str | None = None
 
 
 def authenticate(authorization: str | None, app, *, auth_emulator: bool, emulated: bool) -> Caller:

@@ -144,6 +144,10 @@ class Actor:
     def uid(self) -> str:
         return self.caller.uid if self.caller else SYSTEM_ACTOR
 
+    @property
+    def language(self) -> str | None:
+        return self.caller.language if self.caller else None
+
     def roles(self, escrow: Mapping[str, Any]) -> tuple[Role, ...]:
         if self.caller is None:
             return (Role.SYSTEM,)
@@ -309,7 +313,7 @@ def lock(
             respond=lambda outcome: ledger.Response(201, render({**escrow, "coins": postings.received(moved, hold)})),
         )
 
-    return ledger.execute(db, operation, actor=client.uid, idempotency=idempotency)
+    return ledger.execute(db, operation, actor=client.uid, idempotency=idempotency, language=client.language)
 
 
 def hired_freelancer(job: Job, client: Caller, freelancer_id: str | None) -> str:
@@ -695,4 +699,4 @@ def _move(
             respond=lambda outcome: ledger.Response(200, render({**escrow, **fields, "coins": _after(escrow, result.moved)})),
         )
 
-    return ledger.execute(db, operation, actor=actor.uid, idempotency=idempotency)
+    return ledger.execute(db, operation, actor=actor.uid, idempotency=idempotency, language=actor.language)

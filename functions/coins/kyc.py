@@ -65,7 +65,7 @@ def submit(db: Store, caller: Caller, *, full_name: str, qid_number: str, docume
             respond=lambda outcome: ledger.Response(200, render_wallet(updated)),
         )
 
-    return ledger.execute(db, operation, actor=caller.uid).body
+    return ledger.execute(db, operation, actor=caller.uid, language=caller.language).body
 
 
 def decide(db: Store, admin: Caller, *, user_id: str, status: KycStatus, note: str | None) -> dict[str, Any]:

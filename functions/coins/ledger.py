@@ -11,6 +11,11 @@ see `execute`) that:
    the entry's pending effects marker and the idempotency record holding the response,
    all in the same commit.
 
+A user's own request also gives the language it asked for (coins.language), which is
+remembered on the caller's wallet when the transaction writes that wallet anyway: the
+app keeps its language on the phone, and this is how notices learn it, at no write or
+read of its own.
+
 Writes that move no money (a dispute, a KYC decision, the trigger's effects) go through
 here too, as plans without an entry: they get the same queueing on contention and the
 same idempotency. Accounts and the pure rules of double entry are in `domain` and
@@ -96,6 +101,7 @@ def execute(
     idempotency: Idempotency | None = None,
     claim: Claim | None = None,
     answers: bool = True,
+    language: str | None = None,
     clock: Callable[[], datetime] = now_utc,
     sleep: Callable[[float], None] = time.sleep,
     answer_wait_seconds: float = config.IDEMPOTENCY_ANSWER_WAIT_SECONDS,
@@ -116,6 +122,10 @@ def execute(
     itself (`idempotency.claimed`) and passes it to each `execute` of its steps: every
     step checks the claim is still ours and stores a refusal as the answer; the step
     that ends the work stores its response too, the others pass `answers=False`.
+
+    `language`: what the request of `actor`, a user acting for themselves, asked to read
+    (its Accept-Language, coins.language); set on their wallet if this writes it. Never
+    given for an admin's or the system's work: their language is not the user's.
     """
     assert idempotency is None or claim is None, "give the key or a claim on it, not both"
     entry_id = store.new_id()
@@ -125,7 +135,7 @@ def execute(
         now = clock()
         try:
             result, entry = db.attempt(
-                lambda reader: _work(reader, operation, key, held, answers, actor, now), now=now, entry_id=entry_id
+                lambda reader: _work(reader, operation, key, held, answers, actor, language, now), now=now, entry_id=entry_id
             )
         except store.Refused as refused:
             logs.error("firestore refused a write", actor=actor, reason=str(refused))
@@ -215,6 +225,7 @@ def _work(
     claim: Claim | None,
     answers: bool,
     actor: str,
+    language: str | None,
     now: datetime,
 ):
     """One attempt's reads and decisions: (writes, (response or stored refusal, entry))."""
@@ -234,6 +245,8 @@ def _work(
     try:
         plan = operation(reader)
         writes, outcome = _writes(reader, plan, actor, now)
+        if language is not None:
+            _remember_language(writes, store.wallet(actor), language)
         response = plan.respond(outcome)
     except errors.CoinsError as error:
         if not error.final or idempotency is None:
@@ -243,6 +256,15 @@ def _work(
         assert idempotency is not None
         writes.update(keys.answered(idempotency, response, now))
     return writes, (response, plan.entry)
+
+
+def _remember_language(writes: dict[Doc, Write], wallet: Doc, language: str) -> None:
+    """Sets `language` on the caller's wallet if the writes include it and it says
+    otherwise: a wallet written whole carries what it had, so an unchanged language is
+    left as it is; nothing is read or written for it alone."""
+    written = writes.get(wallet)
+    if written is not None and written.data.get("language") != language:
+        writes[wallet] = Write({**written.data, "language": language}, merge=written.merge)
 
 
 def effects_pending(entry_id: str, entry_type: str, now: datetime) -> dict[str, Any]:

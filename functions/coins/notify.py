@@ -1,8 +1,8 @@
 """What follows an event, applied by the `outbox/{eventId}` created trigger: the escrow
 timers it starts or stops (Cloud Tasks), one notification document per person concerned
-in the app's `notifications` collection (in the app's schema and the reader's language),
-a push to their devices through Expo, and, for escrow events, our escrow written onto
-the app's job.
+in the app's `notifications` collection (in the app's schema and the reader's language:
+`language_of`), a push to their devices through Expo, and, for escrow events, our escrow
+written onto the app's job.
 
 Events are delivered at least once: by the trigger, and for an event no trigger
 delivered (`pending_since` still set after a while), by the scheduled repair
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from . import config, errors, ledger, logs, notices, store
-from .app import AppDb
+from . import config, errors, language, ledger, logs, notices, store
+from .app import AppDb, AppUser
 from .domain import firestore_accepts_id
 from .push import ExpoPush, Message
 from .store import Store
@@ -48,7 +48,7 @@ def deliver(db: Store, app_db: AppDb, push: ExpoPush | None, scheduler: TaskSche
             failures.append({"effect": f"notification:{uid}", "reason": "not a valid document id"})
             continue
         user = app_db.user(uid)
-        note = notice.in_language(user.language)
+        note = notice.in_language(_reads(db, user))
         app_db.notify(f"{event_id}_{uid}", note, created_at=event["at"])
         for token in user.push_tokens:
             messages.append(Message(token.token, note.title, note.description, {"url": note.action_url, "eventId": event_id}))
@@ -69,6 +69,19 @@ def deliver(db: Store, app_db: AppDb, push: ExpoPush | None, scheduler: TaskSche
     db.set(store.outbox(event_id), {"delivered_at": now, "pushes": len(messages), "pending_since": None}, merge=True)
     logs.info("outbox event delivered", event_id=event_id, kind=event["kind"], pushes=len(messages))
     return True
+
+
+def language_of(db: Store, app_db: AppDb, uid: str) -> str:
+    """The language `uid` reads ("en" or "ar"): the one they chose in the app, else the
+    one their coin requests asked for last, else English (coins.language.preferred)."""
+    return _reads(db, app_db.user(uid))
+
+
+def _reads(db: Store, user: AppUser) -> str:
+    # The wallet keeps the language of the user's requests (coins.ledger); it is read only
+    # when the app keeps no language of its own, which wins.
+    remembered = None if user.language is not None else (db.get(store.wallet(user.uid)) or {}).get("language")
+    return language.preferred(user.language, remembered)
 
 
 def _set_timers(scheduler: TaskScheduler, facts: Mapping[str, Any]) -> None:

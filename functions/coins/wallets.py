@@ -26,15 +26,19 @@ def render_wallet(wallet: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def get_wallet(db: Store, uid: str) -> dict[str, Any]:
+def get_wallet(db: Store, uid: str, *, language: str | None = None) -> dict[str, Any]:
     """The caller's wallet, created empty on first read. A plain create, outside the
     ledger: an empty wallet holds no coins, and a concurrent first read or first payment
     that created it first wins. A create held up by a transaction that is creating the
-    wallet right now answers the empty wallet: the read comes before that commit."""
+    wallet right now answers the empty wallet: the read comes before that commit.
+    `language`, what the caller's request asked to read (coins.language), is remembered
+    on the wallet it creates; a read of an existing wallet writes nothing."""
     wallet = db.get(store.wallet(uid))
     if wallet is not None:
         return render_wallet(wallet)
     empty = new_wallet(uid, ledger.now_utc())
+    if language is not None:
+        empty["language"] = language
     try:
         if db.create(store.wallet(uid), empty):
             return render_wallet(empty)

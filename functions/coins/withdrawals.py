@@ -157,7 +157,7 @@ def create(
             respond=lambda outcome: ledger.Response(201, render({**withdrawal, "coins": postings.received(moved, hold)})),
         )
 
-    return ledger.execute(db, operation, actor=caller.uid, idempotency=idempotency)
+    return ledger.execute(db, operation, actor=caller.uid, idempotency=idempotency, language=caller.language)
 
 
 def get(db: Store, caller: Caller, withdrawal_id: str) -> dict[str, Any]:

@@ -72,8 +72,8 @@ def test_the_client_drives_a_job_from_purchase_to_approval(stack):
     env = {**os.environ, "COINS_BASE_URL": base, "JOB_ID": "job-ts", "CLIENT_UID": "client-ts", "FREELANCER_UID": "freelancer-ts"}
     run = subprocess.run(["npm", "test", "--silent"], cwd=CLIENT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-    # 3 tests against the stack (test/flow.test.ts), 4 of checkoutHtml (test/checkout.test.ts).
-    assert "# pass 7" in run.stdout and "# fail 0" in run.stdout, run.stdout[-3000:]
+    # 4 tests against the stack (test/flow.test.ts), 4 of checkoutHtml (test/checkout.test.ts).
+    assert "# pass 8" in run.stdout and "# fail 0" in run.stdout, run.stdout[-3000:]
 
 
 APP_TSCONFIG = {

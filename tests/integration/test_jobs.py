@@ -104,8 +104,8 @@ def test_the_adapter_reads_push_tokens_where_the_app_really_writes_them():
         ("ExponentPushToken[a]", "`notificationTokens.dev-1`"),
         ("ExponentPushToken[c]", "notificationTokens.dev3"),
     ]
-    assert app.parse_user("u2", None).language == "en"
-    assert app.parse_user("u3", {"language": 7, "notificationTokens": "x"}) == app.AppUser("u3", "en", ())
+    assert app.parse_user("u2", None).language is None, "none until the app writes one (coins.language decides)"
+    assert app.parse_user("u3", {"language": 7, "notificationTokens": "x"}) == app.AppUser("u3", None, ())
 
 
 def test_a_job_with_unusable_fields_is_a_409_not_a_crash():

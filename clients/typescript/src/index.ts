@@ -6,7 +6,8 @@
  * openapi-fetch. What it adds:
  *
  * - the caller's Firebase ID token on every request (`getIdToken`, asked each time, so
- *   Firebase refreshes it when it expires);
+ *   Firebase refreshes it when it expires), and the user's language as Accept-Language
+ *   (`language`, asked each time too);
  * - one Idempotency-Key per logical operation that moves money, reused on every retry of
  *   that operation (so a retry never pays twice);
  * - retries with exponential backoff (honouring Retry-After) of 409 request_in_progress,
@@ -55,6 +56,12 @@ export interface CoinsClientOptions {
   baseUrl: string;
   /** The signed-in user's Firebase ID token, e.g. () => auth.currentUser!.getIdToken() */
   getIdToken: () => Promise<string>;
+  /**
+   * The language the user reads the app in ("en" or "ar"), e.g. () => i18n.language, sent
+   * as Accept-Language on every request: the backend remembers it for the user's
+   * notifications until the app writes `users/{uid}.language` itself.
+   */
+  language?: () => string | undefined;
   /** Retries after the first attempt (default 4). */
   retries?: number;
   /** The first retry's delay in ms, doubled each time up to 8 s (default 250). */
@@ -81,6 +88,8 @@ export function createCoinsClient(options: CoinsClientOptions) {
   http.use({
     async onRequest({ request }) {
       request.headers.set("Authorization", `Bearer ${await options.getIdToken()}`);
+      const language = options.language?.();
+      if (language) request.headers.set("Accept-Language", language);
       return request;
     },
   });

@@ -3,7 +3,7 @@
  * passes where it is): a user buys coins through the Fatora sandbox, pays a job, the
  * freelancer submits, the client approves, and the balances come back as expected.
  * Plus the client's own behaviour: one key per operation reused on retries, the typed
- * error.
+ * error, the user's language sent along.
  */
 
 import assert from "node:assert/strict";
@@ -102,4 +102,19 @@ test("one Idempotency-Key per operation, reused on its retries of 503 and reques
   assert.equal(new Set(sent).size, 1, "the same key on every attempt");
   await client.release(escrow.id);
   assert.equal(keys, 2, "a new operation, a new key");
+});
+
+test("the user's language goes out as Accept-Language, as it is when each request is made", async () => {
+  const sent: Array<string | null> = [];
+  const recording: typeof fetch = (input, init) => {
+    const request = new Request(input as Request, init);
+    sent.push(request.headers.get("Accept-Language"));
+    return fetch(request);
+  };
+  let chosen = "ar";
+  const client = clientFor(clientUid, { fetch: recording, language: () => chosen });
+  await client.wallet();
+  chosen = "en";
+  await client.catalog();
+  assert.deepEqual(sent, ["ar", "en"]);
 });

@@ -22,6 +22,7 @@ if typing.TYPE_CHECKING:
         notify,
         openapi,
         purchases,
+        receipts,
         reconciliation,
         repair,
         wallets,
@@ -31,6 +32,7 @@ else:
     catalog, console, effects, escrow, export = lazy("catalog"), lazy("console"), lazy("effects"), lazy("escrow"), lazy("export")
     gateways, kyc, notify, openapi, purchases = lazy("gateways"), lazy("kyc"), lazy("notify"), lazy("openapi"), lazy("purchases")
     reconciliation, repair, wallets, withdrawals = lazy("reconciliation"), lazy("repair"), lazy("wallets"), lazy("withdrawals")
+    receipts = lazy("receipts")
 from coins.api import Access, Call, endpoint
 from coins.registry import Resources, daily_at, every, monthly_at
 
@@ -38,6 +40,8 @@ from coins.registry import Resources, daily_at, every, monthly_at
 # for the repair) handle batches with gateway calls and transactions: up to Cloud
 # Functions' 540 s, with room for their clients. Reconciliation streams the whole ledger.
 SWEEPER = Resources("512Mi", 540)
+# Rendering a PDF (fpdf2, HarfBuzz, the fonts) takes about 100 MiB over the runtime's.
+RENDERS = Resources("512Mi", 60)
 
 # What the framework answers before any function runs (a path its router cannot match)
 # gets the JSON error envelope too.
@@ -59,7 +63,7 @@ def coins_openapi(call: Call):
 @functions_framework.http
 @endpoint("GET", access=Access.USER, path="/api/coins/wallet", response="Wallet")
 def coins_wallet(call: Call):
-    return wallets.get_wallet(call.db, call.uid)
+    return wallets.get_wallet(call.db, call.uid, language=call.caller.language)
 
 
 @functions_framework.http
@@ -719,3 +723,70 @@ def reconcile_daily(call: Call):
 def reconcile_monthly(call: Call):
     """The monthly full replay: started here, run in chunks by reconcile_full_step."""
     return reconciliation.start_full(call.db, clients.scheduler("reconcile_full_step"), by="scheduler")
+
+
+# Receipts and statements (coins.receipts): PDF in the reader's language, `?lang=en|ar`.
+
+
+def _sent(file: "receipts.File") -> api.Stream:
+    return api.Stream(file.content_type, iter((file.data,)), file.filename)
+
+
+@functions_framework.http
+@endpoint(
+    "GET",
+    access=Access.USER,
+    path="/api/coins/purchase/{id}/receipt",
+    query="Receipt",
+    produces="application/pdf",
+    raises=(errors.InvalidState,),
+    resources=RENDERS,
+)
+def coins_purchase_receipt(call: Call):
+    return _sent(receipts.purchase(call.db, call.caller, call.params["id"], receipts.language_for(call)))
+
+
+@functions_framework.http
+@endpoint(
+    "GET",
+    access=Access.USER,
+    path="/api/coins/withdrawal/{id}/receipt",
+    query="Receipt",
+    produces="application/pdf",
+    raises=(errors.InvalidState,),
+    resources=RENDERS,
+)
+def coins_withdrawal_receipt(call: Call):
+    return _sent(receipts.withdrawal(call.db, call.caller, call.params["id"], receipts.language_for(call)))
+
+
+@functions_framework.http
+@endpoint(
+    "GET",
+    access=Access.USER,
+    path="/api/coins/escrow/{id}/receipt",
+    query="Receipt",
+    produces="application/pdf",
+    raises=(errors.InvalidState,),
+    resources=RENDERS,
+)
+def coins_escrow_receipt(call: Call):
+    return _sent(receipts.escrow(call.db, call.caller, call.params["id"], receipts.language_for(call)))
+
+
+@functions_framework.http
+@endpoint(
+    "GET",
+    access=Access.USER,
+    path="/api/coins/statements/{month}",
+    query="Statement",
+    produces=("application/pdf", "text/csv"),
+    resources=RENDERS,
+)
+def coins_statement(call: Call):
+    """A month's statement (YYYY-MM, Qatar time); an admin names the user with `user_id`."""
+    asked = call.query
+    month, csv = call.params["month"], asked.format == "csv"
+    return _sent(
+        receipts.statement(call.db, call.caller, month, user_id=asked.user_id, csv=csv, language=receipts.language_for(call))
+    )

@@ -96,10 +96,11 @@ class Html:
 
 @dataclass(frozen=True)
 class Stream:
-    """An answer written as it is made (a CSV export), with its type and file name."""
+    """A file for the caller, with its type and name: written as it is made (a CSV
+    export) or made whole first (a PDF, one chunk of bytes)."""
 
     content_type: str
-    chunks: Iterator[str]
+    chunks: Iterator[str] | Iterator[bytes]
     filename: str
 
 
@@ -127,7 +128,7 @@ class Spec:
     raw_body: bool
     pages: bool
     html: bool
-    produces: str
+    produces: tuple[str, ...]
     raises: tuple[type[errors.CoinsError], ...]
 
 
@@ -145,7 +146,7 @@ def endpoint(
     raw_body: bool = False,
     pages: bool = False,
     html: bool = False,
-    produces: str = "application/json",
+    produces: str | tuple[str, ...] = "application/json",
     schedule: registry.Schedule | None = None,
     resources: registry.Resources = registry.Resources(),
 ) -> Callable[[Handler], Callable[[flask.Request], flask.Response]]:
@@ -159,7 +160,7 @@ def endpoint(
     follow from the rest). `raw_body` hands the handler the bytes, unparsed, and the query
     string as sent. `pages`: the caller is a browser, so errors are small HTML pages
     rather than the JSON envelope; `html`: its answer is a page of ours (coins.api.Html),
-    not a 303. `produces`: the success answer's type where it is not JSON (a Stream).
+    not a 303. `produces`: the success answer's types where it is not JSON (a Stream).
     `schedule`: Cloud Scheduler calls it (a private function); `resources`:
     what an instance gets. Recorded in coins.registry."""
     assert schedule is None or access is Access.SERVICE, "Cloud Scheduler calls private functions only"
@@ -252,7 +253,20 @@ def endpoint(
             return answer
 
         spec = Spec(
-            name, methods, access, path, body, query, response, status, idempotent, raw_body, pages, html, produces, raises
+            name,
+            methods,
+            access,
+            path,
+            body,
+            query,
+            response,
+            status,
+            idempotent,
+            raw_body,
+            pages,
+            html,
+            (produces,) if isinstance(produces, str) else produces,
+            raises,
         )
         kind = registry.Kind.PRIVATE if access is Access.SERVICE else registry.Kind.PUBLIC
         registry.record(registry.Function(name, kind, spec=spec, schedule=schedule, resources=resources))

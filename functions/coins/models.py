@@ -103,6 +103,20 @@ class UsersPage(Page):
     prefix: Annotated[str, StringConstraints(pattern=ID_PATTERN)] | None = None
 
 
+class Receipt(Query):
+    """A receipt's language; without it, the caller's (Accept-Language, then the one
+    remembered for them)."""
+
+    lang: Literal["en", "ar"] | None = None
+
+
+class Statement(Receipt):
+    """A monthly statement: PDF or CSV; an admin may ask for any user's."""
+
+    format: Literal["pdf", "csv"] = "pdf"
+    user_id: DocumentId | None = None
+
+
 def _known_pack(pack_id: str) -> str:
     if pack_id not in catalog.PACK_BY_ID:
         raise ValueError(f"unknown pack; packs are {list(catalog.PACK_BY_ID)}")

@@ -173,8 +173,13 @@ def _responses(spec: Spec, ref) -> dict[str, Any]:
         for status in sorted(error_codes(spec)):
             answers[str(status)] = {"description": "An error page.", "content": {"text/html": {"schema": {"type": "string"}}}}
         return answers
-    if spec.produces != "application/json":
-        answers[str(spec.status)] = {"description": "Done.", "content": {spec.produces: {"schema": {"type": "string"}}}}
+    if spec.produces != ("application/json",):
+        # A file: text (CSV), or bytes (a PDF).
+        files = {
+            kind: {"schema": {"type": "string", **({} if kind.startswith("text/") else {"format": "binary"})}}
+            for kind in spec.produces
+        }
+        answers[str(spec.status)] = {"description": "Done.", "content": files}
     else:
         success = ref(response_model(spec.response), "serialization") if spec.response is not None else {"type": "object"}
         answers[str(spec.status)] = {"description": "Done.", "content": {"application/json": {"schema": success}}}

@@ -443,10 +443,13 @@ class Store:
         upper = (Where(field, "<=", until),) if until is not None else ()
         return self._ordered(collection, field, (Where(field, ">", after), *upper), limit=limit, start=start)
 
-    def between(self, collection: str, field: str, start: Any, end: Any) -> Iterator[dict[str, Any]]:
-        """Documents whose `field` is from `start` (included) to `end` (excluded), in order
-        of `field` then id, read in pages: never all held at once."""
-        return self._ordered(collection, field, (Where(field, ">=", start), Where(field, "<", end)), limit=None, start=None)
+    def between(
+        self, collection: str, field: str, start: Any, end: Any, *, where: tuple[Where, ...] = ()
+    ) -> Iterator[dict[str, Any]]:
+        """Documents whose `field` is from `start` (included) to `end` (excluded), and that
+        match `where`, in order of `field` then id, read in pages: never all held at once."""
+        bounds = (Where(field, ">=", start), Where(field, "<", end))
+        return self._ordered(collection, field, (*where, *bounds), limit=None, start=None)
 
     def _ordered(
         self, collection: str, field: str, where: tuple[Where, ...], *, limit: int | None, start: str | None

@@ -1,0 +1,227 @@
+"""A person's monthly statement: the opening balance, every entry of the month with its
+type in words and what it moved in and out of the wallet, what was held for them
+(escrows they funded, their withdrawals, their purchases' refunds) at the start and the
+end, and the closing balance. As PDF, or as CSV for a spreadsheet.
+
+A month is the calendar month in Asia/Qatar. Everything is replayed from the person's
+own ledger entries (`parties` holds them), from their first: the balances are the
+postings' sums, not a counter, so the statement agrees with the ledger to the dirham.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+from .. import catalog, postings, store
+from ..domain import HOLD_KINDS, Account, EntryType
+from ..store import Store, Where
+from .sheet import Column, Sheet
+from .words import QATAR, entry_words, isolated, qar, qatar_date, words
+
+# Before the first entry of any ledger.
+EPOCH = datetime(2020, 1, 1, tzinfo=timezone.utc)
+# The entries that put a person's own coins on hold: the holds they fund are theirs.
+HOLDING = (EntryType.ESCROW_LOCK, EntryType.WITHDRAWAL_HOLD, EntryType.REFUND_HOLD)
+
+
+@dataclass(frozen=True)
+class Line:
+    entry_id: str
+    at: datetime
+    type: str
+    reference: str
+    money_in: int  # dirhams into the wallet
+    money_out: int  # dirhams out of the wallet
+    held_change: int  # dirhams onto (+) or off (-) the person's holds
+    balance: int  # the wallet after the entry
+
+
+@dataclass
+class Statement:
+    user_id: str
+    month: str
+    start: datetime
+    end: datetime
+    opening: int = 0
+    closing: int = 0
+    held_at_start: dict[Account, int] = field(default_factory=dict)
+    held_at_end: dict[Account, int] = field(default_factory=dict)
+    lines: list[Line] = field(default_factory=list)
+
+
+def bounds(month: str) -> tuple[datetime, datetime]:
+    """ "2026-11" -> its first moment and the next month's, in Qatar time."""
+    year, number = (int(part) for part in month.split("-"))
+    start = datetime(year, number, 1, tzinfo=QATAR)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=QATAR)
+    return start, end
+
+
+def of(db: Store, uid: str, month: str) -> Statement:
+    start, end = bounds(month)
+    entries = db.between(store.LEDGER, "created_at", EPOCH, end, where=(Where("parties", "array_contains", uid),))
+    return replay(uid, month, entries)
+
+
+def replay(uid: str, month: str, entries: Iterable[Mapping[str, Any]]) -> Statement:
+    """The statement of `month` from the person's entries in order of time, from their first."""
+    start, end = bounds(month)
+    statement = Statement(uid, month, start, end)
+    wallet, balance, opened = Account.user(uid), 0, False
+    held: dict[Account, int] = {}
+    owned: set[Account] = set()
+    for entry in entries:
+        if not opened and entry["created_at"] >= start:
+            statement.opening, statement.held_at_start, opened = balance, _nonzero(held), True
+        moved = postings.add_postings({}, entry["postings"])
+        delta = catalog.value_dirhams(moved.get(wallet, {}))
+        if entry["type"] in HOLDING and delta < 0:
+            owned |= {account for account in moved if account.kind in HOLD_KINDS}
+        held_change = 0
+        for account in owned & moved.keys():
+            change = catalog.value_dirhams(moved[account])
+            held[account] = held.get(account, 0) + change
+            held_change += change
+        balance += delta
+        if opened:
+            statement.lines.append(
+                Line(
+                    entry["id"],
+                    entry["created_at"],
+                    entry["type"],
+                    _reference(entry.get("refs") or {}),
+                    max(delta, 0),
+                    max(-delta, 0),
+                    held_change,
+                    balance,
+                )
+            )
+    if not opened:
+        statement.opening, statement.held_at_start = balance, _nonzero(held)
+    statement.closing, statement.held_at_end = balance, _nonzero(held)
+    return statement
+
+
+def pdf(statement: Statement, language: str) -> bytes:
+    w = words(language)
+    sheet = Sheet(language, title=w["statement_title"], footer=w["footer"])
+    sheet.heading(w["statement_title"], f"{isolated(statement.month)} · {isolated(statement.user_id)}")
+    sheet.facts(
+        [
+            (w["user"], statement.user_id),
+            (w["month"], statement.month),
+            (w["opening"], qar(statement.opening, language)),
+            (w["closing"], qar(statement.closing, language)),
+        ],
+        emphasis=(w["closing"],),
+    )
+    sheet.section(w["entries"])
+    if statement.lines:
+        sheet.table(
+            [
+                Column(w["time"], 1.5),
+                Column(w["what"], 3.2),
+                Column(w["reference"], 2.4),
+                Column(w["money_in"], 1.6, numeric=True),
+                Column(w["money_out"], 1.6, numeric=True),
+                Column(w["balance"], 1.7, numeric=True),
+            ],
+            [
+                [
+                    qatar_date(line.at),
+                    entry_words(line.type, language),
+                    line.reference,
+                    qar(line.money_in, language) if line.money_in else "",
+                    qar(line.money_out, language) if line.money_out else "",
+                    qar(line.balance, language),
+                ]
+                for line in statement.lines
+            ],
+            total=[
+                "",
+                w["total"],
+                "",
+                qar(sum(line.money_in for line in statement.lines), language),
+                qar(sum(line.money_out for line in statement.lines), language),
+                qar(statement.closing, language),
+            ],
+        )
+    else:
+        sheet.note(w["no_entries"])
+    sheet.section(w["holds"])
+    holds = sorted(statement.held_at_start.keys() | statement.held_at_end.keys(), key=str)
+    if holds:
+        sheet.table(
+            [Column(w["hold"], 4), Column(w["at_start"], 1.5, numeric=True), Column(w["at_end"], 1.5, numeric=True)],
+            [
+                [
+                    _hold_words(account, language),
+                    qar(statement.held_at_start.get(account, 0), language),
+                    qar(statement.held_at_end.get(account, 0), language),
+                ]
+                for account in holds
+            ],
+            total=[
+                w["total"],
+                qar(sum(statement.held_at_start.values()), language),
+                qar(sum(statement.held_at_end.values()), language),
+            ],
+        )
+    else:
+        sheet.note(w["no_holds"])
+    return sheet.pdf()
+
+
+CSV_COLUMNS = ("time_qatar", "entry_id", "type", "reference", "in_qar", "out_qar", "held_change_qar", "balance_qar")
+
+
+def csv_text(statement: Statement) -> str:
+    """One row per entry, between an opening and a closing row; amounts in QAR with two
+    decimals (a spreadsheet's numbers), times in Qatar time with their offset."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerow([statement.start.isoformat(), "", "opening_balance", "", "", "", "", _decimal(statement.opening)])
+    for line in statement.lines:
+        writer.writerow(
+            [
+                line.at.astimezone(QATAR).isoformat(timespec="seconds"),
+                line.entry_id,
+                line.type,
+                line.reference,
+                _decimal(line.money_in),
+                _decimal(line.money_out),
+                _decimal(line.held_change),
+                _decimal(line.balance),
+            ]
+        )
+    writer.writerow([statement.end.isoformat(), "", "closing_balance", "", "", "", "", _decimal(statement.closing)])
+    return out.getvalue()
+
+
+def filename(statement: Statement, extension: str) -> str:
+    return f"guild-coins-statement-{statement.month}.{extension}"
+
+
+def _reference(refs: Mapping[str, Any]) -> str:
+    for name in ("job_id", "purchase_id", "withdrawal_id", "escrow_id"):
+        if refs.get(name):
+            return str(refs[name])
+    return ""
+
+
+def _hold_words(account: Account, language: str) -> str:
+    return words(language)[f"hold_{account.kind}"].format(id=isolated(account.id))
+
+
+def _nonzero(held: Mapping[Account, int]) -> dict[Account, int]:
+    return {account: value for account, value in held.items() if value}
+
+
+def _decimal(dirhams: int) -> str:
+    whole, cents = divmod(abs(dirhams), 100)
+    return f"{'-' if dirhams < 0 else ''}{whole}.{cents:02d}"

@@ -35,6 +35,7 @@ export type PurchaseRequest = Schemas["PurchaseCreate"];
 export type JobPaymentRequest = Schemas["JobPayment"];
 export type WithdrawalRequest = Schemas["WithdrawalCreate"];
 export type KycRequest = Schemas["KycSubmit"];
+export type Language = "en" | "ar";
 
 type Query<Path extends keyof paths> = paths[Path] extends { get: { parameters: { query?: infer Q } } } ? Q : never;
 
@@ -184,6 +185,26 @@ export function createCoinsClient(options: CoinsClientOptions) {
       money((key) => http.POST("/api/coins/withdrawal", { params: { header: keyed(key) }, body })),
     withdrawal: (id: string) => read(() => http.GET("/api/coins/withdrawal/{id}", { params: { path: { id } } })),
     withdrawals: (query?: Query<"/api/coins/withdrawals">) => read(() => http.GET("/api/coins/withdrawals", { params: { query } })),
+
+    /**
+     * Receipts and statements, as PDF bytes (save or share them, e.g. with expo-file-system
+     * and expo-sharing), in `lang` or else the user's language (Accept-Language, then the
+     * one the backend remembers). A receipt is for what is paid: otherwise 409 invalid_state.
+     * The notifications of a paid purchase, a paid withdrawal and a release carry the
+     * receipt's path as `metadata.receiptUrl`.
+     */
+    purchaseReceipt: (id: string, lang?: Language) =>
+      read(() => http.GET("/api/coins/purchase/{id}/receipt", { params: { path: { id }, query: { lang } }, parseAs: "arrayBuffer" })),
+    withdrawalReceipt: (id: string, lang?: Language) =>
+      read(() => http.GET("/api/coins/withdrawal/{id}/receipt", { params: { path: { id }, query: { lang } }, parseAs: "arrayBuffer" })),
+    escrowReceipt: (id: string, lang?: Language) =>
+      read(() => http.GET("/api/coins/escrow/{id}/receipt", { params: { path: { id }, query: { lang } }, parseAs: "arrayBuffer" })),
+    /** The statement of a month, "2026-11" (Qatar time): opening and closing balance, every entry, what was held. */
+    statement: (month: string, lang?: Language) =>
+      read(() => http.GET("/api/coins/statements/{month}", { params: { path: { month }, query: { lang } }, parseAs: "arrayBuffer" })),
+    /** The same statement as CSV text, for a spreadsheet. */
+    statementCsv: (month: string) =>
+      read(() => http.GET("/api/coins/statements/{month}", { params: { path: { month }, query: { format: "csv" } }, parseAs: "text" })),
   };
 }
 

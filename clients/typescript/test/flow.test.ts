@@ -67,6 +67,17 @@ test("a user buys coins, pays a job, the freelancer submits, the client approves
   assert.equal((await client.wallet()).balance_dirhams, pack.value_dirhams - 20_000);
   const history = await freelancer.transactions({ limit: 10 });
   assert.equal(history.items[0].amount_dirhams, 18_000);
+
+  // What each keeps: the purchase's receipt, the escrow's for both parties, the month's statement.
+  const pdf = (bytes: ArrayBuffer) => new TextDecoder("latin1").decode(new Uint8Array(bytes).subarray(0, 5));
+  assert.equal(pdf(await client.purchaseReceipt(purchase.id)), "%PDF-");
+  assert.equal(pdf(await client.escrowReceipt(escrow.id, "ar")), "%PDF-");
+  assert.equal(pdf(await freelancer.escrowReceipt(escrow.id)), "%PDF-");
+  const month = new Date(Date.now() + 3 * 3600_000).toISOString().slice(0, 7); // Qatar's month (UTC+3)
+  const csv = (await freelancer.statementCsv(month)).trim().split("\n");
+  assert.equal(csv[0].split(",")[0], "time_qatar");
+  assert.equal(csv[csv.length - 1].split(",").at(-1), "180.00", "the closing balance, in QAR");
+  await assert.rejects(freelancer.purchaseReceipt(purchase.id), (e: CoinsApiError) => e.status === 404);
 });
 
 test("a refusal is a typed error with the API's code, and is not retried", async () => {

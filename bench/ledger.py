@@ -38,13 +38,17 @@ SOURCE = str(ROOT / "functions" / "main.py")
 DEPENDENCIES = (
     "import firebase_admin, firebase_admin.auth, functions_framework, google.cloud.firestore, google.cloud.tasks_v2, pydantic"
 )
-FIRST_REQUEST = f"""
+
+
+def first_request(target: str, path: str = "/", status: int = 200) -> str:
+    """The code of a fresh process that imports main and serves one GET to `target`."""
+    return f"""
 import os, sys
 sys.path.insert(0, {str(ROOT / "functions")!r})
 from functions_framework import create_app
-client = create_app(target="coins_wallet", source={SOURCE!r}).test_client()
-response = client.get("/", headers={{"Authorization": "Bearer " + os.environ["BENCH_TOKEN"]}})
-assert response.status_code == 200, response.get_data(as_text=True)
+client = create_app(target={target!r}, source={SOURCE!r}).test_client()
+response = client.get({path!r}, headers={{"Authorization": "Bearer " + os.environ["BENCH_TOKEN"]}})
+assert response.status_code == {status}, response.get_data(as_text=True)[:500]
 """
 
 
@@ -74,20 +78,21 @@ def floor_of(call, recorder):
     return replay, counts(second)
 
 
-def cold_start(runs: int, env: dict[str, str]) -> tuple[float, float]:
-    """Median wall ms of a fresh interpreter serving the first wallet request, and of one
-    importing the runtime dependencies alone."""
+def wall_ms(code: str, env: dict[str, str]) -> float:
+    """Wall ms of a fresh interpreter running `code`."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, stdout=subprocess.DEVNULL)
+    return (time.perf_counter() - started) * 1000
 
-    def wall(code: str) -> float:
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, env=env, stdout=subprocess.DEVNULL)
-        return (time.perf_counter() - started) * 1000
 
-    first, bare = [], []
+def cold_start(runs: int, env: dict[str, str], codes: dict[str, str]) -> dict[str, float]:
+    """Median wall ms of fresh interpreters running each of `codes`, interleaved run by
+    run so that all see the same machine; "dependencies" is added: the runtime's imports alone."""
+    samples: dict[str, list[float]] = {name: [] for name in (*codes, "dependencies")}
     for _ in range(runs):
-        first.append(wall(FIRST_REQUEST))
-        bare.append(wall(DEPENDENCIES))
-    return statistics.median(first), statistics.median(bare)
+        for name, code in {**codes, "dependencies": DEPENDENCIES}.items():
+            samples[name].append(wall_ms(code, env))
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -144,7 +149,8 @@ def main() -> None:
                 results[name] = (*measured(call, replay, recorder, n), touched)
 
         env = dict(os.environ, BENCH_TOKEN=mint("bench-alice"))
-        cold, bare = cold_start(args.cold_starts, env)
+        started = cold_start(args.cold_starts, env, {"wallet": first_request("coins_wallet")})
+        cold, bare = started["wallet"], started["dependencies"]
 
     print(f"money operations beside their raw floor, {n} iterations each, Firestore emulator on 127.0.0.1")
     print(f"{'':34}{'median ms':>10}{'p95 ms':>10}{'reads':>8}{'writes':>8}")

@@ -139,6 +139,12 @@ CAPACITY = {
     "coins_openapi": Capacity(1, 16, "public, one static document for developers"),
     "escrow_timer": Capacity(5, 8, "Cloud Tasks' target, one transaction a timer; the queue retries what finds no room"),
     "admin_reconciliation": Capacity(2, 1, "reconciliation on demand, in up to 1 GiB: one per instance"),
+    **{
+        name: Capacity(
+            10, 4, "renders a PDF, CPU-bound (about 50 ms a receipt, 0.5 s a statement of 300 entries): 4 at once per instance"
+        )
+        for name in ("coins_purchase_receipt", "coins_withdrawal_receipt", "coins_escrow_receipt", "coins_statement")
+    },
     "ledger_on_create": Capacity(
         4, 4, "every entry adds to one of the vault's 16 shards (about a write a second each): 16 at once in all"
     ),

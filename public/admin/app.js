@@ -474,6 +474,8 @@ async function users() {
       ...user.open_holds.withdrawals.map((x) => el("tr", {}, el("td", { text: "withdrawal" }), el("td", { text: x.id }), el("td", { class: "num", text: qar(x.amount_dirhams) }), el("td", { text: x.status }))),
       ...user.open_holds.escrows_as_client.map((x) => el("tr", {}, el("td", { text: "escrow" }), el("td", { text: x.id }), el("td", { class: "num", text: qar(x.held_dirhams) }), el("td", { text: x.status }))),
     ]),
+    el("h3", { text: "Statements" }),
+    statementForm(uid),
     el("h3", { text: "Recent history" }),
     table(["When", "Type", "Amount", "Balance after"], user.history.map((h) =>
       el("tr", {}, el("td", { text: when(h.created_at) }), el("td", { text: h.type }), el("td", { class: "num", text: qar(h.amount_dirhams) }),
@@ -488,6 +490,15 @@ async function users() {
     table(["When", "Status", "By", "Note"], user.kyc.history.map((k) =>
       el("tr", {}, el("td", { text: when(k.at) }), el("td", { text: k.status }), el("td", {}, k.by ? userLink(k.by) : ""), el("td", { text: k.note || "" })))));
   return section;
+}
+
+// The month's statement of a user: this month by default (Qatar time, UTC+3).
+function statementForm(uid) {
+  const month = el("input", { type: "month", name: "month", value: new Date(Date.now() + 3 * 3600_000).toISOString().slice(0, 7) });
+  const button = (text, format, lang) =>
+    el("button", { type: "button", text, on: { click: () => downloadStatement(uid, month.value, format, lang) } });
+  return el("div", { class: "actions" }, labelled("Month (Qatar time)", month),
+    button("PDF, English", "pdf", "en"), button("PDF, Arabic", "pdf", "ar"), button("CSV", "csv", null));
 }
 
 async function vault() {
@@ -564,26 +575,41 @@ async function follow(runId, box) {
   }
 }
 
-// The ledger of a period as CSV: fetched with the admin's token, then saved as a file.
-async function exportLedger(fromDay, toDay) {
+// A file from the API (the ledger's CSV, a user's statement): fetched with the admin's
+// token, then saved; `done` says what was saved.
+async function download(path, filename, done) {
   showError("");
   try {
-    if (!fromDay || !toDay) throw new Error("Give both days.");
-    const bound = (day) => `${day}T00:00:00+03:00`;
-    const query = new URLSearchParams({ from: bound(fromDay), to: bound(toDay) });
-    const response = await fetch(`/api/admin/coins/ledger/export?${query}`, { headers: { Authorization: `Bearer ${state.token}` } });
+    const response = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` } });
     if (!response.ok) {
       const error = (await response.json().catch(() => ({}))).error || {};
       throw new ApiError(response.status, error.code, error.message || `HTTP ${response.status}`, error.details || {});
     }
-    const link = el("a", { href: URL.createObjectURL(await response.blob()), download: `guild-coins-ledger-${fromDay}-${toDay}.csv` });
+    const link = el("a", { href: URL.createObjectURL(await response.blob()), download: filename });
     document.body.append(link);
     link.click();
     link.remove();
-    showNotice(`Exported the ledger from ${fromDay} to ${toDay} (Asia/Qatar).`);
+    showNotice(done);
   } catch (error) {
     showError(error);
   }
+}
+
+// The ledger of a period as CSV, by days in Asia/Qatar.
+async function exportLedger(fromDay, toDay) {
+  if (!fromDay || !toDay) return showError(new Error("Give both days."));
+  const bound = (day) => `${day}T00:00:00+03:00`;
+  const query = new URLSearchParams({ from: bound(fromDay), to: bound(toDay) });
+  await download(`/api/admin/coins/ledger/export?${query}`, `guild-coins-ledger-${fromDay}-${toDay}.csv`,
+    `Exported the ledger from ${fromDay} to ${toDay} (Asia/Qatar).`);
+}
+
+// A user's statement of a month (YYYY-MM, Qatar time), as PDF in a language or as CSV.
+async function downloadStatement(uid, month, format, lang) {
+  if (!month) return showError(new Error("Choose a month."));
+  const query = new URLSearchParams({ user_id: uid, format, ...(lang ? { lang } : {}) });
+  await download(`/api/coins/statements/${month}?${query}`, `guild-coins-statement-${uid}-${month}${lang ? "-" + lang : ""}.${format}`,
+    `Downloaded ${uid}'s statement of ${month} (${format === "csv" ? "CSV" : lang === "ar" ? "PDF, Arabic" : "PDF, English"}).`);
 }
 
 window.addEventListener("hashchange", () => {

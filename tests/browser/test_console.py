@@ -255,6 +255,32 @@ def test_the_accountant_downloads_a_period_of_the_ledger_as_csv(page, stack):
     assert [(row["tier"], row["count"], row["value_qar"]) for row in mine] == [("GBC", "2", "10.00")]
 
 
+def test_the_user_s_page_gives_the_month_s_statement_as_csv_and_as_an_arabic_pdf(page, stack):
+    import csv
+    import io
+
+    uid = fresh("s")
+    body = {"user_id": uid, "coins": {"GSC": 3}, "reason": "seed"}
+    assert (
+        stack.call("POST", "/api/admin/coins/adjust-balance", "seed-admin", admin=True, key=key(), body=body).status_code == 200
+    )
+    sign_in(page, stack)
+    page.goto(f"{stack.base}/admin/#users/{uid}")
+    page.get_by_label("Month (Qatar time)").wait_for()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="CSV").click()
+    rows = list(csv.DictReader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+    assert [(r["type"], r["in_qar"], r["balance_qar"]) for r in rows[1:-1]] == [("admin_adjust", "30.00", "30.00")]
+    assert rows[-1]["type"] == "closing_balance" and rows[-1]["balance_qar"] == "30.00"
+    expect(page.locator("#notice")).to_contain_text(f"Downloaded {uid}'s statement")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="PDF, Arabic").click()
+    pdf = open(download.value.path(), "rb").read()
+    assert pdf.startswith(b"%PDF-")
+    text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+    assert "30.00" in text and uid in text
+
+
 def test_unusual_activity_shows_on_the_user_s_page_with_why_and_since_when(page, stack):
     uid = fresh("f")
     for _ in range(51):

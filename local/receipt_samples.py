@@ -20,6 +20,7 @@ from coins import receipts  # noqa: E402
 PURCHASE = {
     "id": "3ac8d224aaa70edb94db",
     "user_id": "alice",
+    "payer": {"name": "Alice A", "email": "alice@example.com"},
     "status": "refunded",
     "gateway": "sadad",
     "gateway_reference": "SD-20261103-884512",

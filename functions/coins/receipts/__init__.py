@@ -65,7 +65,7 @@ def purchase_pdf(bought: Mapping[str, Any], language: str) -> bytes:
     sheet.facts(
         [
             (w["order_id"], purchase_id),
-            (w["buyer"], bought["user_id"]),
+            (w["buyer"], _buyer(bought)),
             (w["paid_at"], qatar_time(bought.get("paid_at"), language)),
             (w["gateway"], GATEWAY_NAMES.get(bought.get("gateway", "fatora"), bought.get("gateway", ""))),
             (w["gateway_reference"], bought.get("gateway_reference") or "—"),
@@ -100,6 +100,12 @@ def purchase_pdf(bought: Mapping[str, Any], language: str) -> bytes:
         asked = (bought.get("refund") or {}).get("at")
         sheet.note(w["refund_pending_note"].format(amount=qar(price, language), time=qatar_time(asked, language)))
     return sheet.pdf()
+
+
+def _buyer(bought: Mapping[str, Any]) -> str:
+    """The payer's name and email as the gateway was given them, then the uid."""
+    payer = bought.get("payer") or {}
+    return " · ".join(str(part) for part in (payer.get("name"), payer.get("email"), bought["user_id"]) if part)
 
 
 def withdrawal(db: Store, caller: Caller, withdrawal_id: str, language: str) -> File:

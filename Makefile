@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := clients/typescript/node_modules/.installed
 
-.PHONY: dev test unit lint docs chromium token job bench openapi deploy fatora-contract sadad-contract vendor clean
+.PHONY: dev test unit lint docs chromium poppler token job bench openapi deploy fatora-contract sadad-contract vendor clean
 
 $(STAMP): requirements.txt functions/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): requirements.txt functions/requirements.txt
 dev: $(STAMP)
 	$(PY) -m local.stack
 
-test: $(STAMP) chromium $(NODE_STAMP)
+test: $(STAMP) chromium poppler $(NODE_STAMP)
 	$(PY) -m pytest tests
 
 # The lint gate (.ci/run runs it before the tests): the formatter's check, ruff's rules and
@@ -40,6 +40,11 @@ $(NODE_STAMP): clients/typescript/package-lock.json
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium for the browser tier"; \
 	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+# The receipts' tests read the PDFs as a reader would: pdftotext and pdftoppm, Debian's poppler-utils.
+poppler:
+	@command -v pdftotext >/dev/null 2>&1 || { echo "installing poppler-utils for the receipts' tests"; \
+	  apt-get update -qq && apt-get install -y -qq poppler-utils >/dev/null; }
 
 token: $(STAMP)
 	@test -n "$(uid)" || { echo "usage: make token uid=alice [admin=1]" >&2; exit 2; }

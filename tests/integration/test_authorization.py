@@ -148,6 +148,13 @@ MATRIX = [
         {"action": "dismiss", "note": "n"},
         (401, 401, 403, 403, 409),
     ),
+    # Receipts: the owner's and admins' only, once there is something paid to show: the
+    # owner's purchase is pending, its withdrawal requested, its escrow funded only.
+    ("coins_purchase_receipt", "GET", "/api/coins/purchase/{purchase}/receipt", None, (401, 401, 404, 409, 409)),
+    ("coins_withdrawal_receipt", "GET", "/api/coins/withdrawal/{withdrawal}/receipt", None, (401, 401, 404, 409, 409)),
+    ("coins_escrow_receipt", "GET", "/api/coins/escrow/{escrow}/receipt", None, (401, 401, 404, 409, 409)),
+    # The owner's statement, named by user_id: the owner's and admins' to read, not another user's.
+    ("coins_statement", "GET", "/api/coins/statements/2026-01?user_id={owner}", None, (401, 401, 403, 200, 200)),
     ("reconcile_daily", "POST", None, None, (401, 401, 401, 401, 401)),
     ("reconcile_monthly", "POST", None, None, (401, 401, 401, 401, 401)),
     ("reconcile_full_step", "POST", None, {"run_id": "r1"}, (401, 401, 401, 401, 401)),

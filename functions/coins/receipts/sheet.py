@@ -22,6 +22,8 @@ LINE_MM = 6.5
 INK, MUTED, RULE, BAND = (20, 24, 33), (96, 104, 118), (214, 218, 226), (243, 245, 249)
 # Noto Sans and Noto Sans Arabic in one font (fonts/README.md): any line may mix them.
 FONT = "GuildSans"
+# The isolates (LRI, RLI, FSI, PDI), left out of a left-to-right sheet (Sheet._text).
+LEFT_TO_RIGHT_DROPS = dict.fromkeys(range(0x2066, 0x206A))
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,15 @@ class Sheet:
         self._pdf.set_text_color(*color)
 
     def _text(self, text: str) -> str:
-        """What the fonts can draw: a character neither has becomes "?", not a gap."""
+        """What the fonts can draw: a character neither has becomes "?", not a gap.
+
+        A left-to-right sheet leaves out the isolates (U+2066-U+2069) that keep an id or a
+        time in one piece inside Arabic. Here what they isolate runs left to right anyway,
+        and HarfBuzz draws each as a space glyph of no advance, which text extraction
+        (poppler) reads with a space's width, over the next character: a copied or
+        searched id or date came out broken in two ("escrow Z" / "CFvY5nAn…")."""
+        if not self.rtl:
+            text = text.translate(LEFT_TO_RIGHT_DROPS)
         return "".join(c if ord(c) in self._known or c in "\n\u2066\u2067\u2068\u2069" else "?" for c in text)
 
     def _cell(self, x: float, width: float, text: str, *, end: bool = False, height: float = LINE_MM) -> None:

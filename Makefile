@@ -68,6 +68,7 @@ bench: $(STAMP)
 	$(PY) -m bench.escrow
 	$(PY) -m bench.reconcile
 	$(PY) -m bench.storm
+	$(PY) -m bench.receipts
 
 # make deploy PROJECT=<id> REGION=<region> [SITE=...] [ADMIN_UIDS=a,b] [WITH_EXPO_TOKEN=1] [WITH_WEBHOOK_TOKEN=1] [WITH_BIGQUERY=1]
 #   [SADAD_MID=<merchant id> [SADAD_DOMAIN=<domain>]]: every option of deploy/deploy.py; DRY_RUN=1 prints the commands.

@@ -102,7 +102,7 @@ def execute(
     claim: Claim | None = None,
     answers: bool = True,
     language: str | None = None,
-    clock: Callable[[], datetime] = now_utc,
+    clock: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     answer_wait_seconds: float = config.IDEMPOTENCY_ANSWER_WAIT_SECONDS,
 ) -> Response:
@@ -126,8 +126,10 @@ def execute(
     `language`: what the request of `actor`, a user acting for themselves, asked to read
     (its Accept-Language, coins.language); set on their wallet if this writes it. Never
     given for an admin's or the system's work: their language is not the user's.
+    `clock`: the moment of each attempt (default: now_utc, looked up at the call).
     """
     assert idempotency is None or claim is None, "give the key or a claim on it, not both"
+    clock = clock or now_utc
     entry_id = store.new_id()
     deadline = time.monotonic() + config.TRANSACTION_DEADLINE_SECONDS
 

@@ -24,7 +24,7 @@ from ..domain import PLATFORM_FEES, Account, EntryType, EscrowStatus, PurchaseSt
 from ..store import Store, Where
 from . import statements
 from .sheet import Column, Sheet
-from .words import GATEWAY_NAMES, isolated, qar, qatar_time, words
+from .words import GATEWAY_NAMES, qar, qatar_time, words
 
 PDF, CSV = "application/pdf", "text/csv"
 # A statement's month, as the path names it (2026-11).
@@ -61,7 +61,7 @@ def purchase_pdf(bought: Mapping[str, Any], language: str) -> bytes:
     w, purchase_id = words(language), bought["id"]
     value, price = bought["value_dirhams"], bought["price_dirhams"]
     sheet = Sheet(language, title=w["purchase_title"], footer=w["footer"])
-    sheet.heading(w["purchase_title"], f"{w['order_id']} {isolated(purchase_id)}")
+    sheet.heading(w["purchase_title"], f"{w['order_id']} {purchase_id}")
     sheet.facts(
         [
             (w["order_id"], purchase_id),
@@ -123,7 +123,7 @@ def withdrawal(db: Store, caller: Caller, withdrawal_id: str, language: str) -> 
 def withdrawal_pdf(cashed: Mapping[str, Any], language: str) -> bytes:
     w, withdrawal_id = words(language), cashed["id"]
     sheet = Sheet(language, title=w["withdrawal_title"], footer=w["footer"])
-    sheet.heading(w["withdrawal_title"], f"{w['withdrawal_id']} {isolated(withdrawal_id)}")
+    sheet.heading(w["withdrawal_title"], f"{w['withdrawal_id']} {withdrawal_id}")
     destination = ", ".join(str(value) for value in (cashed.get("destination_masked") or {}).values())
     sheet.facts(
         [
@@ -159,7 +159,7 @@ def escrow(db: Store, caller: Caller, escrow_id: str, language: str) -> File:
 def escrow_pdf(held: Mapping[str, Any], payments: list[dict[str, Any]], language: str) -> bytes:
     w, escrow_id = words(language), held["id"]
     sheet = Sheet(language, title=w["escrow_title"], footer=w["footer"])
-    sheet.heading(w["escrow_title"], f"{w['escrow_id']} {isolated(escrow_id)}")
+    sheet.heading(w["escrow_title"], f"{w['escrow_id']} {escrow_id}")
     sheet.facts(
         [
             (w["escrow_id"], escrow_id),

@@ -10,6 +10,7 @@ are Western, as the app shows them.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -22,8 +23,9 @@ LINE_MM = 6.5
 INK, MUTED, RULE, BAND = (20, 24, 33), (96, 104, 118), (214, 218, 226), (243, 245, 249)
 # Noto Sans and Noto Sans Arabic in one font (fonts/README.md): any line may mix them.
 FONT = "GuildSans"
-# The isolates (LRI, RLI, FSI, PDI), left out of a left-to-right sheet (Sheet._text).
-LEFT_TO_RIGHT_DROPS = dict.fromkeys(range(0x2066, 0x206A))
+# The bidirectional controls (LRM, RLM, ALM, the embeddings, overrides and isolates):
+# never drawn (Sheet._text).
+CONTROLS = dict.fromkeys([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 
 
 @dataclass(frozen=True)
@@ -61,21 +63,32 @@ class Sheet:
         self._pdf.set_text_color(*color)
 
     def _text(self, text: str) -> str:
-        """What the fonts can draw: a character neither has becomes "?", not a gap.
+        """What the font can draw: a character it lacks becomes "?", not a gap; and no
+        bidirectional control. HarfBuzz draws a control as a space of no advance, which
+        text extraction (poppler) reads as a space over the next character, breaking a
+        copied or searched id in two; and an override in a name or note could turn the
+        figures beside it around. The direction of each cell comes from its own text
+        instead (`_direction`)."""
+        text = text.translate(CONTROLS)
+        return "".join(c if ord(c) in self._known or c == "\n" else "?" for c in text)
 
-        A left-to-right sheet leaves out the isolates (U+2066-U+2069) that keep an id or a
-        time in one piece inside Arabic. Here what they isolate runs left to right anyway,
-        and HarfBuzz draws each as a space glyph of no advance, which text extraction
-        (poppler) reads with a space's width, over the next character: a copied or
-        searched id or date came out broken in two ("escrow Z" / "CFvY5nAn…")."""
-        if not self.rtl:
-            text = text.translate(LEFT_TO_RIGHT_DROPS)
-        return "".join(c if ord(c) in self._known or c in "\n\u2066\u2067\u2068\u2069" else "?" for c in text)
+    def _direction(self, text: str) -> str:
+        """A cell's base direction, as HTML's dir="auto": its first strong character's
+        ("•••• DEFG" and "2026-11 · bob" left to right, "110.00 ر.ق" right to left), and
+        the sheet's where it has none (figures alone)."""
+        for c in text:
+            kind = unicodedata.bidirectional(c)
+            if kind == "L":
+                return "ltr"
+            if kind in ("R", "AL"):
+                return "rtl"
+        return "rtl" if self.rtl else "ltr"
 
     def _cell(self, x: float, width: float, text: str, *, end: bool = False, height: float = LINE_MM) -> None:
-        """One line of text at `x` (from the left margin, in the reading direction),
+        """One line of text at `x` (from the start of the line, in the sheet's direction),
         fitted to `width`: cut with an ellipsis rather than spilling over its neighbour."""
         text = self._text(text)
+        self._pdf.set_text_shaping(use_shaping_engine=True, direction=self._direction(text))
         while text and self._pdf.get_string_width(text) > width - 1:
             text = text[:-2] + "…"
         left = MARGIN_MM + (self._width - x - width if self.rtl else x)
@@ -148,7 +161,9 @@ class Sheet:
         self._pdf.ln(2)
         self._font(9, color=MUTED)
         self._pdf.set_x(MARGIN_MM)
-        self._pdf.multi_cell(self._width, 5, self._text(text), align="R" if self.rtl else "L")
+        text = self._text(text)
+        self._pdf.set_text_shaping(use_shaping_engine=True, direction=self._direction(text))
+        self._pdf.multi_cell(self._width, 5, text, align="R" if self.rtl else "L")
 
     def pdf(self) -> bytes:
         return bytes(self._pdf.output())

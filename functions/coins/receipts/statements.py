@@ -20,7 +20,7 @@ from .. import catalog, postings, store
 from ..domain import HOLD_KINDS, Account, EntryType
 from ..store import Store, Where
 from .sheet import Column, Sheet
-from .words import QATAR, entry_words, isolated, qar, qatar_date, words
+from .words import QATAR, entry_words, qar, qatar_date, words
 
 # Before the first entry of any ledger.
 EPOCH = datetime(2020, 1, 1, tzinfo=timezone.utc)
@@ -71,19 +71,25 @@ def replay(uid: str, month: str, entries: Iterable[Mapping[str, Any]]) -> Statem
     """The statement of `month` from the person's entries in order of time, from their first."""
     start, end = bounds(month)
     statement = Statement(uid, month, start, end)
-    wallet, balance, opened = Account.user(uid), 0, False
+    wallet, mine = Account.user(uid), list(entries)
+    moved = [postings.add_postings({}, entry["postings"]) for entry in mine]
+    # Their holds: those their own coins went onto, whatever the order of entries of one instant.
+    owned = {
+        account
+        for entry, accounts in zip(mine, moved)
+        if entry["type"] in HOLDING and catalog.value_dirhams(accounts.get(wallet, {})) < 0
+        for account in accounts
+        if account.kind in HOLD_KINDS
+    }
+    balance, opened = 0, False
     held: dict[Account, int] = {}
-    owned: set[Account] = set()
-    for entry in entries:
+    for entry, accounts in zip(mine, moved):
         if not opened and entry["created_at"] >= start:
             statement.opening, statement.held_at_start, opened = balance, _nonzero(held), True
-        moved = postings.add_postings({}, entry["postings"])
-        delta = catalog.value_dirhams(moved.get(wallet, {}))
-        if entry["type"] in HOLDING and delta < 0:
-            owned |= {account for account in moved if account.kind in HOLD_KINDS}
+        delta = catalog.value_dirhams(accounts.get(wallet, {}))
         held_change = 0
-        for account in owned & moved.keys():
-            change = catalog.value_dirhams(moved[account])
+        for account in owned & accounts.keys():
+            change = catalog.value_dirhams(accounts[account])
             held[account] = held.get(account, 0) + change
             held_change += change
         balance += delta
@@ -109,7 +115,7 @@ def replay(uid: str, month: str, entries: Iterable[Mapping[str, Any]]) -> Statem
 def pdf(statement: Statement, language: str) -> bytes:
     w = words(language)
     sheet = Sheet(language, title=w["statement_title"], footer=w["footer"])
-    sheet.heading(w["statement_title"], f"{isolated(statement.month)} · {isolated(statement.user_id)}")
+    sheet.heading(w["statement_title"], f"{statement.month} · {statement.user_id}")
     sheet.facts(
         [
             (w["user"], statement.user_id),
@@ -176,16 +182,36 @@ def pdf(statement: Statement, language: str) -> bytes:
     return sheet.pdf()
 
 
-CSV_COLUMNS = ("time_qatar", "entry_id", "type", "reference", "in_qar", "out_qar", "held_change_qar", "balance_qar")
+CSV_COLUMNS = ("time_qatar", "entry_id", "type", "reference", "in_qar", "out_qar", "held_change_qar", "balance_qar", "held_qar")
 
 
 def csv_text(statement: Statement) -> str:
-    """One row per entry, between an opening and a closing row; amounts in QAR with two
-    decimals (a spreadsheet's numbers), times in Qatar time with their offset."""
+    """One row per entry, between the opening and closing rows (each with the balance and
+    all that was held) and the rows of what was held at the start and at the end, hold by
+    hold; amounts in QAR with two decimals (a spreadsheet's numbers), times in Qatar time
+    with their offset."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    writer.writerow([statement.start.isoformat(), "", "opening_balance", "", "", "", "", _decimal(statement.opening)])
+
+    def moment(kind: str, at: datetime, balance: int, held: Mapping[Account, int]) -> None:
+        writer.writerow([at.isoformat(), "", f"{kind}_balance", "", "", "", "", _decimal(balance), _decimal(sum(held.values()))])
+        for account, value in sorted(held.items(), key=lambda item: str(item[0])):
+            writer.writerow(
+                [
+                    at.isoformat(),
+                    "",
+                    f"held_at_{'start' if kind == 'opening' else 'end'}",
+                    str(account),
+                    "",
+                    "",
+                    "",
+                    "",
+                    _decimal(value),
+                ]
+            )
+
+    moment("opening", statement.start, statement.opening, statement.held_at_start)
     for line in statement.lines:
         writer.writerow(
             [
@@ -197,9 +223,10 @@ def csv_text(statement: Statement) -> str:
                 _decimal(line.money_out),
                 _decimal(line.held_change),
                 _decimal(line.balance),
+                "",
             ]
         )
-    writer.writerow([statement.end.isoformat(), "", "closing_balance", "", "", "", "", _decimal(statement.closing)])
+    moment("closing", statement.end, statement.closing, statement.held_at_end)
     return out.getvalue()
 
 
@@ -215,7 +242,7 @@ def _reference(refs: Mapping[str, Any]) -> str:
 
 
 def _hold_words(account: Account, language: str) -> str:
-    return words(language)[f"hold_{account.kind}"].format(id=isolated(account.id))
+    return words(language)[f"hold_{account.kind}"].format(id=account.id)
 
 
 def _nonzero(held: Mapping[Account, int]) -> dict[Account, int]:

@@ -9,7 +9,7 @@ withdrawal سحب, refund استرداد).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Mapping
 from zoneinfo import ZoneInfo
 
 from ..domain import EntryType
@@ -55,8 +55,8 @@ WORDS: dict[str, dict[str, str]] = {
         "what": "What",
         "gross": "Gross",
         "fee": "Platform fee",
-        "net": "Net to the freelancer",
-        "to_client": "Back to the client",
+        "net": "Net, freelancer",
+        "to_client": "Back to client",
         "release": "Release",
         "refund": "Refund",
         "split": "Dispute settled",
@@ -197,21 +197,14 @@ def qar(dirhams: int, language: str) -> str:
 
 
 def qatar_time(moment: datetime | None, language: str) -> str:
-    """ "2026-11-03 21:04 (Qatar time)": a date and time as one unit in either direction."""
+    """ "2026-11-03 21:04", in Qatar time (every sheet's footer says the zone)."""
     if moment is None:
         return "—"
-    text = moment.astimezone(QATAR).strftime("%Y-%m-%d %H:%M")
-    return "\u2066" + text + "\u2069"  # LEFT-TO-RIGHT ISOLATE: the date keeps its order in Arabic
+    return moment.astimezone(QATAR).strftime("%Y-%m-%d %H:%M")
 
 
 def qatar_date(moment: datetime) -> str:
-    return "\u2066" + moment.astimezone(QATAR).strftime("%Y-%m-%d") + "\u2069"
-
-
-def isolated(text: Any) -> str:
-    """An id, a name or a note inside Arabic or English text: FIRST STRONG ISOLATE, so
-    its own direction does not scramble the line around it."""
-    return "\u2068" + str(text) + "\u2069"
+    return moment.astimezone(QATAR).strftime("%Y-%m-%d")
 
 
 def entry_words(entry_type: str, language: str) -> str:

@@ -75,6 +75,9 @@ SIGNAL_WITHDRAWN_DIRHAMS_PER_WEEK_MAX = 10_000 * 100
 # The accountant's export reads at most this long a period per request (a year and a
 # day: a calendar year, whatever its length).
 EXPORT_DAYS_MAX = 366
+# A month's statement as PDF: at most this many entries (about 60 pages, rendered in
+# some 3 s); a busier month is asked for as CSV.
+STATEMENT_PDF_LINES_MAX = 2_000
 # A full replay runs in chunks of this many entries (or documents), each a Cloud Task of
 # its own well inside the function's limit (measured: about 10 s per 10,000).
 FULL_REPLAY_CHUNK = 20_000

@@ -13,11 +13,10 @@ import csv
 import io
 from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping
-from zoneinfo import ZoneInfo
 
 from . import catalog, store
 from .store import Store
-from .times import rfc3339
+from .times import qatar, rfc3339
 
 COLUMNS = (
     "entry_id",
@@ -35,7 +34,6 @@ COLUMNS = (
     "withdrawal_id",
     "job_id",
 )
-QATAR = ZoneInfo("Asia/Qatar")
 # Rows written per chunk of the answer.
 ROWS_PER_CHUNK = 500
 
@@ -49,7 +47,7 @@ def rows(entry: Mapping[str, Any]) -> Iterator[tuple[Any, ...]]:
         yield (
             entry["id"],
             rfc3339(created),
-            created.astimezone(QATAR).isoformat(timespec="seconds"),
+            created.astimezone(qatar()).isoformat(timespec="seconds"),
             entry["type"],
             posting["from"],
             posting["to"],

@@ -104,8 +104,8 @@ class UsersPage(Page):
 
 
 class Receipt(Query):
-    """A receipt's language; without it, the caller's (Accept-Language, then the one
-    remembered for them)."""
+    """A receipt's language; without it, the request's Accept-Language, then the one the
+    caller reads (the app's users/{uid}.language, else the one remembered for them)."""
 
     lang: Literal["en", "ar"] | None = None
 

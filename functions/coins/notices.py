@@ -19,7 +19,7 @@ same problem mirrored, and the isolates are invisible either way. Labels ("Reaso
 "السبب:") introduce what is quoted, and are left out with it when it is empty.
 
 `actionUrl` is the app's deep link (`guild://...`). The notices of what has a receipt (a
-paid purchase, a paid withdrawal, an escrow release, for both parties) also carry
+paid purchase, a paid withdrawal, an escrow's release, refund or split, for both parties) also carry
 `metadata.receiptUrl`: the API path of that receipt (`/api/coins/purchase/{id}/receipt`,
 `/api/coins/withdrawal/{id}/receipt`, `/api/coins/escrow/{id}/receipt`), relative to the
 API's origin; the app joins it to its base URL and fetches it with the user's Firebase ID
@@ -91,10 +91,11 @@ class Notice:
 
 
 def qar(dirhams: int) -> str:
-    """100050 -> "1,000.50"; 10000 -> "100"; -500 -> "5": the size of an amount, whose
-    direction the sentence says in words."""
+    """100050 -> "1,000.50"; 10000 -> "100.00"; -500 -> "5.00": the size of an amount in
+    QAR with two decimals (as the receipts write it), whose direction the sentence says in
+    words."""
     whole, cents = divmod(abs(dirhams), 100)
-    return f"{whole:,}" + (f".{cents:02d}" if cents else "")
+    return f"{whole:,}.{cents:02d}"
 
 
 def qar_value(dirhams: int) -> int | float:
@@ -181,6 +182,17 @@ def _purchase(kind: EventKind):
             meta = _metadata(facts, amount, kind, _receipt("purchase", purchase_id))
             return [Notice(facts["user_id"], PAYMENT, MEDIUM, texts, link, meta)]
         meta = _metadata(facts, amount, kind)
+        if kind is EventKind.PURCHASE_REFUNDED and facts.get("unissued"):
+            # A payment whose coins were never issued (late, or of another amount): its money back.
+            paid = facts.get("price_dirhams", amount)
+            texts = {
+                "en": ("Payment refunded", f"Your payment of {_en(paid)} was refunded; no coins had been added for it."),
+                "ar": (
+                    f"تم {AR_TERMS['refund']} المبلغ",
+                    f"تم {AR_TERMS['refund']} دفعتك البالغة {_ar(paid)}، ولم تكن قد أُضيفت عنها أي عملات.",
+                ),
+            }
+            return [Notice(facts["user_id"], PAYMENT, HIGH, texts, link, _metadata(facts, paid, kind))]
         if kind is EventKind.PURCHASE_REFUNDED:
             texts = {
                 "en": ("Purchase refunded", f"Your payment was refunded; the coins worth {_en(amount)} were taken back."),
@@ -376,7 +388,7 @@ def _escrow(kind: EventKind):
             ]
         if kind is EventKind.ESCROW_REFUNDED:
             back = facts["refunded_dirhams"]
-            back_meta = {**meta, "amount": qar_value(back)}
+            back_meta = {**meta, "amount": qar_value(back), "receiptUrl": _receipt("escrow", facts["escrow_id"])}
             title = f"أُعيد المبلغ من {escrow}"
             return [
                 Notice(
@@ -426,7 +438,8 @@ def _escrow(kind: EventKind):
                     ),
                 ),
             }
-            return [Notice(uid, DISPUTE, HIGH, texts, link, meta) for uid in (client, freelancer)]
+            settled = {**meta, "receiptUrl": _receipt("escrow", facts["escrow_id"])}
+            return [Notice(uid, DISPUTE, HIGH, texts, link, settled) for uid in (client, freelancer)]
         other = freelancer if facts.get("disputed_by") == client else client
         title = (
             ("Refund request declined", f"رُفض طلب {AR_TERMS['the refund']}")
@@ -473,17 +486,26 @@ def _withdrawal(kind: EventKind):
         if kind is EventKind.WITHDRAWAL_PAID:
             meta = _metadata(facts, amount, kind, _receipt("withdrawal", withdrawal_id))
         reason = facts.get("reason")
+        # Where the money goes: the account outside GUILD the withdrawal names.
+        to = (
+            {"en": "mobile wallet", "ar": "محفظتك الإلكترونية"}
+            if facts.get("method") == "wallet"
+            else {"en": "bank account", "ar": "حسابك البنكي"}
+        )
         texts = {
             EventKind.WITHDRAWAL_APPROVED: {
-                "en": ("Withdrawal approved", f"Your withdrawal of {_en(amount)} is approved and will be paid."),
+                "en": (
+                    "Withdrawal approved",
+                    f"Your withdrawal of {_en(amount)} is approved and will be sent to your {to['en']}.",
+                ),
                 "ar": (
                     f"تمت الموافقة على {AR_TERMS['the withdrawal']}",
-                    f"تمت الموافقة على {withdrawal} {_ar(amount)}، وسيُحوَّل المبلغ إلى حسابك.",
+                    f"تمت الموافقة على {withdrawal} {_ar(amount)}، وسيُحوَّل المبلغ إلى {to['ar']}.",
                 ),
             },
             EventKind.WITHDRAWAL_PAID: {
-                "en": ("Withdrawal paid", f"{_en(amount)} was sent to your account."),
-                "ar": (f"تم تحويل مبلغ {AR_TERMS['the withdrawal']}", f"تم تحويل {_ar(amount)} إلى حسابك."),
+                "en": ("Withdrawal paid", f"{_en(amount)} was sent to your {to['en']}."),
+                "ar": (f"تم تحويل مبلغ {AR_TERMS['the withdrawal']}", f"تم تحويل {_ar(amount)} إلى {to['ar']}."),
             },
             EventKind.WITHDRAWAL_REJECTED: {
                 "en": (

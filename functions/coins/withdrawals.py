@@ -60,6 +60,7 @@ def facts(withdrawal: Mapping[str, Any]) -> dict[str, Any]:
         "user_id": withdrawal["user_id"],
         "amount_dirhams": withdrawal["amount_dirhams"],
         "large": withdrawal["large"],
+        "method": withdrawal["method"],
     }
 
 

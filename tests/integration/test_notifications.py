@@ -71,7 +71,7 @@ def test_a_job_payment_tells_both_parties_in_their_language_and_pushes_to_the_fr
     client, freelancer, escrow = job_paid
     assert deliver_all(db) == ["balance_adjusted", "escrow_funded"]
     [funded] = [n for n in notifications_of(freelancer)]
-    assert funded["title"] == "تم تمويل الوظيفة" and funded["description"] == "تم حجز 100 ر.ق في حساب الضمان مقابل عملك."
+    assert funded["title"] == "تم تمويل الوظيفة" and funded["description"] == "تم حجز 100.00 ر.ق في حساب الضمان مقابل عملك."
     assert {k: funded[k] for k in ("userId", "type", "isRead", "priority", "actionUrl")} == {
         "userId": freelancer,
         "type": "payment",
@@ -191,7 +191,7 @@ def test_a_dispute_tells_the_other_party_and_the_admins(api, db, expo, job_paid)
     deliver_all(db)
     disputed = notifications_of(freelancer)[-1]
     assert (disputed["type"], disputed["priority"]) == ("dispute", "high")
-    assert disputed["description"] == "فُتح نزاع على مبلغ 100 ر.ق. السبب: \u2068never delivered\u2069", "in Arabic"
+    assert disputed["description"] == "فُتح نزاع على مبلغ 100.00 ر.ق. السبب: \u2068never delivered\u2069", "in Arabic"
     assert [n["type"] for n in notifications_of(client)] == ["payment", "payment"], "not told of its own dispute"
     for admin in ADMIN_UIDS:
         assert notifications_of(admin)[-1]["title"] == "Dispute opened"

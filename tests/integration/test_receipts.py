@@ -28,8 +28,9 @@ ORIGINAL_CLOCK = ledger.now_utc
 # The dirhams of one coin of each tier, written out here so that the replays below do
 # not lean on the code they check.
 TIER_DIRHAMS = {"GBC": 500, "GSC": 1_000, "GGC": 5_000, "GPC": 10_000, "GDC": 20_000, "GRC": 50_000}
-# The bidirectional controls the receipts put around ids and times (LRM, RLM, the
-# embeddings and overrides, the isolates), which pdftotext passes on as text.
+# The bidirectional controls (LRM, RLM, the embeddings and overrides, the isolates):
+# pdftotext marks the runs of an Arabic line with embeddings of its own, stripped here
+# (the receipts themselves draw none: coins.receipts.sheet).
 BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # An amount as the receipts write it: "1,358.50 QAR" or "1,358.50 ر.ق". In an Arabic line
 # poppler gives the runs in reading order but puts the space of "1,358.50 ر.ق" before the
@@ -204,6 +205,19 @@ def test_only_the_buyer_and_admins_read_a_purchase_receipt_and_only_once_it_is_p
         refused(receipt(api, "purchase", purchase_id, buyer, query=query), 422, "validation_failed")
 
 
+def test_a_refunded_payment_whose_coins_were_never_issued_has_no_receipt(api, db):
+    """A late payment, or one of another amount, refunded by an admin before any coins
+    were issued: the purchase is refunded, yet no coins were bought."""
+    buyer, purchase_id = fresh_id("buyer"), fresh_id("P")
+    refunded = {"id": purchase_id, "user_id": buyer, "status": "refunded", "gateway": "fatora", "coins": {"GBC": 1}}
+    db.client.document(*store.purchase(purchase_id).path).set(
+        {**refunded, "value_dirhams": 500, "price_dirhams": 550, "currency": "QAR", "gateway_fee_dirhams": 14}
+    )
+    answer = receipt(api, "purchase", purchase_id, buyer)
+    refused(answer, 409, "invalid_state")
+    assert "No coins were issued" in answer.get_json()["error"]["message"]
+
+
 def test_a_refunded_purchase_receipt_says_it_was_refunded_and_how_much(api, db, fatora):
     buyer = fresh_id("buyer")
     bought = paid_purchase(api, db, fatora, buyer, {"pack_id": "pro"})
@@ -222,7 +236,7 @@ def test_a_refunded_purchase_receipt_says_it_was_refunded_and_how_much(api, db, 
     assert re.search(r"This purchase was refunded: " + said(price, "en").pattern, english)
     arabic = pdf_text(receipt(api, "purchase", bought["id"], buyer, query={"lang": "ar"}), filename)
     assert row(arabic, "المبلغ المسترد", "ar") == [price]
-    assert "تم استرداد هذه العملية" in arabic
+    assert "تم استرداد مبلغ هذه العملية" in arabic
 
 
 # A paid withdrawal.
@@ -254,7 +268,7 @@ def test_a_paid_withdrawal_receipt_holds_the_amount_the_masked_account_the_refer
     assert qatar_minute(cashed["created_at"]) != qatar_minute(cashed["paid_at"])
     labels = {
         "en": ("Amount", "Transfer reference", "Requested", "Paid "),
-        "ar": ("المبلغ", "مرجع التحويل", "تاريخ الطلب", "تاريخ الدفع"),
+        "ar": ("المبلغ", "مرجع التحويل", "تاريخ الطلب", "وقت الدفع"),
     }
     for language, (amount, transfer, requested, paid) in labels.items():
         text = pdf_text(receipt(api, "withdrawal", withdrawal_id, owner, query={"lang": language}), filename)
@@ -515,19 +529,56 @@ def test_the_statement_pdf_says_the_opening_and_closing_balances_in_both_languag
         assert month in text and alice in text
 
 
+def same_but_the_closing_moment(one, other):
+    def rows(data):
+        return [
+            row[1:] if row[2] in ("closing_balance", "held_at_end") else row for row in csv.reader(io.StringIO(data.decode()))
+        ]
+
+    return rows(one) == rows(other)
+
+
 def test_an_admin_reads_a_users_statement_and_nobody_else_does(api, db, two_months):
     alice, bob, month, _ = two_months
     own = statement(api, month, alice, query={"format": "csv"})
     as_admin = statement(api, month, ADMIN, admin=True, query={"format": "csv", "user_id": alice})
     csv_file = f"guild-coins-statement-{month}.csv"
-    assert downloaded(as_admin, "text/csv", csv_file) == downloaded(own, "text/csv", csv_file)
+    # The same statement, but for the moment of its closing: this month's is "so far", now.
+    assert same_but_the_closing_moment(downloaded(as_admin, "text/csv", csv_file), downloaded(own, "text/csv", csv_file))
     refused(statement(api, month, bob, query={"user_id": alice}), 403, "forbidden")
     assert downloaded(statement(api, month, bob, query={"format": "csv", "user_id": bob}), "text/csv", csv_file)
     refused(statement(api, "2026-13", alice), 404, "not_found")
+    refused(statement(api, "2099-01", alice), 404, "not_found")  # not begun
     refused(statement(api, "26-01", alice), 404, "not_found")
     refused(statement(api, month, alice, query={"format": "xls"}), 422, "validation_failed")
     refused(statement(api, month, alice, query={"lang": "fr"}), 422, "validation_failed")
     refused(statement(api, month, alice, query={"month": month}), 422, "validation_failed")
+
+
+def test_a_month_too_busy_for_a_pdf_is_asked_for_as_csv(api, db, two_months, monkeypatch):
+    from coins import config
+
+    alice, _, month, _ = two_months
+    monkeypatch.setattr(config, "STATEMENT_PDF_LINES_MAX", 2)
+    answer = statement(api, month, alice)
+    refused(answer, 422, "validation_failed")
+    assert answer.get_json()["error"]["details"]["fields"][0]["field"] == "format"
+    assert downloaded(statement(api, month, alice, query={"format": "csv"}), "text/csv", f"guild-coins-statement-{month}.csv")
+
+
+def test_the_freelancer_s_statement_has_what_was_paid_to_them_not_the_client_s_lock(api, db):
+    client, freelancer = factories.wallet(api, {"GPC": 1}), fresh_id("free")
+    escrow = factories.escrow(api, client, freelancer=freelancer, amount_dirhams=100 * QAR)["id"]
+    escrow_act(api, escrow, "release", client)
+    month = month_of(ledger.now_utc())
+    _, lines, last, _ = parsed_csv(statement(api, month, freelancer, query={"format": "csv"}).get_data())
+    assert [(line["type"], line["in_qar"]) for line in lines] == [("escrow_release", "90.00")]
+    assert last["balance_qar"] == "90.00" and last["held_qar"] == "0.00"
+    _, lines, last, held = parsed_csv(statement(api, month, client, query={"format": "csv"}).get_data())
+    assert [(line["type"], line["out_qar"], line["held_change_qar"]) for line in lines][-2:] == [
+        ("escrow_lock", "100.00", "100.00"),
+        ("escrow_release", "0.00", "-100.00"),
+    ]
 
 
 # What a person sees.

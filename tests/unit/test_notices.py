@@ -42,7 +42,7 @@ FACTS = {
     EventKind.COINS_ISSUED: [PURCHASE_FACTS],
     EventKind.PURCHASE_FAILED: [PURCHASE_FACTS],
     EventKind.PURCHASE_IN_REVIEW: [{**PURCHASE_FACTS, "reason": REASON}],
-    EventKind.PURCHASE_REFUNDED: [PURCHASE_FACTS],
+    EventKind.PURCHASE_REFUNDED: [PURCHASE_FACTS, {**PURCHASE_FACTS, "price_dirhams": 121_055, "unissued": True}],
     EventKind.BALANCE_ADJUSTED: [
         {"user_id": USER, "amount_dirhams": 150 * QAR, "reason": REASON},
         {"user_id": USER, "amount_dirhams": -105_050, "reason": REASON},
@@ -160,8 +160,8 @@ def test_a_balance_adjustment_says_its_direction_in_words():
     [taken], [added] = (notices.for_event(e, admins=ADMINS, link_base="guild://") for e in (down, up))
     assert taken.texts["ar"][1] == "خُصم 1,050.50 ر.ق من رصيدك."
     assert taken.texts["en"][1] == "1,050.50 QAR was taken from your balance."
-    assert added.texts["ar"][1] == "أُضيف 150 ر.ق إلى رصيدك."
-    assert added.texts["en"][1] == "150 QAR was added to your balance."
+    assert added.texts["ar"][1] == "أُضيف 150.00 ر.ق إلى رصيدك."
+    assert added.texts["en"][1] == "150.00 QAR was added to your balance."
     assert taken.metadata["amount"] == -1050.5, "the sign stays in the number"
 
 
@@ -233,11 +233,19 @@ def test_a_refunded_purchase_takes_its_coins_back_in_words_of_a_refund():
     assert notice.texts["ar"] == ("تم استرداد المبلغ", "تم استرداد دفعتك، واستُرجعت العملات بقيمة 1,100.50 ر.ق.")
 
 
+def test_a_refunded_payment_whose_coins_never_were_says_so_and_the_money_paid():
+    facts = {**PURCHASE_FACTS, "price_dirhams": 121_055, "unissued": True}
+    [notice] = notices.for_event({"kind": EventKind.PURCHASE_REFUNDED, "facts": facts}, admins=(), link_base="")
+    assert notice.texts["en"][1] == "Your payment of 1,210.55 QAR was refunded; no coins had been added for it."
+    assert notice.texts["ar"][1] == "تم استرداد دفعتك البالغة 1,210.55 ر.ق، ولم تكن قد أُضيفت عنها أي عملات."
+    assert notice.metadata["amount"] == 1210.55 and "receiptUrl" not in notice.metadata
+
+
 def test_the_escrow_refund_reads_as_correct_arabic():
     facts = {**ESCROW_FACTS, "refunded_dirhams": 100 * QAR}
     client, freelancer = notices.for_event({"kind": EventKind.ESCROW_REFUNDED, "facts": facts}, admins=(), link_base="")
-    assert client.texts["ar"] == ("أُعيد المبلغ من حساب الضمان", "عاد مبلغ 100 ر.ق إلى محفظتك.")
-    assert freelancer.texts["ar"][1] == "عاد إلى العميل مبلغ 100 ر.ق الذي كان محجوزًا لهذه الوظيفة."
+    assert client.texts["ar"] == ("أُعيد المبلغ من حساب الضمان", "عاد مبلغ 100.00 ر.ق إلى محفظتك.")
+    assert freelancer.texts["ar"][1] == "عاد إلى العميل مبلغ 100.00 ر.ق الذي كان محجوزًا لهذه الوظيفة."
 
 
 def test_the_windows_end_before_the_deadline_in_both_languages():
@@ -283,9 +291,9 @@ def test_each_notice_carries_the_amount_it_speaks_of():
     for kind, facts, notice in built():
         if "amount" not in notice.metadata:
             continue
-        spoken = {
-            facts.get(key) for key in ("amount_dirhams", "value_dirhams", "paid_dirhams", "released_dirhams", "refunded_dirhams")
-        }
+        # What was paid back, for a payment whose coins never were; what moved, otherwise.
+        keys = ("price_dirhams",) if facts.get("unissued") else ("amount_dirhams", "value_dirhams", "paid_dirhams")
+        spoken = {facts.get(key) for key in (*keys, "released_dirhams", "refunded_dirhams")}
         assert round(notice.metadata["amount"] * 100) in spoken, (kind, notice.metadata)
 
 
@@ -303,7 +311,7 @@ def test_qar_value_round_trips_to_its_dirhams_through_json(dirhams):
     assert round(value * 100) == dirhams
 
 
-def test_receipts_are_linked_exactly_from_a_paid_purchase_a_paid_withdrawal_and_a_release():
+def test_receipts_are_linked_exactly_from_a_paid_purchase_a_paid_withdrawal_and_an_escrow_s_payments():
     linked = {}
     for kind, _, notice in built():
         if "receiptUrl" in notice.metadata:
@@ -312,12 +320,12 @@ def test_receipts_are_linked_exactly_from_a_paid_purchase_a_paid_withdrawal_and_
     assert linked == {
         EventKind.COINS_ISSUED: {(USER, RECEIPTS[EventKind.COINS_ISSUED])},
         EventKind.WITHDRAWAL_PAID: {(USER, RECEIPTS[EventKind.WITHDRAWAL_PAID])},
-        EventKind.ESCROW_RELEASED: {
-            (FREELANCER, RECEIPTS[EventKind.ESCROW_RELEASED]),
-            (CLIENT, RECEIPTS[EventKind.ESCROW_RELEASED]),
+        **{
+            kind: {(FREELANCER, RECEIPTS[EventKind.ESCROW_RELEASED]), (CLIENT, RECEIPTS[EventKind.ESCROW_RELEASED])}
+            for kind in (EventKind.ESCROW_RELEASED, EventKind.ESCROW_REFUNDED, EventKind.ESCROW_RESOLVED)
         },
     }
 
 
 def test_qar_shows_the_size_of_an_amount_with_western_digits():
-    assert [notices.qar(d) for d in (100_050, 10_000, -500, 5)] == ["1,000.50", "100", "5", "0.05"]
+    assert [notices.qar(d) for d in (100_050, 10_000, -500, 5)] == ["1,000.50", "100.00", "5.00", "0.05"]

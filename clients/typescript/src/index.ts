@@ -188,10 +188,10 @@ export function createCoinsClient(options: CoinsClientOptions) {
 
     /**
      * Receipts and statements, as PDF bytes (save or share them, e.g. with expo-file-system
-     * and expo-sharing), in `lang` or else the user's language (Accept-Language, then the
-     * one the backend remembers). A receipt is for what is paid: otherwise 409 invalid_state.
-     * The notifications of a paid purchase, a paid withdrawal and a release carry the
-     * receipt's path as `metadata.receiptUrl`.
+     * and expo-sharing), in `lang`, else the request's Accept-Language, else the user's
+     * language (the app's `users/{uid}.language`, then the one the backend remembers). A receipt is for what is paid: otherwise 409 invalid_state.
+     * The notifications of a paid purchase, a paid withdrawal and an escrow's release,
+     * refund or split carry the receipt's path as `metadata.receiptUrl`.
      */
     purchaseReceipt: (id: string, lang?: Language) =>
       read(() => http.GET("/api/coins/purchase/{id}/receipt", { params: { path: { id }, query: { lang } }, parseAs: "arrayBuffer" })),

@@ -1425,8 +1425,8 @@ export interface components {
         };
         /**
          * Receipt
-         * @description A receipt's language; without it, the caller's (Accept-Language, then the one
-         *     remembered for them).
+         * @description A receipt's language; without it, the request's Accept-Language, then the one the
+         *     caller reads (the app's users/{uid}.language, else the one remembered for them).
          */
         Receipt: {
             /**

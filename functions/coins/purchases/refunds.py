@@ -271,7 +271,13 @@ def finish(db: Store, purchase_id: str, *, refunded: bool, detail: str, actor: s
             (
                 ledger.Event(
                     EventKind.PURCHASE_REFUNDED,
-                    {"user_id": purchase["user_id"], "purchase_id": purchase_id, "value_dirhams": purchase["value_dirhams"]},
+                    {
+                        "user_id": purchase["user_id"],
+                        "purchase_id": purchase_id,
+                        "value_dirhams": purchase["value_dirhams"],
+                        "price_dirhams": purchase["price_dirhams"],
+                        "unissued": unissued,
+                    },
                 ),
             )
             if refunded

@@ -2,10 +2,11 @@
 withdrawal, an escrow's payments; and monthly statements (coins.receipts.statements).
 
 Each is read from the documents and ledger entries it is about, for the people
-concerned and admins only (another user's is 404, as for the resources themselves), and
-only once there is something to show (a purchase or withdrawal not paid is 409). What a
-receipt says comes from the ledger's own amounts: the escrow's payments are summed from
-its entries' postings, not from counters.
+concerned and admins only (another user's receipt is 404, as for the resources
+themselves; another user's statement 403, as for their lists), and only once there is
+something to show (a purchase whose coins were not issued, a withdrawal not paid, an
+escrow nothing has left yet: 409). An escrow's payments are summed from its entries'
+postings, what a statement says from the person's entries.
 
 This package loads fpdf2, fontTools, Pillow and HarfBuzz: only the functions that
 render import it (functions/main.py names it lazily), so no other function's cold start
@@ -18,17 +19,33 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .. import catalog, errors, notify, postings, store
+from .. import catalog, config, errors, ledger, notify, postings, store
 from ..auth import Caller
 from ..domain import PLATFORM_FEES, Account, EntryType, EscrowStatus, PurchaseStatus, WithdrawalStatus
+from ..escrow import held_dirhams
+from ..purchases import states
 from ..store import Store, Where
 from . import statements
 from .sheet import Column, Sheet
-from .words import GATEWAY_NAMES, qar, qatar_time, words
+from .words import qar, qatar_time, words
 
 PDF, CSV = "application/pdf", "text/csv"
 # A statement's month, as the path names it (2026-11).
 MONTH = re.compile(r"\A20[0-9]{2}-(0[1-9]|1[0-2])\Z")
+
+
+# Why there is no receipt yet, a sentence a status.
+NO_COINS = "No coins were issued for this purchase (its payment was refunded): there is no receipt."
+NO_PURCHASE_RECEIPT = {
+    PurchaseStatus.PENDING: "This purchase is not paid yet: its receipt comes once the payment is confirmed.",
+    PurchaseStatus.FAILED: "This purchase failed, so nothing was paid: there is no receipt.",
+    PurchaseStatus.EXPIRED: "This purchase expired unpaid: there is no receipt.",
+}
+NO_WITHDRAWAL_RECEIPT = {
+    WithdrawalStatus.REQUESTED: "This withdrawal is not paid yet: its receipt comes once GUILD pays it.",
+    WithdrawalStatus.APPROVED: "This withdrawal is approved but not paid yet: its receipt comes once GUILD pays it.",
+    WithdrawalStatus.REJECTED: "This withdrawal was rejected, so nothing was paid: there is no receipt.",
+}
 
 
 @dataclass(frozen=True)
@@ -50,10 +67,8 @@ def purchase(db: Store, caller: Caller, purchase_id: str, language: str) -> File
     bought = db.get(store.purchase(purchase_id))
     if bought is None or not (caller.admin or bought["user_id"] == caller.uid):
         raise errors.NotFound()
-    if bought["status"] not in (PurchaseStatus.PAID, PurchaseStatus.REFUNDING, PurchaseStatus.REFUNDED):
-        raise errors.InvalidState(
-            f"This purchase is {bought['status']}, not paid: a receipt is for a paid purchase.", status=bought["status"]
-        )
+    if bought["status"] not in states.ISSUED or not bought.get("entry_id"):
+        raise errors.InvalidState(NO_PURCHASE_RECEIPT.get(bought["status"], NO_COINS), status=bought["status"])
     return File(PDF, purchase_pdf(bought, language), f"guild-coins-receipt-{purchase_id}.pdf")
 
 
@@ -66,8 +81,8 @@ def purchase_pdf(bought: Mapping[str, Any], language: str) -> bytes:
         [
             (w["order_id"], purchase_id),
             (w["buyer"], _buyer(bought)),
-            (w["paid_at"], qatar_time(bought.get("paid_at"), language)),
-            (w["gateway"], GATEWAY_NAMES.get(bought.get("gateway", "fatora"), bought.get("gateway", ""))),
+            (w["paid_at"], qatar_time(bought.get("paid_at"))),
+            (w["gateway"], states.gateway_words(bought)),
             (w["gateway_reference"], bought.get("gateway_reference") or "—"),
         ]
     )
@@ -88,17 +103,17 @@ def purchase_pdf(bought: Mapping[str, Any], language: str) -> bytes:
     sheet.facts(
         [
             (w["coin_value"], qar(value, language)),
-            (w["platform_fee"], qar(price - value, language)),
+            (w["platform_fee"].format(percent=catalog.MARKUP_BPS // 100), qar(price - value, language)),
             (w["total_paid"], qar(price, language)),
         ],
         emphasis=(w["total_paid"],),
     )
     if bought["status"] == PurchaseStatus.REFUNDED:
         sheet.facts([(w["refunded"], qar(price, language))], emphasis=(w["refunded"],))
-        sheet.note(w["refunded_note"].format(amount=qar(price, language), time=qatar_time(bought.get("refunded_at"), language)))
+        sheet.note(w["refunded_note"].format(amount=qar(price, language), time=qatar_time(bought.get("refunded_at"))))
     elif bought["status"] == PurchaseStatus.REFUNDING:
         asked = (bought.get("refund") or {}).get("at")
-        sheet.note(w["refund_pending_note"].format(amount=qar(price, language), time=qatar_time(asked, language)))
+        sheet.note(w["refund_pending_note"].format(amount=qar(price, language), time=qatar_time(asked)))
     return sheet.pdf()
 
 
@@ -114,9 +129,7 @@ def withdrawal(db: Store, caller: Caller, withdrawal_id: str, language: str) -> 
     if cashed is None or not (caller.admin or cashed["user_id"] == caller.uid):
         raise errors.NotFound()
     if cashed["status"] != WithdrawalStatus.PAID:
-        raise errors.InvalidState(
-            f"This withdrawal is {cashed['status']}, not paid: a receipt is for a paid withdrawal.", status=cashed["status"]
-        )
+        raise errors.InvalidState(NO_WITHDRAWAL_RECEIPT[cashed["status"]], status=cashed["status"])
     return File(PDF, withdrawal_pdf(cashed, language), f"guild-coins-withdrawal-{withdrawal_id}.pdf")
 
 
@@ -130,11 +143,11 @@ def withdrawal_pdf(cashed: Mapping[str, Any], language: str) -> bytes:
             (w["withdrawal_id"], withdrawal_id),
             (w["holder"], cashed["user_id"]),
             (w["amount"], qar(cashed["amount_dirhams"], language)),
-            (w["method"], w["bank_transfer"] if cashed.get("method") == "bank_transfer" else str(cashed.get("method", ""))),
+            (w["method"], w.get(f"method_{cashed.get('method')}", "—")),
             (w["destination"], destination or "—"),
             (w["transfer_reference"], cashed.get("payment_reference") or "—"),
-            (w["requested_at"], qatar_time(cashed.get("created_at"), language)),
-            (w["paid_at"], qatar_time(cashed.get("paid_at"), language)),
+            (w["requested_at"], qatar_time(cashed.get("created_at"))),
+            (w["paid_at"], qatar_time(cashed.get("paid_at"))),
         ],
         emphasis=(w["amount"],),
     )
@@ -181,15 +194,13 @@ def escrow_pdf(held: Mapping[str, Any], payments: list[dict[str, Any]], language
     ]
     amounts = ("gross", "fee", "net", "to_client")
     rows = [
-        [qatar_time(p["at"], language), kinds.get(p["type"], p["type"]), *(qar(p[name], language) for name in amounts)]
-        for p in payments
+        [qatar_time(p["at"]), kinds.get(p["type"], p["type"]), *(qar(p[name], language) for name in amounts)] for p in payments
     ]
     total = ["", w["total"], *(qar(sum(p[name] for p in payments), language) for name in amounts)]
-    sheet.section(w["entries"])
+    sheet.section(w["payments"])
     sheet.table(columns, rows, total=total)
     if held["status"] not in (EscrowStatus.RELEASED, EscrowStatus.REFUNDED, EscrowStatus.SPLIT):
-        still = held["amount_dirhams"] - held["released_dirhams"] - held["refunded_dirhams"]
-        sheet.facts([(w["still_held"], qar(max(still, 0), language))])
+        sheet.facts([(w["still_held"], qar(held_dirhams(held), language))])
     return sheet.pdf()
 
 
@@ -215,9 +226,15 @@ def statement(db: Store, caller: Caller, month: str, *, user_id: str | None, csv
         raise errors.Forbidden("Only an admin may read another user's statement.")
     if not MONTH.match(month):
         raise errors.NotFound("A statement is named by its month: YYYY-MM.")
-    made = statements.of(db, user_id or caller.uid, month)
+    now = ledger.now_utc()
+    if statements.bounds(month)[0] > now:
+        raise errors.NotFound("This month has not begun: it has no statement yet.")
+    made = statements.of(db, user_id or caller.uid, month, now)
     if csv:
         return File(CSV, statements.csv_text(made).encode(), statements.filename(made, "csv"))
+    if len(made.lines) > config.STATEMENT_PDF_LINES_MAX:
+        message = f"{len(made.lines)} entries, more than a PDF holds ({config.STATEMENT_PDF_LINES_MAX}): ask for format=csv"
+        raise errors.ValidationFailed(fields=[{"field": "format", "message": message}])
     return File(PDF, statements.pdf(made, language), statements.filename(made, "pdf"))
 
 

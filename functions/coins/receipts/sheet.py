@@ -1,9 +1,9 @@
 """The one page layout of every receipt and statement: a heading, labelled facts, tables
 and notes, on A4, in English (left to right) or Arabic (right to left).
 
-fpdf2 lays the text out and HarfBuzz (uharfbuzz) shapes it: Arabic letters joined,
-lam-alef ligatures, and the Unicode bidirectional algorithm for a line that mixes
-scripts (an English note in an Arabic receipt, an id, an amount). In Arabic the columns
+fpdf2 lays the text out and HarfBuzz (uharfbuzz) shapes it (Arabic letters joined,
+lam-alef ligatures); fpdf2 applies the Unicode bidirectional algorithm to a line that
+mixes scripts (an English note in an Arabic receipt, an id, an amount). In Arabic the columns
 are mirrored too: labels on the right, the first column of a table on the right. Digits
 are Western, as the app shows them.
 """
@@ -21,6 +21,9 @@ FONTS = Path(__file__).parent / "fonts"
 MARGIN_MM = 18
 LINE_MM = 6.5
 INK, MUTED, RULE, BAND = (20, 24, 33), (96, 104, 118), (214, 218, 226), (243, 245, 249)
+# What a cell is given of a text before it is fitted (a name from a token is unbounded,
+# and fitting reshapes the text at each step).
+CELL_CHARACTERS_MAX = 160
 # Noto Sans and Noto Sans Arabic in one font (fonts/README.md): any line may mix them.
 FONT = "GuildSans"
 # The bidirectional controls (LRM, RLM, ALM, the embeddings, overrides and isolates):
@@ -50,7 +53,9 @@ class Sheet:
         pdf.set_title(title)
         pdf.set_author("GUILD Coins")
         pdf.set_creator("GUILD Coins")
-        self._known = set(getattr(pdf.fonts[FONT.lower()], "cmap", {}))
+        font = pdf.fonts[FONT.lower()]
+        assert hasattr(font, "cmap"), "a TrueType font, with its character map"
+        self._known = set(font.cmap)
         self._pdf = pdf
         pdf.add_page()
 
@@ -87,7 +92,7 @@ class Sheet:
     def _cell(self, x: float, width: float, text: str, *, end: bool = False, height: float = LINE_MM) -> None:
         """One line of text at `x` (from the start of the line, in the sheet's direction),
         fitted to `width`: cut with an ellipsis rather than spilling over its neighbour."""
-        text = self._text(text)
+        text = self._text(text[:CELL_CHARACTERS_MAX])
         self._pdf.set_text_shaping(use_shaping_engine=True, direction=self._direction(text))
         while text and self._pdf.get_string_width(text) > width - 1:
             text = text[:-2] + "…"

@@ -19,8 +19,9 @@ from typing import Any, Iterable, Mapping
 from .. import catalog, postings, store
 from ..domain import HOLD_KINDS, Account, EntryType
 from ..store import Store, Where
+from ..times import qatar
 from .sheet import Column, Sheet
-from .words import QATAR, entry_words, qar, qatar_date, words
+from .words import entry_words, qar, qatar_date, qatar_time, words
 
 # Before the first entry of any ledger.
 EPOCH = datetime(2020, 1, 1, tzinfo=timezone.utc)
@@ -38,6 +39,7 @@ class Line:
     money_out: int  # dirhams out of the wallet
     held_change: int  # dirhams onto (+) or off (-) the person's holds
     balance: int  # the wallet after the entry
+    held: int  # all that is held for the person after the entry
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Statement:
     month: str
     start: datetime
     end: datetime
+    until: datetime  # the end, or now for the month under way
     opening: int = 0
     closing: int = 0
     held_at_start: dict[Account, int] = field(default_factory=dict)
@@ -56,21 +59,23 @@ class Statement:
 def bounds(month: str) -> tuple[datetime, datetime]:
     """ "2026-11" -> its first moment and the next month's, in Qatar time."""
     year, number = (int(part) for part in month.split("-"))
-    start = datetime(year, number, 1, tzinfo=QATAR)
-    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=QATAR)
+    start = datetime(year, number, 1, tzinfo=qatar())
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=qatar())
     return start, end
 
 
-def of(db: Store, uid: str, month: str) -> Statement:
+def of(db: Store, uid: str, month: str, now: datetime) -> Statement:
     start, end = bounds(month)
     entries = db.between(store.LEDGER, "created_at", EPOCH, end, where=(Where("parties", "array_contains", uid),))
-    return replay(uid, month, entries)
+    return replay(uid, month, entries, now=now)
 
 
-def replay(uid: str, month: str, entries: Iterable[Mapping[str, Any]]) -> Statement:
-    """The statement of `month` from the person's entries in order of time, from their first."""
+def replay(uid: str, month: str, entries: Iterable[Mapping[str, Any]], *, now: datetime) -> Statement:
+    """The statement of `month` from the person's entries in order of time, from their
+    first. An entry that moved neither their wallet nor their holds (the client's lock of
+    an escrow, seen by its freelancer) is not theirs to read."""
     start, end = bounds(month)
-    statement = Statement(uid, month, start, end)
+    statement = Statement(uid, month, start, end, min(end, now))
     wallet, mine = Account.user(uid), list(entries)
     moved = [postings.add_postings({}, entry["postings"]) for entry in mine]
     # Their holds: those their own coins went onto, whatever the order of entries of one instant.
@@ -93,7 +98,7 @@ def replay(uid: str, month: str, entries: Iterable[Mapping[str, Any]]) -> Statem
             held[account] = held.get(account, 0) + change
             held_change += change
         balance += delta
-        if opened:
+        if opened and (delta or held_change):
             statement.lines.append(
                 Line(
                     entry["id"],
@@ -104,6 +109,7 @@ def replay(uid: str, month: str, entries: Iterable[Mapping[str, Any]]) -> Statem
                     max(-delta, 0),
                     held_change,
                     balance,
+                    sum(held.values()),
                 )
             )
     if not opened:
@@ -129,12 +135,13 @@ def pdf(statement: Statement, language: str) -> bytes:
     if statement.lines:
         sheet.table(
             [
-                Column(w["time"], 1.5),
-                Column(w["what"], 3.2),
-                Column(w["reference"], 2.4),
-                Column(w["money_in"], 1.6, numeric=True),
-                Column(w["money_out"], 1.6, numeric=True),
-                Column(w["balance"], 1.7, numeric=True),
+                Column(w["date"], 1.5),
+                Column(w["what"], 3.0),
+                Column(w["reference"], 1.9),
+                Column(w["money_in"], 1.5, numeric=True),
+                Column(w["money_out"], 1.5, numeric=True),
+                Column(w["balance"], 1.6, numeric=True),
+                Column(w["held"], 1.5, numeric=True),
             ],
             [
                 [
@@ -144,6 +151,7 @@ def pdf(statement: Statement, language: str) -> bytes:
                     qar(line.money_in, language) if line.money_in else "",
                     qar(line.money_out, language) if line.money_out else "",
                     qar(line.balance, language),
+                    qar(line.held, language),
                 ]
                 for line in statement.lines
             ],
@@ -154,10 +162,13 @@ def pdf(statement: Statement, language: str) -> bytes:
                 qar(sum(line.money_in for line in statement.lines), language),
                 qar(sum(line.money_out for line in statement.lines), language),
                 qar(statement.closing, language),
+                qar(sum(statement.held_at_end.values()), language),
             ],
         )
     else:
         sheet.note(w["no_entries"])
+    if statement.until < statement.end:
+        sheet.note(w["so_far"].format(time=qatar_time(statement.until)))
     sheet.section(w["holds"])
     holds = sorted(statement.held_at_start.keys() | statement.held_at_end.keys(), key=str)
     if holds:
@@ -215,7 +226,7 @@ def csv_text(statement: Statement) -> str:
     for line in statement.lines:
         writer.writerow(
             [
-                line.at.astimezone(QATAR).isoformat(timespec="seconds"),
+                line.at.astimezone(qatar()).isoformat(timespec="seconds"),
                 line.entry_id,
                 line.type,
                 line.reference,
@@ -226,7 +237,7 @@ def csv_text(statement: Statement) -> str:
                 "",
             ]
         )
-    moment("closing", statement.end, statement.closing, statement.held_at_end)
+    moment("closing", statement.until, statement.closing, statement.held_at_end)
     return out.getvalue()
 
 

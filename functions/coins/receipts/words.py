@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Mapping
-from zoneinfo import ZoneInfo
 
 from ..domain import EntryType
-
-QATAR = ZoneInfo("Asia/Qatar")
+from ..times import qatar
 
 WORDS: dict[str, dict[str, str]] = {
     "en": {
@@ -29,15 +27,15 @@ WORDS: dict[str, dict[str, str]] = {
         "gateway": "Paid through",
         "gateway_reference": "Transaction reference",
         "coins": "Coins",
-        "tier": "Coin",
+        "tier": "Coin tier",
         "count": "Count",
         "value": "Value",
         "coin_value": "Coin value",
-        "platform_fee": "Platform fee (10%)",
+        "platform_fee": "Platform fee ({percent}%)",
         "total_paid": "Total paid",
         "refunded": "Refunded",
         "refunded_note": "This purchase was refunded: {amount} on {time}.",
-        "refund_pending_note": "A refund of {amount} was asked for on {time} and is being paid.",
+        "refund_pending_note": "A refund of {amount} was asked for on {time} and is being made.",
         "withdrawal_id": "Withdrawal",
         "holder": "Account holder",
         "amount": "Amount",
@@ -52,10 +50,11 @@ WORDS: dict[str, dict[str, str]] = {
         "freelancer": "Freelancer",
         "funded": "Held in escrow",
         "time": "Time",
-        "what": "What",
+        "date": "Date",
+        "what": "Type",
         "gross": "Gross",
         "fee": "Platform fee",
-        "net": "Net, freelancer",
+        "net": "Net to freelancer",
         "to_client": "Back to client",
         "release": "Release",
         "refund": "Refund",
@@ -70,18 +69,21 @@ WORDS: dict[str, dict[str, str]] = {
         "money_out": "Out",
         "balance": "Balance",
         "reference": "Reference",
-        "entries": "Entries",
+        "payments": "Payments",
+        "entries": "Transactions",
         "no_entries": "No entries this month.",
         "holds": "Held (escrow, withdrawals, refunds)",
         "hold": "Held for",
         "at_start": "At the start",
         "at_end": "At the end",
-        "no_holds": "Nothing was held.",
+        "no_holds": "Nothing was held at the start or the end of the month.",
         "hold_escrow": "escrow {id}",
         "hold_withdrawal": "withdrawal {id}",
         "hold_refund": "refund of purchase {id}",
-        "issued": "Issued {time}",
-        "bank_transfer": "Bank transfer",
+        "method_bank_transfer": "Bank transfer",
+        "method_wallet": "Mobile wallet",
+        "held": "Held",
+        "so_far": "The month is not over: the closing balance is as of {time}.",
     },
     "ar": {
         "purchase_title": "إيصال شراء عملات",
@@ -91,23 +93,23 @@ WORDS: dict[str, dict[str, str]] = {
         "footer": "عملات GUILD، الدوحة، قطر. المبالغ بالريال القطري (ر.ق). الأوقات بتوقيت قطر (UTC+3).",
         "order_id": "رقم الطلب",
         "buyer": "المشتري",
-        "paid_at": "تاريخ الدفع",
+        "paid_at": "وقت الدفع",
         "gateway": "بوابة الدفع",
         "gateway_reference": "مرجع العملية",
         "coins": "العملات",
-        "tier": "العملة",
+        "tier": "فئة العملة",
         "count": "العدد",
         "value": "القيمة",
         "coin_value": "قيمة العملات",
-        "platform_fee": "رسوم المنصة (10%)",
+        "platform_fee": "رسوم المنصة ({percent}%)",
         "total_paid": "إجمالي المدفوع",
         "refunded": "المبلغ المسترد",
-        "refunded_note": "تم استرداد هذه العملية: {amount} بتاريخ {time}.",
-        "refund_pending_note": "طُلب استرداد {amount} بتاريخ {time} وهو قيد الدفع.",
+        "refunded_note": "تم استرداد مبلغ هذه العملية ({amount}) بتاريخ {time}.",
+        "refund_pending_note": "طُلب استرداد {amount} بتاريخ {time} وهو قيد التنفيذ.",
         "withdrawal_id": "رقم السحب",
         "holder": "صاحب الحساب",
         "amount": "المبلغ",
-        "method": "طريقة الدفع",
+        "method": "طريقة التحويل",
         "destination": "حُوّل إلى",
         "transfer_reference": "مرجع التحويل",
         "requested_at": "تاريخ الطلب",
@@ -118,7 +120,8 @@ WORDS: dict[str, dict[str, str]] = {
         "freelancer": "المستقل",
         "funded": "المحجوز في حساب الضمان",
         "time": "الوقت",
-        "what": "العملية",
+        "date": "التاريخ",
+        "what": "النوع",
         "gross": "الإجمالي",
         "fee": "رسوم المنصة",
         "net": "الصافي للمستقل",
@@ -136,18 +139,21 @@ WORDS: dict[str, dict[str, str]] = {
         "money_out": "صادر",
         "balance": "الرصيد",
         "reference": "المرجع",
-        "entries": "القيود",
+        "payments": "المدفوعات",
+        "entries": "الحركات",
         "no_entries": "لا توجد قيود في هذا الشهر.",
         "holds": "المبالغ المحجوزة (حساب الضمان، السحب، الاسترداد)",
         "hold": "محجوز لـ",
         "at_start": "في بداية الشهر",
         "at_end": "في نهاية الشهر",
-        "no_holds": "لم يُحجز أي مبلغ.",
+        "no_holds": "لم يكن أي مبلغ محجوزًا في بداية الشهر ولا في نهايته.",
         "hold_escrow": "حساب الضمان {id}",
         "hold_withdrawal": "السحب {id}",
         "hold_refund": "استرداد الشراء {id}",
-        "issued": "صدر في {time}",
-        "bank_transfer": "تحويل بنكي",
+        "method_bank_transfer": "تحويل بنكي",
+        "method_wallet": "محفظة إلكترونية",
+        "held": "المحجوز",
+        "so_far": "لم ينتهِ الشهر بعد: الرصيد الختامي كما هو في {time}.",
     },
 }
 
@@ -159,7 +165,7 @@ ENTRY_WORDS: dict[str, dict[EntryType, str]] = {
         EntryType.ESCROW_REFUND: "Escrow refunded",
         EntryType.ESCROW_SPLIT: "Escrow dispute settled",
         EntryType.REFUND_HOLD: "Purchase refund: coins taken back",
-        EntryType.REFUND_PAID: "Purchase refund paid",
+        EntryType.REFUND_PAID: "Purchase refunded: money returned",
         EntryType.REFUND_REVERSED: "Purchase refund refused: coins returned",
         EntryType.WITHDRAWAL_HOLD: "Withdrawal requested",
         EntryType.WITHDRAWAL_PAID: "Withdrawal paid",
@@ -173,16 +179,14 @@ ENTRY_WORDS: dict[str, dict[EntryType, str]] = {
         EntryType.ESCROW_REFUND: "استرداد من حساب الضمان",
         EntryType.ESCROW_SPLIT: "تسوية نزاع على حساب الضمان",
         EntryType.REFUND_HOLD: "استرداد شراء: استُرجعت العملات",
-        EntryType.REFUND_PAID: "دُفع استرداد الشراء",
+        EntryType.REFUND_PAID: "تم رد مبلغ الشراء",
         EntryType.REFUND_REVERSED: "رُفض استرداد الشراء: أُعيدت العملات",
         EntryType.WITHDRAWAL_HOLD: "طلب سحب",
-        EntryType.WITHDRAWAL_PAID: "دُفع السحب",
+        EntryType.WITHDRAWAL_PAID: "تم تحويل مبلغ السحب",
         EntryType.WITHDRAWAL_REJECTED: "رُفض السحب: أُعيدت العملات",
         EntryType.ADMIN_ADJUST: "تعديل الرصيد من GUILD",
     },
 }
-
-GATEWAY_NAMES = {"fatora": "Fatora", "sadad": "SADAD"}
 
 
 def words(language: str) -> Mapping[str, str]:
@@ -196,15 +200,15 @@ def qar(dirhams: int, language: str) -> str:
     return f"{whole:,}.{cents:02d} " + ("ر.ق" if language == "ar" else "QAR")
 
 
-def qatar_time(moment: datetime | None, language: str) -> str:
+def qatar_time(moment: datetime | None) -> str:
     """ "2026-11-03 21:04", in Qatar time (every sheet's footer says the zone)."""
     if moment is None:
         return "—"
-    return moment.astimezone(QATAR).strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(qatar()).strftime("%Y-%m-%d %H:%M")
 
 
 def qatar_date(moment: datetime) -> str:
-    return moment.astimezone(QATAR).strftime("%Y-%m-%d")
+    return moment.astimezone(qatar()).strftime("%Y-%m-%d")
 
 
 def entry_words(entry_type: str, language: str) -> str:

@@ -59,7 +59,7 @@ def main() -> None:
 
     with FirestoreEmulator() as emulator:
         configure_environment(emulator.address)
-        from coins import clients, ledger, postings, receipts, store
+        from coins import clients, ledger, postings, receipts, store, times
         from coins.domain import EntryType
         from coins.receipts import statements
 
@@ -75,6 +75,7 @@ def main() -> None:
             "value_dirhams": 11500,
             "price_dirhams": 12650,
             "paid_at": paid,
+            "entry_id": "bench-issue-entry",
         }
         db.client.document(*store.purchase(PURCHASE_ID).path).set(purchase)
 
@@ -89,9 +90,10 @@ def main() -> None:
                 ledger.execute(
                     db, lambda reader: ledger.Plan(funding, lambda o: ledger.Response(200, {})), idempotency=None, actor="bench"
                 )
-        month = datetime.now(timezone.utc).astimezone(statements.QATAR).strftime("%Y-%m")
-        made = statements.of(db, BUYER, month)
-        read = timed(lambda: statements.of(db, BUYER, month), 3)
+        now = datetime.now(timezone.utc)
+        month = now.astimezone(times.qatar()).strftime("%Y-%m")
+        made = statements.of(db, BUYER, month, now)
+        read = timed(lambda: statements.of(db, BUYER, month, now), 3)
         rendered = timed(lambda: statements.pdf(made, "ar"), 3)
 
         env = dict(os.environ, BENCH_TOKEN=mint(BUYER))

@@ -28,6 +28,7 @@ PURCHASE = {
     "value_dirhams": 11500,
     "price_dirhams": 12650,
     "paid_at": datetime(2026, 11, 3, 18, 1, 2, tzinfo=timezone.utc),
+    "entry_id": "a8Lm0",
     "refunded_at": datetime(2026, 11, 5, 9, 30, tzinfo=timezone.utc),
 }
 

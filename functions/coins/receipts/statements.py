@@ -206,11 +206,12 @@ def csv_text(statement: Statement) -> str:
     writer.writerow(CSV_COLUMNS)
 
     def moment(kind: str, at: datetime, balance: int, held: Mapping[Account, int]) -> None:
-        writer.writerow([at.isoformat(), "", f"{kind}_balance", "", "", "", "", _decimal(balance), _decimal(sum(held.values()))])
+        when = at.astimezone(qatar()).isoformat(timespec="seconds")
+        writer.writerow([when, "", f"{kind}_balance", "", "", "", "", _decimal(balance), _decimal(sum(held.values()))])
         for account, value in sorted(held.items(), key=lambda item: str(item[0])):
             writer.writerow(
                 [
-                    at.isoformat(),
+                    when,
                     "",
                     f"held_at_{'start' if kind == 'opening' else 'end'}",
                     str(account),

@@ -11,7 +11,7 @@ from .auth import Caller
 from .domain import EntryType, KycStatus, VaultClass, new_wallet
 from .purchases import review
 from .store import Store, Where
-from .times import moment, rfc3339
+from .times import dated, moment, rfc3339
 
 RECENT = 20  # items of each kind on a user's page
 DAYS = 90  # the vault's daily series
@@ -81,7 +81,7 @@ def user(db: Store, uid: str) -> dict[str, Any]:
             "status": wallet.get("kyc_status", KycStatus.NONE),
             "submission": kyc.render_submission(submission) if submission else None,
             "history": [
-                _dated(change) for change in db.subcollection(store.wallet(uid), store.KYC_HISTORY, order_by="at", limit=RECENT)
+                dated(change) for change in db.subcollection(store.wallet(uid), store.KYC_HISTORY, order_by="at", limit=RECENT)
             ],
         },
         "limits": {
@@ -103,10 +103,6 @@ def _usage(document: Mapping[str, Any], kind: limits.Kind, now: datetime) -> dic
         "amount_max_dirhams": limit.amount_max_dirhams,
         "window_seconds": int(limit.window.total_seconds()),
     }
-
-
-def _dated(change: Mapping[str, Any]) -> dict[str, Any]:
-    return {**change, "at": moment(change, "at")}
 
 
 def vault(db: Store, days: int = DAYS) -> dict[str, Any]:

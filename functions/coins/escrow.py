@@ -27,7 +27,7 @@ from .app import AppDb, Job
 from .auth import Caller
 from .domain import PLATFORM_FEES, Account, EntryType, EscrowStatus, EventKind
 from .store import Store, Where
-from .times import moment
+from .times import dated, moment
 
 FUNDED, SUBMITTED, REFUND_REQUESTED, DISPUTED = (
     EscrowStatus.FUNDED,
@@ -222,8 +222,8 @@ def render(escrow: Mapping[str, Any]) -> dict[str, Any]:
         "submission_note": escrow.get("submission_note"),
         "changes_note": escrow.get("changes_note"),
         "refund_reason": escrow.get("refund_reason"),
-        "dispute": _dated(escrow.get("dispute")),
-        "resolution": _dated(escrow.get("resolution")),
+        "dispute": dated(escrow.get("dispute")),
+        "resolution": dated(escrow.get("resolution")),
         "created_at": moment(escrow, "created_at"),
         "submitted_at": moment(escrow, "submitted_at"),
         "released_at": moment(escrow, "released_at"),
@@ -231,11 +231,6 @@ def render(escrow: Mapping[str, Any]) -> dict[str, Any]:
         "disputed_at": moment(escrow, "disputed_at"),
         "resolved_at": moment(escrow, "resolved_at"),
     }
-
-
-def _dated(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A dispute or a resolution, with its time as RFC 3339."""
-    return {**record, "at": moment(record, "at")} if record else None
 
 
 # Funding.

@@ -24,3 +24,9 @@ def moment(document: Mapping[str, Any], name: str) -> str | None:
     """A document's timestamp field as RFC 3339, or None where it is not set."""
     value = document.get(name)
     return rfc3339(value) if value else None
+
+
+def dated(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A record kept on a document (a dispute, a resolution, a refund, a KYC change) with
+    its `at` as RFC 3339; None stays None."""
+    return {**record, "at": moment(record, "at")} if record else None

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from .. import errors
 from ..domain import EventKind, PurchaseStatus, RefundStatus
 from ..gateways import Name
-from ..times import moment
+from ..times import dated, moment
 
 PENDING, PAID, FAILED, EXPIRED = PurchaseStatus.PENDING, PurchaseStatus.PAID, PurchaseStatus.FAILED, PurchaseStatus.EXPIRED
 REFUNDING, REFUNDED = PurchaseStatus.REFUNDING, PurchaseStatus.REFUNDED
@@ -162,13 +162,9 @@ def render(purchase: Mapping[str, Any]) -> dict[str, Any]:
         "failure_reason": purchase.get("failure_reason"),
         "needs_review": purchase.get("needs_review", False),
         "review_reason": purchase.get("review_reason"),
-        "resolution": _dated(purchase.get("resolution")),
-        "refund": _dated(purchase.get("refund")),
+        "resolution": dated(purchase.get("resolution")),
+        "refund": dated(purchase.get("refund")),
         "created_at": moment(purchase, "created_at"),
         "paid_at": moment(purchase, "paid_at"),
         "refunded_at": moment(purchase, "refunded_at"),
     }
-
-
-def _dated(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    return {**record, "at": moment(record, "at")} if record else None

@@ -220,8 +220,9 @@ def payment_of(entry: Mapping[str, Any], held: Mapping[str, Any]) -> dict[str, A
     return {"type": entry["type"], "at": entry["created_at"], "gross": gained["net"] + gained["fee"], **gained}
 
 
-def statement(db: Store, caller: Caller, month: str, *, user_id: str | None, csv: bool, language: str) -> File:
-    """The caller's statement of a month, or, for an admin, the user's they name."""
+def statement(db: Store, caller: Caller, month: str, *, user_id: str | None, language: str | None) -> File:
+    """The caller's statement of a month, or, for an admin, the user's they name: as PDF in
+    `language`, or as CSV without one."""
     if user_id is not None and user_id != caller.uid and not caller.admin:
         raise errors.Forbidden("Only an admin may read another user's statement.")
     if not MONTH.match(month):
@@ -230,7 +231,7 @@ def statement(db: Store, caller: Caller, month: str, *, user_id: str | None, csv
     if statements.bounds(month)[0] > now:
         raise errors.NotFound("This month has not begun: it has no statement yet.")
     made = statements.of(db, user_id or caller.uid, month, now)
-    if csv:
+    if language is None:
         return File(CSV, statements.csv_text(made).encode(), statements.filename(made, "csv"))
     if len(made.lines) > config.STATEMENT_PDF_LINES_MAX:
         message = f"{len(made.lines)} entries, more than a PDF holds ({config.STATEMENT_PDF_LINES_MAX}): ask for format=csv"

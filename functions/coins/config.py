@@ -41,8 +41,8 @@ ADJUST_COUNT_MAX = 10_000
 PURCHASE_SWEEP_AFTER_SECONDS = 15 * 60
 PURCHASE_EXPIRE_AFTER_SECONDS = 24 * 60 * 60
 # A payment SADAD reports In Progress may turn Successful or Failed after midnight, once
-# the bank confirms (W10, W12): it stays pending, re-verified by each sweep, and expires
-# only after two days (a later success goes to the review queue).
+# the bank confirms (W10, W12): it stays pending, re-verified by each sweep; still In
+# Progress after two days, it goes to the review queue (it may be paid), never expired.
 PURCHASE_IN_PROGRESS_EXPIRE_AFTER_SECONDS = 48 * 60 * 60
 REFUND_ANSWER_WAIT_SECONDS = 10 * 60
 # The payer's return waits this long for a settlement already in progress (a webhook that

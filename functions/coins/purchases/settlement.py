@@ -119,7 +119,14 @@ def decide(purchase, verification: Verification, expire_unpaid: bool, reader: le
         return (
             Outcome.PAID,
             entry,
-            {**seen, "status": moved(purchase, Step.ISSUE), "paid_at": reader.now, "entry_id": reader.entry_id},
+            {
+                **seen,
+                "status": moved(purchase, Step.ISSUE),
+                "paid_at": reader.now,
+                "entry_id": reader.entry_id,
+                # In review only while it might be paid (SADAD's In Progress past its window): now it is.
+                **({"needs_review": False} if purchase.get("needs_review") else {}),
+            },
         )
     if purchase["status"] != PENDING:
         return Outcome.UNCHANGED, None, {}
@@ -129,6 +136,13 @@ def decide(purchase, verification: Verification, expire_unpaid: bool, reader: le
             None,
             {**seen, "status": moved(purchase, Step.FAIL), "failure_reason": f"declined at {gateway_words(purchase)}"},
         )
+    if expire_unpaid and verification.status is Status.IN_PROGRESS:
+        # Perhaps paid: the bank has not confirmed. Not failed, never expired unseen: an admin checks.
+        if purchase.get("needs_review"):
+            return Outcome.UNCHANGED, None, {}
+        gateway = gateway_words(purchase)
+        problem = f"{gateway} still reports the payment In Progress: check it in {gateway}'s panel, then issue or dismiss"
+        return Outcome.NEEDS_REVIEW, None, {**seen, "needs_review": True, "review_reason": problem, "review_at": reader.now}
     if expire_unpaid:
         return Outcome.EXPIRED, None, {"status": moved(purchase, Step.EXPIRE), "failure_reason": "not paid in time"}
     return Outcome.UNCHANGED, None, seen
@@ -324,9 +338,12 @@ def reconcile_pending(
 ) -> dict[str, int]:
     """Re-verifies purchases still pending 15 minutes after creation, per gateway
     offered (`gateways`; oldest first, a bounded batch each), so that a payer who never
-    came back and a lost webhook never lose a paid purchase. An unpaid one expires after
-    24 hours; one the gateway reports In Progress (SADAD: the bank has not confirmed
-    yet) after 48. Purchases of a gateway not configured here wait, untouched, until it
+    came back and a lost webhook never lose a paid purchase the gateway can be asked
+    about (a SADAD payment is asked by its transaction number, known from a callback or
+    a webhook). An unpaid one expires after 24 hours; one the gateway still reports In
+    Progress (SADAD: the bank has not confirmed) after 48 goes to an admin instead, as
+    it may be paid. One in review is the admin's: not swept, so it never holds a place
+    in the batch. Purchases of a gateway not configured here wait, untouched, until it
     is. Drives on the refunds a crash interrupted."""
     now = now or ledger.now_utc()
     counts: dict[str, int] = {}
@@ -336,6 +353,7 @@ def reconcile_pending(
             (
                 Where("gateway", "==", name),
                 Where("status", "==", PENDING),
+                Where("needs_review", "==", False),
                 Where("created_at", "<=", now - timedelta(seconds=config.PURCHASE_SWEEP_AFTER_SECONDS)),
             ),
             order_by="created_at",

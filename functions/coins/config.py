@@ -39,6 +39,10 @@ ADJUST_COUNT_MAX = 10_000
 # after 24 hours expires. A refund whose gateway call has no recorded answer after 10
 # minutes is put in front of an admin (the call may or may not have refunded).
 PURCHASE_SWEEP_AFTER_SECONDS = 15 * 60
+# A gateway's transaction reference in a notice is kept on the purchase and sent back to
+# the gateway's API: printable, and at most this long (Fatora's ids and SADAD's numbers
+# are far shorter).
+GATEWAY_REFERENCE_LENGTH_MAX = 128
 PURCHASE_EXPIRE_AFTER_SECONDS = 24 * 60 * 60
 # A payment SADAD reports In Progress may turn Successful or Failed after midnight, once
 # the bank confirms (W10, W12): it stays pending, re-verified by each sweep; still In

@@ -390,6 +390,14 @@ def test_a_signed_webhook_for_an_unknown_order_is_acknowledged_and_ignored(funct
     assert (answer.status_code, answer.json()) == (200, {"outcome": "unknown_order"})
 
 
+@pytest.mark.parametrize("number", ["SD" + "1" * 200, "SD\n1"])
+def test_a_signed_webhook_whose_transaction_number_cannot_be_one_is_400_and_kept_nowhere(functions_server, sadad, db, number):
+    payload = {"websiteRefNo": fresh_id(), "transactionNumber": number, "transactionStatus": 3, "txnAmount": 110}
+    payload["checksumhash"] = wire.webhook_checksum(sadad.secret_key, payload)
+    answer = requests.post(functions_server + "/api/coins/webhook/sadad", json=payload, timeout=30)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_request", answer.text
+
+
 @pytest.mark.parametrize(
     "fault, reason",
     [({"report_amount": "100.00"}, "SADAD verified 100.00 QAR"), ({"report_amount": "110.005"}, "SADAD verified no amount")],

@@ -214,12 +214,17 @@ def _notice(gateway: Gateway, source: Source, query, body: bytes, content_type: 
     try:
         notice = gateway.notice(source, query, body, content_type)
     except Forged as forged:
-        logs.warning("forged notification refused", gateway=gateway.name, source=source, reason=str(forged))
+        # An ERROR, which alerts: an attack, or our reading of the gateway's checksum rule is
+        # wrong (SADAD's sources disagree on it), when every real payment's notice fails.
+        logs.error("forged notification refused", gateway=gateway.name, source=source, reason=str(forged))
         raise errors.Unauthenticated(str(forged)) from None
     except ValueError as error:
         raise errors.InvalidRequest(f"This is not {what}: {error}") from None
     if not is_valid_id(notice.order_id):
         raise errors.InvalidRequest(f"This is not {what}: no valid order id.")
+    reference = notice.reference
+    if reference is not None and (len(reference) > config.GATEWAY_REFERENCE_LENGTH_MAX or not reference.isprintable()):
+        raise errors.InvalidRequest(f"This is not {what}: its transaction reference is not usable.")
     return notice
 
 

@@ -1,5 +1,5 @@
 """Cloud Functions entry points. Each one only declares its method, access and input,
-then calls one function of the `coins` package; coins.api does the HTTP glue."""
+then hands the work to the `coins` package, usually in one call; coins.api does the HTTP glue."""
 
 import typing
 

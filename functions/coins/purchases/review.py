@@ -1,5 +1,6 @@
 """The review queue: payments that cannot be honoured automatically (another amount, the
-wrong mode, paid after the purchase failed or expired), refunds whose answer was lost,
+wrong mode, paid after the purchase failed or expired, still In Progress at SADAD after
+48 hours), refunds whose answer was lost,
 and refunds to be made by hand (SADAD). An admin issues, refunds or dismisses."""
 
 from __future__ import annotations

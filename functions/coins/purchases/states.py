@@ -6,7 +6,8 @@ pending -> paid (the gateway verified the payment: coins issued, exactly once)
 paid -> refunding (the coins are held back) -> refunded (final) | paid (the gateway refused)
 pending, failed, expired -> refunded (money back for a payment whose coins never were)
 A payment that cannot be honoured automatically (another amount, the wrong mode, paid
-after the purchase failed or expired) changes no state: it raises `needs_review`, and an
+after the purchase failed or expired, still In Progress at SADAD after 48 hours)
+changes no state: it raises `needs_review`, and an
 admin issues, refunds or dismisses it (`review`).
 """
 

@@ -1,5 +1,5 @@
-"""A person's monthly statement: the opening balance, every entry of the month with its
-type in words and what it moved in and out of the wallet, what was held for them
+"""A person's monthly statement: the opening balance, every entry of the month that moved
+their wallet or their holds, with its type in words and what it moved in and out, what was held for them
 (escrows they funded, their withdrawals, their purchases' refunds) at the start and the
 end, and the closing balance. As PDF, or as CSV for a spreadsheet.
 

@@ -6,7 +6,7 @@ to what the adapter expects.
         [SADAD_TRANSACTION_NUMBER=SD...] make sadad-contract
 
 1. It signs a checkout form of 1.00 QAR with coins.sadad.checkout_form (a fresh order id)
-   and POSTs it to SADAD_CHECKOUT_URL (default coins.sadad.CHECKOUT_URL) as a browser
+   and POSTs it to SADAD_CHECKOUT_URL (default coins.config.SADAD_CHECKOUT_URL_DEFAULT) as a browser
    would, form-encoded, following no redirect, then prints the fields it posted (never
    the secret key), the HTTP status and the first lines of the page. Nothing is paid:
    the form only opens SADAD's payment page. SADAD checks the signature, so a refusal
@@ -284,10 +284,10 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(2)
-    from coins import sadad
+    from coins import config
 
     merchant_id, secret_key, website = (os.environ[name] for name in REQUIRED)
-    checkout_url = os.environ.get("SADAD_CHECKOUT_URL") or sadad.CHECKOUT_URL
+    checkout_url = os.environ.get("SADAD_CHECKOUT_URL") or config.SADAD_CHECKOUT_URL_DEFAULT
     callback_url = os.environ.get("SADAD_CALLBACK_URL") or PLACEHOLDER_CALLBACK_URL
     form_ok = check_form(checkout_url, merchant_id, secret_key, website, callback_url)
     api_ok = check_api(

@@ -39,6 +39,8 @@ from urllib.parse import urlencode, urlsplit
 import requests
 from flask import Flask, Response, redirect, request
 
+from local.serving import QuietHandler, in_background, still_running
+
 # Webhook delivery: up to six tries, waiting 0.2 s, 0.4 s, ... between them.
 WEBHOOK_ATTEMPTS_MAX = 6
 WEBHOOK_BACKOFF_BASE_SECONDS = 0.2
@@ -100,8 +102,6 @@ class FatoraSandbox:
     # Running.
 
     def serve(self, port: int = 0) -> "FatoraSandbox":
-        from local.serving import QuietHandler, in_background
-
         class KeepsUnderscoreHeaders(QuietHandler):
             # Fatora authenticates with an `api_key` header; werkzeug drops headers with
             # underscores unless told otherwise.
@@ -127,10 +127,7 @@ class FatoraSandbox:
 
     def drain(self, timeout_seconds: float = 90.0) -> None:
         """Waits for webhook deliveries in flight (retries included) to finish."""
-        deadline = time.monotonic() + timeout_seconds
-        for thread in list(self._deliveries_in_flight):
-            thread.join(max(0.0, deadline - time.monotonic()))
-        self._deliveries_in_flight = [t for t in self._deliveries_in_flight if t.is_alive()]
+        self._deliveries_in_flight = still_running(list(self._deliveries_in_flight), timeout_seconds)
 
     def reset(self) -> None:
         self.drain()

@@ -3,9 +3,8 @@ SADAD reference, with sources): SADAD has no public sandbox reachable from here.
 
 What SADAD documents, and the sandbox does:
 - `POST /webpurchase`: the signed form (W8). The signature is checked as W7 describes it
-  (coins.sadad.sign, compared case-insensitively); a form with a wrong signature, a
-  missing mandatory field or another merchant id is refused with a page saying so. A
-  good one shows the payment page with Pay and Decline.
+  (coins.sadad.sign, compared case-insensitively). A good one shows the payment page
+  with Pay and Decline.
 - Pay or Decline answers an HTML page with the auto-submitting callback form (W10),
   POSTed by the browser to CALLBACK_URL: MID, ORDERID, RESPCODE, RESPMSG, TXNAMOUNT,
   STATUS, transaction_number, transaction_status (1 In Progress, 2 Failed, 3
@@ -16,12 +15,25 @@ What SADAD documents, and the sandbox does:
 - The server API: `POST /api/userbusinesses/login` {sadadId, secretKey, domain} ->
   {accessToken} or 401 (AUTH); `GET /api/transactions/getTransaction` with the token in
   `Authorization` (no "Bearer") and a JSON body {transactionno} (GST).
-What SADAD does not document, and the sandbox decides (a choice the contract check,
-`make sadad-contract`, compares with the real API):
+What SADAD does not document, and the sandbox decides (the contract check, `make
+sadad-contract`, compares getTransaction's answer with the real API; the rest is the
+safe choice, and our code depends on none of it):
 - getTransaction's answer is cut off in GST: the sandbox answers `transactionno`,
   `website_ref_no`, `amount` (a number), `transactionstatus` (Inprogress, Failed,
   Success: GST's names) and `issandboxmode` (1: the callback's name for the same fact).
 - The token's lifetime: 900 s, as SADAD's own Laravel package caches it.
+- How SADAD refuses a form with a wrong signature, a missing mandatory field or another
+  merchant id: here, a page saying so (never a payment page).
+- A second form with the same ORDER_ID (W8 says it is unique; our checkout page posts the
+  same form again when reloaded): here, it replaces the order and its transaction number.
+- getTransaction for a transaction it does not know, or before the payer acted: here, 404.
+- A callback's RESPCODE, RESPMSG and STATUS other than for a success: here, RESPCODE is
+  the status's value, RESPMSG "Txn Failed" or "Txn In Progress", STATUS TXN_FAILURE for
+  both; the webhook's `message` is "failed" or "in progress". Our code reads neither: it
+  asks getTransaction.
+- When the webhook is sent (W11: "right after the transaction is created"): here, when
+  the payer pays or declines.
+- Whether login checks `domain` against the key: here, it does not.
 
 Test controls, over HTTP or in-process (`sandbox.faults`): `POST /_sandbox/faults`,
 `POST /_sandbox/orders/{ORDER_ID}/pay|decline` (answer the callback page, as SADAD's
@@ -44,7 +56,7 @@ import requests
 from flask import Flask, Response, request
 
 from coins import sadad
-from local.serving import in_background
+from local.serving import in_background, still_running
 
 MANDATORY = ("merchant_id", "ORDER_ID", "TXN_AMOUNT", "CALLBACK_URL", "WEBSITE", "email", "MOBILE_NO", "txnDate", "signature")
 TOKEN_LIFETIME_SECONDS = 900
@@ -129,8 +141,9 @@ class SadadSandbox:
         """Waits for the webhooks on their way (a test's must not land in the next)."""
         with self._lock:
             sending, self._sending = self._sending, []
-        for sender in sending:
-            sender.join(timeout_seconds)
+        left = still_running(sending, timeout_seconds)
+        with self._lock:
+            self._sending.extend(left)
 
     def order_of(self, order_id: str) -> Order:
         return self.orders[order_id]

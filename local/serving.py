@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -22,3 +23,12 @@ def in_background(app, port: int, name: str, handler: type[WSGIRequestHandler] =
     server.block_on_close = False
     threading.Thread(target=server.serve_forever, daemon=True, name=name).start()
     return server
+
+
+def still_running(threads: list[threading.Thread], timeout_seconds: float) -> list[threading.Thread]:
+    """Waits for `threads` (a stand-in's deliveries in flight) until one deadline for all,
+    and answers those still running, to be waited for again (never forgotten)."""
+    until = time.monotonic() + timeout_seconds
+    for thread in threads:
+        thread.join(max(0.0, until - time.monotonic()))
+    return [thread for thread in threads if thread.is_alive()]

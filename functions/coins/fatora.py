@@ -4,7 +4,8 @@ format lives in this file only.
 
 - `POST /payments/checkout` (header `api_key`, JSON; `amount` a JSON number in every
   example) answers the hosted checkout page's URL. Order ids are not checked for
-  uniqueness by Fatora: ours are single-use by construction (a fresh document id each).
+  uniqueness by Fatora: ours are derived from the buyer's Idempotency-Key (one order per
+  key), and a retry of the same key after a crash may open a second page for that order.
 - After payment Fatora sends the payer's browser to `success_url` or `failure_url`,
   adding query parameters (`order_id`, `transaction_id`, ...); the URLs must carry no
   query string of ours.

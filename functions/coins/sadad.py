@@ -23,7 +23,6 @@ from typing import Any, Mapping
 
 from . import catalog, config
 
-CHECKOUT_URL = config.SADAD_CHECKOUT_URL_DEFAULT
 # transaction_status / transactionStatus: only 2 and 3 are final (W10, W12, W16).
 IN_PROGRESS, FAILED, SUCCESSFUL = "1", "2", "3"
 # Posted beside the signed fields but kept out of the signature (W8: optional fields are
@@ -71,7 +70,7 @@ def checkout_form(
     mobile_no: str,
     at: datetime,
 ) -> dict[str, str]:
-    """The fields of the form the payer's browser POSTs to CHECKOUT_URL (never a GET,
+    """The fields of the form the payer's browser POSTs to SADAD's checkout (never a GET,
     W8): the documented mandatory fields, signed."""
     fields = {
         "merchant_id": merchant_id,
@@ -129,7 +128,8 @@ class Notice:
 
 
 def callback_notice(fields: Mapping[str, str]) -> Notice:
-    """The browser's callback (W10): ORDERID, transaction_number, transaction_status."""
+    """The browser's callback (W10): ORDERID (else website_ref_no) and transaction_number;
+    the status it reports is not read (getTransaction decides)."""
     order_id = fields.get("ORDERID") or fields.get("website_ref_no")
     if not order_id:
         raise ValueError("no ORDERID")

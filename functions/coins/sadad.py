@@ -21,7 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Mapping
 
-from . import catalog, config
+from . import catalog
 
 # transaction_status / transactionStatus: only 2 and 3 are final (W10, W12, W16).
 IN_PROGRESS, FAILED, SUCCESSFUL = "1", "2", "3"

@@ -668,8 +668,8 @@ def admin_vault(call: Call):
     resources=Resources("1Gi", 300),
 )
 def admin_reconciliation(call: Call):
-    """Reconcile now: incremental, what is new since the checkpoint."""
-    return reconciliation.incremental(call.db)
+    """Reconcile now: incremental, what is new since the checkpoint, kept and told as the daily run."""
+    return reconciliation.run_now(call.db)
 
 
 @functions_framework.http

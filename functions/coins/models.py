@@ -3,7 +3,7 @@ types are strict: "500" is not an amount and neither is 500.0 nor true."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -281,7 +281,7 @@ class LedgerExport(Query):
         start = info.data.get("start")  # absent when `from` itself was refused
         if start is not None and end <= start:
             raise ValueError("must be after `from`")
-        if start is not None and (end - start).days > config.EXPORT_DAYS_MAX:
+        if start is not None and end - start > timedelta(days=config.EXPORT_DAYS_MAX):
             raise ValueError(f"at most {config.EXPORT_DAYS_MAX} days after `from`")
         return end
 

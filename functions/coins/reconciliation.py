@@ -319,8 +319,12 @@ def _shard_of(account: Account) -> int:
 
 
 def load_balances(db: Store, version: str) -> postings.Balances:
-    """The balances a version of a checkpoint kept (every shard of it)."""
+    """The balances a version of a checkpoint kept (every shard of it). A shard missing
+    means another run replaced that version meanwhile: 503, to run again on the new one,
+    never empty balances built upon."""
     found = db.get_many(store.reconciliation_shard(version, shard) for shard in range(config.CHECKPOINT_SHARDS))
+    if any(document is None for document in found.values()):
+        raise errors.Unavailable("Another reconciliation moved the checkpoint meanwhile; run this one again.")
     balances: postings.Balances = {}
     for document in found.values():
         for text, tiers in (document or {}).get("balances", {}).items():
@@ -340,7 +344,9 @@ def save_balances(
 ) -> str:
     """Writes `balances` as a new version of checkpoint `name` (its shards first, then
     the document naming them: a crash in between leaves the previous version whole),
-    then deletes the previous version's shards. Returns the version."""
+    then deletes the previous version's shards. Returns the version. If another run
+    moved the checkpoint since `previous` was read, nothing is kept (its new shards are
+    deleted) and the run is 503, to run again from the checkpoint as it now is."""
     version = f"{name}-{store.new_id()}"
     shards: list[dict[str, Any]] = [{"balances": {}} for _ in range(config.CHECKPOINT_SHARDS)]
     for account, tiers in balances.items():
@@ -349,6 +355,11 @@ def save_balances(
             shards[_shard_of(account)]["balances"][str(account)] = tiers
     for number, shard in enumerate(shards):
         db.set(store.reconciliation_shard(version, number), shard)
+    now_kept = db.get(store.reconciliation_checkpoint(name))
+    if (now_kept or {}).get("version") != (previous or {}).get("version"):
+        for number in range(config.CHECKPOINT_SHARDS):
+            db.delete(store.reconciliation_shard(version, number))
+        raise errors.Unavailable("Another reconciliation moved the checkpoint meanwhile; run this one again.")
     db.set(
         store.reconciliation_checkpoint(name),
         {"version": version, "watermark": watermark, "entries": entries, "at": ledger.now_utc(), **(extra or {})},
@@ -368,9 +379,10 @@ def start_full(db: Store, scheduler, *, by: str, now: datetime | None = None) ->
     """Starts a full replay (409 while another runs) and schedules its first step;
     answers the run's progress, `reconciliation_runs/{id}`."""
     now = now or ledger.now_utc()
-    running = list(db.query(store.RECONCILIATION_RUNS, (Where("status", "==", "running"),), limit=1))
-    if running and running[0]["updated_at"] > now - timedelta(seconds=FULL_STEP_STALE_SECONDS):
-        raise errors.InvalidState("A full replay is running already.", status="running", run_id=running[0]["id"])
+    for running in db.query(store.RECONCILIATION_RUNS, (Where("status", "==", "running"),)):
+        if running["updated_at"] > now - timedelta(seconds=FULL_STEP_STALE_SECONDS):
+            raise errors.InvalidState("A full replay is running already.", status="running", run_id=running["id"])
+        _abandon(db, running, now)  # died: its task gave up; what it kept is dropped
     run_id = now.strftime("%Y%m%d%H%M%S") + "-" + store.new_id()[:6]
     progress = {
         "id": run_id,
@@ -395,6 +407,17 @@ def start_full(db: Store, scheduler, *, by: str, now: datetime | None = None) ->
 
 # A running replay not moved for this long died (a step's task gave up): another may start.
 FULL_STEP_STALE_SECONDS = 30 * 60
+
+
+def _abandon(db: Store, run: Mapping[str, Any], now: datetime) -> None:
+    """A run that died: marked abandoned, and the balances it kept deleted."""
+    name = f"run-{run['id']}"
+    held = db.get(store.reconciliation_checkpoint(name))
+    if held is not None:
+        for number in range(config.CHECKPOINT_SHARDS):
+            db.delete(store.reconciliation_shard(held["version"], number))
+        db.delete(store.reconciliation_checkpoint(name))
+    db.set(store.reconciliation_run(run["id"]), {"status": "abandoned", "updated_at": now}, merge=True)
 
 
 def full_step(db: Store, scheduler, run_id: str, *, now: datetime | None = None) -> dict[str, Any]:
@@ -560,9 +583,20 @@ def _vault_problems(db: Store, balances: postings.Balances) -> list[dict[str, An
 def run_daily(db: Store, day: str | None = None) -> dict[str, Any]:
     """The scheduled run (incremental): stores its report under `reconciliation/{day}`
     (today, UTC) and logs an ERROR on any problem, which an alert policy on ERROR logs
-    picks up."""
+    picks up, and the admins are told."""
     now = ledger.now_utc()
-    day = day or now.strftime("%Y-%m-%d")
+    return _kept(db, day or now.strftime("%Y-%m-%d"), now)
+
+
+def run_now(db: Store) -> dict[str, Any]:
+    """The console's "Reconcile now": the same run, kept and told as the daily one is
+    (under its own name, `{day}-now-{HHMMSS}`). What it finds moves the checkpoint past
+    it, so it must never be seen by the console alone."""
+    now = ledger.now_utc()
+    return _kept(db, now.strftime("%Y-%m-%d-now-%H%M%S"), now)
+
+
+def _kept(db: Store, day: str, now: datetime) -> dict[str, Any]:
     report = incremental(db, now=now)
     stored = {**report, "problems": report["problems"][:STORED_PROBLEMS_MAX], "problem_count": len(report["problems"])}
     db.set(store.reconciliation(day), {**stored, "day": day, "at": now})

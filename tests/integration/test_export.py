@@ -87,8 +87,9 @@ def test_the_period_s_bounds_are_kept_exactly(api, db):
         ("2026-01-01T00:00:00", "2026-02-01T00:00:00Z", "from"),
         ("yesterday", "2026-02-01T00:00:00Z", "from"),
         ("2020-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "to"),
+        ("2025-01-01T00:00:00Z", "2026-01-02T23:00:00Z", "to"),
     ],
-    ids=["backwards", "no-zone", "not-a-time", "too-long"],
+    ids=["backwards", "no-zone", "not-a-time", "too-long", "a-day-and-23-hours-too-long"],
 )
 def test_a_bad_period_is_422_naming_its_bound(api, db, start, end, field):
     answer = export(api, start, end)

@@ -229,3 +229,52 @@ def mint_admin():
     from local.tokens import mint
 
     return mint("rc-admin", admin=True)
+
+
+def test_what_reconcile_now_finds_is_kept_and_told_as_the_daily_run_s_is(api, db, monkeypatch):
+    """Its run moves the checkpoint past what it found: seen by the console alone, a
+    problem would be forgotten by the next daily run."""
+    monkeypatch.setattr(config, "RECONCILE_LAG_SECONDS", 0)
+    touched, _ = burst(api, 2)
+    reconciliation.incremental(db)
+    assert api.adjust("rc-admin", touched, {"GSC": 1}).status_code == 200
+    db.collection("wallets").document(touched).update({"coins": {"GSC": 9}, "balance_dirhams": 9000})
+    answer = api.call("admin_reconciliation", uid="rc-admin", admin=True)
+    assert answer.status_code == 200 and not answer.get_json()["ok"]
+    [kept] = [d.to_dict() for d in db.collection("reconciliation").stream() if "-now-" in d.id]
+    assert kept["problem_count"] == 1 and kept["problems"][0]["user_id"] == touched
+    told = [d.to_dict() for d in db.collection("outbox").stream() if d.id == f"reconciliation-{kept['day']}"]
+    assert told and told[0]["facts"]["problem_count"] == 1
+    db.collection("wallets").document(touched).update({"coins": {"GBC": 1, "GSC": 1}, "balance_dirhams": 1500})
+
+
+def test_a_run_that_finds_the_checkpoint_moved_meanwhile_keeps_nothing_and_asks_to_run_again(api, db, monkeypatch):
+    import pytest
+
+    from coins import errors, store
+
+    monkeypatch.setattr(config, "RECONCILE_LAG_SECONDS", 0)
+    burst(api, 1)
+    reconciliation.incremental(db)
+    before = db.get(store.reconciliation_checkpoint(reconciliation.CURRENT))
+    stale = {**before, "version": "current-gone"}
+    with pytest.raises(errors.Unavailable):
+        reconciliation.save_balances(db, reconciliation.CURRENT, {}, watermark=before["watermark"], entries=0, previous=stale)
+    assert db.get(store.reconciliation_checkpoint(reconciliation.CURRENT))["version"] == before["version"], "left whole"
+    with pytest.raises(errors.Unavailable):
+        reconciliation.load_balances(db, "current-gone")  # its shards are gone: never read as empty balances
+    assert reconciliation.incremental(db)["ok"]
+
+
+def test_a_full_replay_that_died_is_abandoned_when_the_next_one_starts(api, db):
+    from coins import store
+
+    steps = Steps()
+    dead = reconciliation.start_full(db, steps, by="a")
+    reconciliation.full_step(db, steps, dead["id"])  # one step: it keeps balances of its own
+    assert db.get(store.reconciliation_checkpoint(f"run-{dead['id']}")) is not None
+    later = ledger.now_utc() + timedelta(seconds=reconciliation.FULL_STEP_STALE_SECONDS + 60)
+    started = reconciliation.start_full(db, steps, by="b", now=later)
+    assert db.get(store.reconciliation_run(dead["id"]))["status"] == "abandoned"
+    assert db.get(store.reconciliation_checkpoint(f"run-{dead['id']}")) is None, "what it kept is deleted"
+    assert started["id"] != dead["id"] and started["status"] == "running"

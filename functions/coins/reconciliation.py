@@ -25,7 +25,11 @@ Three ways to run them:
   it got); it ends by making its balances the checkpoint. Monthly, and from the console.
 - `run`: the same full replay in one call, for tests and small histories.
 An account document is compared with its replay as of its own `coins_at` (the entry that
-last wrote its coins), so an entry committed while a run reads is no false alarm.
+last wrote its coins), so a document read before an entry the run has read is no false
+alarm. The other way round is not covered: an entry committed after the run read the
+ledger but before it read the document is in the document and not in the replay, and is
+reported once (the next run sees both). Reading both at one read time would close it.
+Runs do not overlap their checkpoints: one that finds it moved keeps nothing (503).
 """
 
 from __future__ import annotations

@@ -224,3 +224,34 @@ def test_a_settlement_decides_from_the_purchase_and_what_the_gateway_verified(be
     assert (entry is not None) == (outcome is purchases.Outcome.PAID), "coins are issued only for a verified, matching payment"
     if outcome is purchases.Outcome.NEEDS_REVIEW:
         assert changes["needs_review"] is True and changes["review_reason"]
+
+
+class TwoAttempts:
+    """A gateway asked by reference whose order has two transactions: the payer's first
+    attempt went through, their second (newer) was declined."""
+
+    name, required_mode, asks_by_reference = "sadad", "live", True
+
+    def verify(self, order_id, reference):
+        paid = reference == "SD-first"
+        return Verification(order_id, reference, Status.PAID if paid else Status.FAILED, 11_000, "QAR", "live")
+
+
+def test_the_sweeper_keeps_the_answer_that_says_most_of_several_attempts():
+    db = MemoryStore()
+    pending = {
+        "id": "p1",
+        "user_id": "alice",
+        "status": "pending",
+        "gateway": "sadad",
+        "coins": {"GPC": 1},
+        "value_dirhams": 10_000,
+        "price_dirhams": 11_000,
+        "needs_review": False,
+        "created_at": NOW - timedelta(hours=1),
+        "reference_hints": ["SD-first", "SD-second"],  # newest last: asked first
+    }
+    db.set(store.purchase("p1"), pending)
+    assert settlement._sweep(db, lambda name: TwoAttempts(), pending, NOW) == "paid"
+    assert db.get(store.purchase("p1"))["status"] == "paid" and db.get(store.purchase("p1"))["gateway_reference"] == "SD-first"
+    conserved(db)

@@ -284,6 +284,10 @@ def _keep_hint(db: Store, gateway: Gateway, purchase_id: str, reference: str) ->
     ledger.execute(db, operation, actor=gateway.name)
 
 
+# Which of several answers for one purchase counts (its attempts' transactions): the first.
+SAYS_MOST = {Status.PAID: 0, Status.IN_PROGRESS: 1, Status.PENDING: 2, Status.FAILED: 3}
+
+
 def _asked_by(purchase: Mapping[str, Any], gateway: Gateway) -> list[str | None]:
     """The references to verify a purchase by: the verified one; else, for a gateway
     asked by reference, those notices named (newest first); else none (by order id)."""
@@ -379,23 +383,25 @@ def reconcile_pending(
 
 
 def _sweep(db: Store, gateway_for: Callable[[str], Gateway], purchase: Mapping[str, Any], now: datetime) -> str:
-    """One pending purchase: verified by each reference it may be asked by until one
-    answers for it; none (nothing to ask by, unknown, another order's): unpaid so far."""
+    """One pending purchase: verified by each reference it may be asked by, the answer
+    that says most kept (paid, then in progress, then pending, then failed: a payer's
+    declined attempt never hides the one that went through); none for it (nothing to ask
+    by, unknown, another order's): unpaid so far."""
     gateway = gateway_for(gateway_of(purchase))
     with settling(db, purchase["id"]) as taken:
         if not taken:
             return Outcome.BUSY  # a return or a webhook is settling it right now
-        found: Verification | str = Outcome.UNKNOWN_AT_GATEWAY
+        verification = Verification(purchase["id"], None, Status.PENDING, None, None, None)
+        answered = False
         for reference in _asked_by(purchase, gateway):
             try:
                 found = verify(gateway, purchase["id"], reference)
             except errors.Unavailable:
                 return Outcome.GATEWAY_UNAVAILABLE
-            if isinstance(found, Verification):
+            if isinstance(found, Verification) and (not answered or SAYS_MOST[found.status] < SAYS_MOST[verification.status]):
+                verification, answered = found, True
+            if verification.status is Status.PAID:
                 break
-        verification = (
-            found if isinstance(found, Verification) else Verification(purchase["id"], None, Status.PENDING, None, None, None)
-        )
         expires_after = (
             config.PURCHASE_IN_PROGRESS_EXPIRE_AFTER_SECONDS
             if verification.status is Status.IN_PROGRESS
